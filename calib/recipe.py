@@ -1,0 +1,402 @@
+"""The recipe: a versioned JSON artifact holding every quantizer parameter of a PTQ run.
+
+It is the only contract between `calib/` (which writes it) and `engine_builder/` (which lowers it to
+ONNX and TensorRT). Torch-free on purpose. Every float is stored as the exact decimal of a float32, so
+that torch, NumPy, ONNX and the kernels all start from the same bits.
+
+Layout (schema_version 1)::
+
+    {"schema_version": 1, "producer": "drq 0.1.0",
+     "model": {"arch": "imdn", "scale": 4, "checkpoint_sha256": "...", "input_range": 1.0},
+     "method": "drq+saft", "w_bits": 4, "a_bits": 4, "budget": "split", "weight_mode": "per-channel",
+     "calibration": {"images": 100, "crop": 96, "seed": 0, "source": "bsd200", "epochs": 10, "wall_s": 61.2},
+     "layers": {"body.0.c1": {"op": "conv2d",
+                              "weight": {"bits": 4, "axis": 0, "scale": [...]},
+                              "act": {"kind": "dual_region", "budget": "split", "bits": 4, "lower": -0.3,
+                                      "breakpoint": 0.1, "upper": 2.4, "outlier_scale": 0.33,
+                                      "outlier_channels": [3, 17]}}}}
+
+`layers` keeps the models' execution order. Grid arithmetic derived from these parameters lives in
+`calib.grids`, shared by the torch quantizers and the ONNX lowerings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args
+
+import numpy as np
+
+from calib.artifacts import atomic_write_text, canonical_json, sha256_json
+from calib.errors import RecipeError
+
+SCHEMA_VERSION = 1
+PRODUCER = "drq 0.1.0"
+
+Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft"]
+Budget = Literal["uniform", "paper", "b-bit", "split"]
+DualBudget = Literal["paper", "b-bit", "split"]
+WeightMode = Literal["per-channel", "paper"]
+LayerOp = Literal["conv2d", "conv_transpose2d", "linear"]
+
+METHODS: tuple[str, ...] = get_args(Method)
+BUDGETS: tuple[str, ...] = get_args(Budget)
+DUAL_BUDGETS: tuple[str, ...] = get_args(DualBudget)
+WEIGHT_MODES: tuple[str, ...] = get_args(WeightMode)
+LAYER_OPS: tuple[str, ...] = get_args(LayerOp)
+
+
+def f32(value: float) -> float:
+    """Round a Python float to the nearest float32 and return it as a Python float (exact)."""
+    return float(np.float32(value))
+
+
+def _check_bits(bits: int, what: str) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise RecipeError(f"{what}: bits must be an integer in 2..8, got {bits!r}")
+
+
+def _check_finite(value: float, what: str, positive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecipeError(f"{what}: must be a finite number, got {value!r}")
+    if positive and not value > 0:
+        raise RecipeError(f"{what}: must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which network a recipe belongs to; `engine_builder` refuses a checkpoint with another hash."""
+
+    arch: str
+    scale: int
+    checkpoint_sha256: str
+    input_range: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not self.arch:
+            raise RecipeError("arch: must be a non-empty string")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+            raise RecipeError(f"scale: must be a positive integer, got {self.scale!r}")
+        sha = self.checkpoint_sha256
+        if not isinstance(sha, str) or not (sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))):
+            raise RecipeError(f"checkpoint_sha256: must be 64 lowercase hex digits or '', got {sha!r}")
+        _check_finite(self.input_range, "input_range", positive=True)
+
+
+@dataclass(frozen=True)
+class WeightQuant:
+    """Symmetric weight quantizer: narrow range [-(2^(b-1)-1), 2^(b-1)-1], zero-point 0.
+
+    `axis` is 0 for per-output-channel scales (`scale` has one entry per channel) or None for one
+    per-tensor scale (the paper's learned clip u_w = scale * (2^(b-1)-1)). For ConvTranspose2d the
+    output-channel axis of the weight is 1; `axis` records the axis actually used.
+    """
+
+    bits: int
+    scale: tuple[float, ...]
+    axis: int | None = 0
+
+    def __post_init__(self) -> None:
+        _check_bits(self.bits, "weight")
+        if self.axis not in (None, 0, 1):
+            raise RecipeError(f"weight.axis: must be 0, 1 or null, got {self.axis!r}")
+        if not isinstance(self.scale, tuple) or not self.scale:
+            raise RecipeError("weight.scale: must be a non-empty list")
+        if self.axis is None and len(self.scale) != 1:
+            raise RecipeError(f"weight.scale: per-tensor (axis null) needs one scale, got {len(self.scale)}")
+        for i, s in enumerate(self.scale):
+            _check_finite(s, f"weight.scale[{i}]", positive=True)
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+
+@dataclass(frozen=True)
+class UniformAct:
+    """Per-tensor uniform activation quantizer.
+
+    Signed: codes [-2^(b-1), 2^(b-1)-1] (the full int8 range at b=8, as ONNX QuantizeLinear and
+    TensorRT saturate), zero_point 0 when symmetric. Unsigned: codes [0, 2^b-1] with a zero point.
+    """
+
+    bits: int
+    scale: float
+    zero_point: int = 0
+    signed: bool = True
+    kind: Literal["uniform"] = "uniform"
+
+    def __post_init__(self) -> None:
+        _check_bits(self.bits, "act")
+        _check_finite(self.scale, "act.scale", positive=True)
+        if self.kind != "uniform":
+            raise RecipeError(f"act.kind: expected 'uniform', got {self.kind!r}")
+        if not isinstance(self.signed, bool):
+            raise RecipeError(f"act.signed: must be true or false, got {self.signed!r}")
+        if isinstance(self.zero_point, bool) or not isinstance(self.zero_point, int):
+            raise RecipeError(f"act.zero_point: must be an integer, got {self.zero_point!r}")
+        if not self.qmin <= self.zero_point <= self.qmax:
+            raise RecipeError(f"act.zero_point: {self.zero_point} is outside the code range [{self.qmin}, {self.qmax}]")
+
+    @property
+    def qmin(self) -> int:
+        return -(2 ** (self.bits - 1)) if self.signed else 0
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+
+    @property
+    def symmetric(self) -> bool:
+        return self.signed and self.zero_point == 0
+
+
+@dataclass(frozen=True)
+class DualRegionAct:
+    """Dual-region activation quantizer (Wang et al., ICCV 2025): dense [-bp, bp] plus outlier tails.
+
+    `lower` / `upper` are l_a / u_a and `breakpoint` is bp of the paper. `outlier_scale` is s_o of the
+    `split` budget (None for the others). `outlier_channels` lists the input channels that exceeded
+    the breakpoint during calibration (None when not recorded); lowerings may restrict the outlier
+    branch to them. See `calib.grids` for the code layout of each budget.
+    """
+
+    budget: DualBudget
+    bits: int
+    lower: float
+    breakpoint: float
+    upper: float
+    outlier_scale: float | None = None
+    outlier_channels: tuple[int, ...] | None = None
+    kind: Literal["dual_region"] = "dual_region"
+
+    def __post_init__(self) -> None:
+        if self.budget not in DUAL_BUDGETS:
+            raise RecipeError(f"act.budget: must be one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}")
+        _check_bits(self.bits, "act")
+        if self.budget == "b-bit" and self.bits < 3:
+            raise RecipeError("act.bits: the b-bit budget needs at least 3 bits (dense and tail codes)")
+        for name in ("lower", "breakpoint", "upper"):
+            _check_finite(getattr(self, name), f"act.{name}")
+        if not (self.lower <= 0 < self.breakpoint < self.upper):
+            raise RecipeError(
+                f"act: need lower <= 0 < breakpoint < upper, got {self.lower}, {self.breakpoint}, {self.upper}"
+            )
+        if self.budget == "split":
+            if self.outlier_scale is None:
+                raise RecipeError("act.outlier_scale: required by the split budget")
+            _check_finite(self.outlier_scale, "act.outlier_scale", positive=True)
+        elif self.outlier_scale is not None:
+            raise RecipeError(f"act.outlier_scale: only the split budget has one, not {self.budget!r}")
+        if self.outlier_channels is not None:
+            chans = self.outlier_channels
+            if not isinstance(chans, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in chans):
+                raise RecipeError("act.outlier_channels: must be a list of non-negative channel indices")
+            if list(chans) != sorted(set(chans)):
+                raise RecipeError("act.outlier_channels: must be sorted and unique")
+
+    @property
+    def bounded_below(self) -> bool:
+        """True when the input never goes below -bp (e.g. after ReLU): no negative tail."""
+        return self.lower >= -self.breakpoint
+
+
+ActQuant = Union[UniformAct, DualRegionAct]
+
+
+@dataclass(frozen=True)
+class LayerRecipe:
+    """Quantizers of one wrapped layer: its weight and its input activation."""
+
+    op: LayerOp
+    weight: WeightQuant
+    act: ActQuant
+
+    def __post_init__(self) -> None:
+        if self.op not in LAYER_OPS:
+            raise RecipeError(f"op: must be one of {', '.join(LAYER_OPS)}, got {self.op!r}")
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """How the recipe was calibrated (informational, but validated)."""
+
+    images: int
+    crop: int
+    seed: int
+    source: str = ""
+    epochs: int = 0
+    wall_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("images", "crop", "seed", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RecipeError(f"calibration.{name}: must be a non-negative integer, got {value!r}")
+        _check_finite(self.wall_s, "calibration.wall_s")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every quantizer parameter of one PTQ run, plus the identity of the model it belongs to."""
+
+    model: ModelIdentity
+    method: Method
+    w_bits: int
+    a_bits: int
+    budget: Budget
+    weight_mode: WeightMode
+    calibration: CalibrationInfo
+    layers: dict[str, LayerRecipe] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    producer: str = PRODUCER
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise RecipeError(f"method: must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.budget not in BUDGETS:
+            raise RecipeError(f"budget: must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
+        if self.weight_mode not in WEIGHT_MODES:
+            raise RecipeError(f"weight_mode: must be one of {', '.join(WEIGHT_MODES)}, got {self.weight_mode!r}")
+        _check_bits(self.w_bits, "w_bits")
+        _check_bits(self.a_bits, "a_bits")
+        if not self.layers:
+            raise RecipeError("layers: a recipe must quantize at least one layer")
+        for name, layer in self.layers.items():
+            act_is_dual = isinstance(layer.act, DualRegionAct)
+            if act_is_dual != (self.budget != "uniform"):
+                raise RecipeError(f"layers[{name!r}].act: kind {layer.act.kind!r} does not match budget {self.budget!r}")
+            if act_is_dual and layer.act.budget != self.budget:
+                raise RecipeError(f"layers[{name!r}].act.budget: {layer.act.budget!r} differs from budget {self.budget!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (tuples become lists; key order is the schema's)."""
+        out = asdict(self)
+        out["layers"] = {name: asdict(layer) for name, layer in self.layers.items()}
+        return out
+
+    def sha256(self) -> str:
+        """Canonical-JSON sha256: what engines and manifests record as the recipe they came from."""
+        return sha256_json(self.to_dict())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading: every field validated, every error names the file and the field path.
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: must be an object")
+    known = {f for f in cls.__dataclass_fields__}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecipeError(f"{path}: unknown field(s) {', '.join(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise RecipeError(f"{path}: {err}") from err
+    except RecipeError as err:
+        raise RecipeError(f"{path}.{err}" if path else str(err)) from err
+
+
+def _act_from_dict(data: Any, path: str) -> ActQuant:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: must be an object")
+    kind = data.get("kind")
+    if kind == "uniform":
+        return _build(UniformAct, data, path)
+    if kind == "dual_region":
+        return _build(DualRegionAct, data, path)
+    raise RecipeError(f"{path}.kind: must be 'uniform' or 'dual_region', got {kind!r}")
+
+
+def recipe_from_dict(data: Any) -> Recipe:
+    """Validate a parsed JSON object and build a `Recipe`.
+
+    Raises:
+        RecipeError: naming the first offending field.
+    """
+    if not isinstance(data, dict):
+        raise RecipeError("top level: must be a JSON object")
+    version = data.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise RecipeError(f"schema_version: must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise RecipeError(f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq")
+    if version != SCHEMA_VERSION:
+        raise RecipeError(f"schema_version: {version} is not supported (expected {SCHEMA_VERSION})")
+    required = ("model", "method", "w_bits", "a_bits", "budget", "weight_mode", "calibration", "layers")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise RecipeError(f"top level: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(data) - set(required) - {"schema_version", "producer"})
+    if unknown:
+        raise RecipeError(f"top level: unknown field(s) {', '.join(unknown)}")
+    model = _build(ModelIdentity, data["model"], "model")
+    calibration = _build(CalibrationInfo, data["calibration"], "calibration")
+    raw_layers = data["layers"]
+    if not isinstance(raw_layers, dict):
+        raise RecipeError("layers: must be an object mapping layer names to quantizers")
+    layers: dict[str, LayerRecipe] = {}
+    for name, raw in raw_layers.items():
+        where = f"layers[{name!r}]"
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{where}: must be an object")
+        unknown = sorted(set(raw) - {"op", "weight", "act"})
+        missing = sorted({"op", "weight", "act"} - set(raw))
+        if unknown or missing:
+            raise RecipeError(f"{where}: " + "; ".join(
+                part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                  f"unknown {', '.join(unknown)}" if unknown else "") if part))
+        weight = _build(WeightQuant, raw["weight"], f"{where}.weight")
+        act = _act_from_dict(raw["act"], f"{where}.act")
+        try:
+            layers[name] = LayerRecipe(op=raw["op"], weight=weight, act=act)
+        except RecipeError as err:
+            raise RecipeError(f"{where}.{err}") from err
+    try:
+        return Recipe(model=model, method=data["method"], w_bits=data["w_bits"], a_bits=data["a_bits"],
+                      budget=data["budget"], weight_mode=data["weight_mode"], calibration=calibration,
+                      layers=layers, schema_version=version, producer=data.get("producer", PRODUCER))
+    except RecipeError as err:
+        raise err
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Read and validate a recipe file.
+
+    Raises:
+        RecipeError: `<path>: <field>: <problem>` for a missing, unreadable or invalid file.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise RecipeError(f"{file}: no such recipe file") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(f"{file}: cannot read recipe ({err.__class__.__name__})") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecipeError(f"{file}: not valid JSON (line {err.lineno}, column {err.colno})") from err
+    try:
+        return recipe_from_dict(data)
+    except RecipeError as err:
+        raise RecipeError(f"{file}: {err}") from err
+
+
+def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Path:
+    """Write a recipe atomically as indented JSON (hash is over the canonical form, not this text)."""
+    text = json.dumps(recipe.to_dict(), indent=1, allow_nan=False)
+    # Canonicalisation must succeed too (rejects NaN); cheap insurance that sha256() works later.
+    canonical_json(recipe.to_dict())
+    return atomic_write_text(path, text + "\n")

@@ -1,0 +1,1 @@
+"""Recipe -> ONNX lowerings -> TensorRT engines, runtimes and benchmarks."""

@@ -1,0 +1,1 @@
+"""The dual-region (de)quantization op: spec, NumPy reference, ONNX function, kernels, TRT registration."""

@@ -1,0 +1,1 @@
+"""Torch-free runtime side and the `drq` command dispatcher."""

@@ -1,0 +1,88 @@
+"""The `drq` command: a registry of subcommands named as strings, imported only when invoked.
+
+`drq --help` therefore works without torch, TensorRT or onnxruntime installed (Polygraphy's tool
+registry does the same). Each subcommand is `main(argv: list[str]) -> int` in its own module.
+User errors (the four package error bases) become one stderr line and exit code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    target: str  # "package.module:function"
+    summary: str
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "quantize": Subcommand("calib.cli:quantize_main", "calibrate a model and write a recipe (PTQ, optional SAFT)"),
+    "eval": Subcommand("serve.eval_command:main", "PSNR/SSIM-Y of a checkpoint, a recipe (simulated) or an ONNX model"),
+    "zoo": Subcommand("calib.cli:zoo_main", "evaluate every pretrained model of the zoo (FP32) into a results table"),
+    "report": Subcommand("calib.report:main", "the PTQ results grid: methods x bits x budgets x datasets"),
+    "export": Subcommand("engine_builder.cli:export_main", "lower a recipe (or FP model) to ONNX"),
+    "build": Subcommand("engine_builder.cli:build_main", "build a TensorRT / TensorRT-RTX engine from ONNX"),
+    "bench": Subcommand("engine_builder.cli:bench_main", "latency / throughput / PSNR of lowerings side by side"),
+    "calib-cache": Subcommand("engine_builder.cli:calib_cache_main", "write a TensorRT calibration cache from a recipe"),
+    "plugin-bench": Subcommand("engine_builder.cli:plugin_bench_main", "memory traffic and PSNR of the dual-region plugin path"),
+    "kernels": Subcommand("plugins.cli:main", "compile the dual-region Triton kernels to PTX, or check them"),
+}
+
+_ERROR_BASES = (
+    ("calib.errors", "CalibError"),
+    ("engine_builder.errors", "BuildError"),
+    ("plugins.errors", "PluginError"),
+    ("serve.errors", "ServeError"),
+)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types = []
+    for module, name in _ERROR_BASES:
+        types.append(getattr(importlib.import_module(module), name))
+    return tuple(types)
+
+
+def _usage() -> str:
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = ["usage: drq <command> [options]", "", "Deploy super-resolution networks at low precision.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {cmd.summary}" for name, cmd in SUBCOMMANDS.items()]
+    lines += ["", "Run 'drq <command> --help' for the options of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `drq <command> ...`; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print("drq 0.1.0")
+        return 0
+    name, rest = args[0], args[1:]
+    command = SUBCOMMANDS.get(name)
+    if command is None:
+        print(f"drq: unknown command {name!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    user_errors = _user_error_types()
+    module_name, func_name = command.target.split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(rest) or 0)
+    except user_errors as err:
+        print(f"drq {name}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"drq {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

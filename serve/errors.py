@@ -1,0 +1,7 @@
+"""User-facing errors of `serve`."""
+
+from __future__ import annotations
+
+
+class ServeError(Exception):
+    """Base of every user error raised by `serve`."""
