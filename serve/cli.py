@@ -21,15 +21,15 @@ class Subcommand:
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
-    "quantize": Subcommand("calib.cli:quantize_main", "calibrate a model and write a recipe (PTQ, optional SAFT)"),
+    "quantize": Subcommand("calib.quantize_command:main", "calibrate a model and write a recipe (PTQ, optional SAFT)"),
     "eval": Subcommand("serve.eval_command:main", "PSNR/SSIM-Y of a checkpoint, a recipe (simulated) or an ONNX model"),
-    "zoo": Subcommand("calib.cli:zoo_main", "evaluate every pretrained model of the zoo (FP32) into a results table"),
+    "zoo": Subcommand("calib.zoo_command:main", "evaluate every pretrained model of the zoo (FP32) into a results table"),
     "report": Subcommand("calib.report:main", "the PTQ results grid: methods x bits x budgets x datasets"),
-    "export": Subcommand("engine_builder.cli:export_main", "lower a recipe (or FP model) to ONNX"),
-    "build": Subcommand("engine_builder.cli:build_main", "build a TensorRT / TensorRT-RTX engine from ONNX"),
-    "bench": Subcommand("engine_builder.cli:bench_main", "latency / throughput / PSNR of lowerings side by side"),
-    "calib-cache": Subcommand("engine_builder.cli:calib_cache_main", "write a TensorRT calibration cache from a recipe"),
-    "plugin-bench": Subcommand("engine_builder.cli:plugin_bench_main", "memory traffic and PSNR of the dual-region plugin path"),
+    "export": Subcommand("engine_builder.export_command:main", "lower a recipe (or FP model) to ONNX"),
+    "build": Subcommand("engine_builder.build_command:main", "build a TensorRT / TensorRT-RTX engine from ONNX"),
+    "bench": Subcommand("engine_builder.bench_command:main", "latency / throughput / PSNR of lowerings side by side"),
+    "calib-cache": Subcommand("engine_builder.calib_cache_command:main", "write a TensorRT calibration cache from a recipe"),
+    "plugin-bench": Subcommand("engine_builder.plugin_bench:main", "memory traffic and PSNR of the dual-region plugin path"),
     "kernels": Subcommand("plugins.cli:main", "compile the dual-region Triton kernels to PTX, or check them"),
 }
 
