@@ -7,7 +7,8 @@ that torch, NumPy, ONNX and the kernels all start from the same bits.
 Layout (schema_version 1)::
 
     {"schema_version": 1, "producer": "drq 0.1.0",
-     "model": {"arch": "imdn", "scale": 4, "checkpoint_sha256": "...", "input_range": 1.0},
+     "model": {"arch": "imdn", "scale": 4, "checkpoint_sha256": "...", "input_range": 1.0,
+               "checkpoint": "../shared/sr_weights/imdn_x4.pth"},
      "method": "drq+saft", "w_bits": 4, "a_bits": 4, "budget": "split", "weight_mode": "per-channel",
      "calibration": {"images": 100, "crop": 96, "seed": 0, "source": "bsd200", "epochs": 10, "wall_s": 61.2},
      "layers": {"body.0.c1": {"op": "conv2d",
@@ -75,6 +76,8 @@ class ModelIdentity:
     scale: int
     checkpoint_sha256: str
     input_range: float = 1.0
+    checkpoint: str = ""  # path as given at quantize time; export/eval use it unless --weights overrides
+
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
@@ -85,6 +88,8 @@ class ModelIdentity:
         if not isinstance(sha, str) or not (sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))):
             raise RecipeError(f"checkpoint_sha256: must be 64 lowercase hex digits or '', got {sha!r}")
         _check_finite(self.input_range, "input_range", positive=True)
+        if not isinstance(self.checkpoint, str):
+            raise RecipeError(f"checkpoint: must be a path string, got {self.checkpoint!r}")
 
 
 @dataclass(frozen=True)
