@@ -1,0 +1,46 @@
+"""Shared inputs for the bit-exactness tests: params sets and float inputs that hit every branch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plugins.spec import pack_params
+
+
+def params_sets() -> dict[str, np.ndarray]:
+    """Representative params: 8-bit with both tails, no negative tail, 4-bit, awkward steps."""
+    d8, d4 = 63, 3
+    bp = np.float32(0.7371)
+    return {
+        "b8_two_tails": pack_params(bp, np.float32(bp / np.float32(d8)), np.float32((np.float32(9.25) - bp) / d8),
+                                    np.float32((np.float32(3.5) - bp) / d8), d8),
+        "b8_no_neg_tail": pack_params(1.0, np.float32(1.0) / np.float32(d8), 0.5, 0.0, d8),
+        "b4": pack_params(0.3, np.float32(0.3) / np.float32(d4), np.float32(0.9) / np.float32(d4), 0.05, d4),
+        "b8_pow2": pack_params(2.0, 0.03125, 0.25, 0.125, d8),
+    }
+
+
+def float_inputs(params: np.ndarray, n_random: int = 20000, seed: int = 0) -> np.ndarray:
+    """float32 values: random bulk plus outliers, exact .5 ties on every grid, NaN, +-inf, out of range."""
+    bp, s_d, s_p, s_n, d = (np.float32(v) for v in params)
+    rng = np.random.default_rng(seed)
+    bulk = (rng.standard_normal(n_random) * bp).astype(np.float32)
+    outliers = (rng.standard_normal(2000) * (bp + d * s_p) * 2).astype(np.float32)
+    k = np.arange(-2 * int(d) - 3, 2 * int(d) + 4, dtype=np.float32)
+    half = k + np.float32(0.5)
+    ties = np.concatenate([
+        half * s_d,  # dense ties
+        bp + half[half > 0] * s_p,  # positive-tail ties
+        -(bp + half[half > 0] * s_n),  # negative-tail ties
+        k * s_d, bp + k * s_p, -(bp + k * s_n),  # exact grid points
+    ]).astype(np.float32)
+    around_bp = np.array([np.nextafter(bp, np.float32(0)), bp, np.nextafter(bp, np.float32(9)),
+                          -np.nextafter(bp, np.float32(0)), -bp, -np.nextafter(bp, np.float32(9))], dtype=np.float32)
+    special = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45,
+                        65504.0, -65504.0], dtype=np.float32)
+    return np.concatenate([bulk, outliers, ties, around_bp, special]).astype(np.float32)
+
+
+def all_codes() -> np.ndarray:
+    """Every int8 code, including the unused ones beyond +-2D."""
+    return np.arange(-128, 128, dtype=np.int16).astype(np.int8)
