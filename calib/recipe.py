@@ -58,7 +58,7 @@ def f32(value: float) -> float:
 
 def _check_bits(bits: int, what: str) -> None:
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise RecipeError(f"{what}: bits must be an integer in 2..8, got {bits!r}")
+        raise RecipeError(f"{what}: must be an integer in 2..8, got {bits!r}")
 
 
 def _check_finite(value: float, what: str, positive: bool = False) -> None:
@@ -106,15 +106,15 @@ class WeightQuant:
     axis: int | None = 0
 
     def __post_init__(self) -> None:
-        _check_bits(self.bits, "weight")
+        _check_bits(self.bits, "bits")
         if self.axis not in (None, 0, 1):
-            raise RecipeError(f"weight.axis: must be 0, 1 or null, got {self.axis!r}")
+            raise RecipeError(f"axis: must be 0, 1 or null, got {self.axis!r}")
         if not isinstance(self.scale, tuple) or not self.scale:
-            raise RecipeError("weight.scale: must be a non-empty list")
+            raise RecipeError("scale: must be a non-empty list")
         if self.axis is None and len(self.scale) != 1:
-            raise RecipeError(f"weight.scale: per-tensor (axis null) needs one scale, got {len(self.scale)}")
+            raise RecipeError(f"scale: per-tensor (axis null) needs one scale, got {len(self.scale)}")
         for i, s in enumerate(self.scale):
-            _check_finite(s, f"weight.scale[{i}]", positive=True)
+            _check_finite(s, f"scale[{i}]", positive=True)
 
     @property
     def qmax(self) -> int:
@@ -136,16 +136,16 @@ class UniformAct:
     kind: Literal["uniform"] = "uniform"
 
     def __post_init__(self) -> None:
-        _check_bits(self.bits, "act")
-        _check_finite(self.scale, "act.scale", positive=True)
+        _check_bits(self.bits, "bits")
+        _check_finite(self.scale, "scale", positive=True)
         if self.kind != "uniform":
-            raise RecipeError(f"act.kind: expected 'uniform', got {self.kind!r}")
+            raise RecipeError(f"kind: expected 'uniform', got {self.kind!r}")
         if not isinstance(self.signed, bool):
-            raise RecipeError(f"act.signed: must be true or false, got {self.signed!r}")
+            raise RecipeError(f"signed: must be true or false, got {self.signed!r}")
         if isinstance(self.zero_point, bool) or not isinstance(self.zero_point, int):
-            raise RecipeError(f"act.zero_point: must be an integer, got {self.zero_point!r}")
+            raise RecipeError(f"zero_point: must be an integer, got {self.zero_point!r}")
         if not self.qmin <= self.zero_point <= self.qmax:
-            raise RecipeError(f"act.zero_point: {self.zero_point} is outside the code range [{self.qmin}, {self.qmax}]")
+            raise RecipeError(f"zero_point: {self.zero_point} is outside the code range [{self.qmin}, {self.qmax}]")
 
     @property
     def qmin(self) -> int:
@@ -181,28 +181,28 @@ class DualRegionAct:
 
     def __post_init__(self) -> None:
         if self.budget not in DUAL_BUDGETS:
-            raise RecipeError(f"act.budget: must be one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}")
-        _check_bits(self.bits, "act")
+            raise RecipeError(f"budget: must be one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}")
+        _check_bits(self.bits, "bits")
         if self.budget == "b-bit" and self.bits < 3:
-            raise RecipeError("act.bits: the b-bit budget needs at least 3 bits (dense and tail codes)")
+            raise RecipeError("bits: the b-bit budget needs at least 3 bits (dense and tail codes)")
         for name in ("lower", "breakpoint", "upper"):
-            _check_finite(getattr(self, name), f"act.{name}")
+            _check_finite(getattr(self, name), name)
         if not (self.lower <= 0 < self.breakpoint < self.upper):
             raise RecipeError(
-                f"act: need lower <= 0 < breakpoint < upper, got {self.lower}, {self.breakpoint}, {self.upper}"
+                f"need lower <= 0 < breakpoint < upper, got {self.lower}, {self.breakpoint}, {self.upper}"
             )
         if self.budget == "split":
             if self.outlier_scale is None:
-                raise RecipeError("act.outlier_scale: required by the split budget")
-            _check_finite(self.outlier_scale, "act.outlier_scale", positive=True)
+                raise RecipeError("outlier_scale: required by the split budget")
+            _check_finite(self.outlier_scale, "outlier_scale", positive=True)
         elif self.outlier_scale is not None:
-            raise RecipeError(f"act.outlier_scale: only the split budget has one, not {self.budget!r}")
+            raise RecipeError(f"outlier_scale: only the split budget has one, not {self.budget!r}")
         if self.outlier_channels is not None:
             chans = self.outlier_channels
             if not isinstance(chans, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in chans):
-                raise RecipeError("act.outlier_channels: must be a list of non-negative channel indices")
+                raise RecipeError("outlier_channels: must be a list of non-negative channel indices")
             if list(chans) != sorted(set(chans)):
-                raise RecipeError("act.outlier_channels: must be sorted and unique")
+                raise RecipeError("outlier_channels: must be sorted and unique")
 
     @property
     def bounded_below(self) -> bool:
@@ -282,7 +282,8 @@ class Recipe:
         """The JSON form (tuples become lists; key order is the schema's)."""
         out = asdict(self)
         out["layers"] = {name: asdict(layer) for name, layer in self.layers.items()}
-        return out
+        # Tuples become lists, exactly as a JSON load would give them back.
+        return json.loads(json.dumps(out, allow_nan=False))
 
     def sha256(self) -> str:
         """Canonical-JSON sha256: what engines and manifests record as the recipe they came from."""
@@ -291,6 +292,12 @@ class Recipe:
 
 # ----------------------------------------------------------------------------------------------------
 # Loading: every field validated, every error names the file and the field path.
+
+
+def _join(path: str, message: str, fields: set[str]) -> str:
+    """Prefix a dataclass's own message with the field path: `layers['x'].act` + `bits: ...`."""
+    head = message.split(":", 1)[0].split("[", 1)[0]
+    return f"{path}.{message}" if head in fields else f"{path}: {message}"
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
@@ -310,7 +317,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     except TypeError as err:
         raise RecipeError(f"{path}: {err}") from err
     except RecipeError as err:
-        raise RecipeError(f"{path}.{err}" if path else str(err)) from err
+        raise RecipeError(_join(path, str(err), known)) from err
 
 
 def _act_from_dict(data: Any, path: str) -> ActQuant:
@@ -367,13 +374,10 @@ def recipe_from_dict(data: Any) -> Recipe:
         try:
             layers[name] = LayerRecipe(op=raw["op"], weight=weight, act=act)
         except RecipeError as err:
-            raise RecipeError(f"{where}.{err}") from err
-    try:
-        return Recipe(model=model, method=data["method"], w_bits=data["w_bits"], a_bits=data["a_bits"],
-                      budget=data["budget"], weight_mode=data["weight_mode"], calibration=calibration,
-                      layers=layers, schema_version=version, producer=data.get("producer", PRODUCER))
-    except RecipeError as err:
-        raise err
+            raise RecipeError(_join(where, str(err), {"op"})) from err
+    return Recipe(model=model, method=data["method"], w_bits=data["w_bits"], a_bits=data["a_bits"],
+                  budget=data["budget"], weight_mode=data["weight_mode"], calibration=calibration,
+                  layers=layers, schema_version=version, producer=data.get("producer", PRODUCER))
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
