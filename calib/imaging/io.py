@@ -1,0 +1,173 @@
+"""Read and write RGB images as uint8 arrays, and convert them to and from the models' NCHW floats.
+
+Every image enters drq as a uint8 ``H x W x 3`` RGB array. `read_image` applies these rules, by the
+mode Pillow reports for the file:
+
+- ``RGB``: used as stored.
+- ``L`` (8-bit grayscale): the gray value is replicated to R, G and B.
+- ``P`` (palette, gray or colour): each index is replaced by its palette colour.
+- ``LA``, ``RGBA``, ``PA`` (with alpha): the alpha channel is discarded. No compositing onto a
+  background is done: the colour channels are kept exactly as stored, whatever the alpha.
+- ``I;16``, ``I;16L``, ``I;16B`` (16-bit grayscale) and ``I`` (32-bit integer grayscale holding
+  values in 0..65535): scaled to 8 bits with ``round(v * 255 / 65535)`` (half away from zero), then
+  replicated to 3 channels. An ``I`` image with a value outside 0..65535 is rejected.
+- 16-bit RGB/RGBA PNGs: Pillow has no 16-bit colour mode and decodes them to 8 bits itself by keeping
+  the high byte (``v >> 8``, at most one level below the rounded value); drq takes those bytes as they
+  come (alpha dropped as above).
+- Any other mode (``1``, ``F``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ...) raises `ImageError`.
+
+The pixels are used as stored: EXIF orientation is not applied, and a multi-frame file gives its first
+frame. A missing, unreadable or corrupt file raises `ImageError` with one line
+``<path>: cannot read image (<reason>)``.
+
+`to_nchw_float` maps uint8 to float32 ``1 x 3 x H x W`` in [0, 1] (``v / 255``); `from_nchw_float`
+is the evaluation's inverse: the SR output is clamped to [0, 1], multiplied by 255 in its own float
+precision and rounded half to even (as ``torch.round`` does in the SR evaluation scripts), then cast to
+uint8.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from calib.artifacts import atomic_write_bytes
+from calib.errors import ImageError
+
+# 8-bit modes read as their channels, after expanding palettes through Pillow (to RGBA so that a
+# palette with transparency converts without Pillow's warning; the alpha is dropped below anyway).
+_EIGHT_BIT_MODES = {"RGB": None, "RGBA": None, "L": None, "LA": None, "P": "RGBA", "PA": "RGBA"}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I")
+
+
+def _reason(err: BaseException) -> str:
+    """A one-line reason for a failed read (Pillow messages can span lines)."""
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    text = " ".join(str(err).split())
+    return text or err.__class__.__name__
+
+
+def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
+    """Scale 0..65535 to 0..255 with round(v * 255 / 65535), halves rounded away from zero."""
+    scaled = values.astype(np.float64) * (255.0 / 65535.0)
+    # Values are non-negative, so floor(x + 0.5) is round-half-away-from-zero.
+    return np.floor(scaled + 0.5).astype(np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2).astype(np.uint8, copy=False)
+
+
+def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
+    """Read an image file as a uint8 ``H x W x 3`` RGB array (mode rules in the module docstring).
+
+    Args:
+        path: The image file (any format Pillow reads).
+
+    Returns:
+        A new C-contiguous uint8 array of shape ``(H, W, 3)``.
+
+    Raises:
+        ImageError: The file is missing, unreadable or corrupt, or its mode is not supported.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode in _EIGHT_BIT_MODES:
+                expand = _EIGHT_BIT_MODES[mode]
+                pixels = np.asarray(image.convert(expand) if expand else image)
+            elif mode in _SIXTEEN_BIT_MODES:
+                pixels = np.asarray(image)
+            else:
+                raise ImageError(f"{path}: unsupported image mode {mode}; convert it to 8-bit RGB")
+    except ImageError:
+        raise
+    # Pillow signals bad files with OSError (incl. UnidentifiedImageError), SyntaxError or ValueError,
+    # and oversized ones with DecompressionBombError.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
+
+    if mode in _SIXTEEN_BIT_MODES:
+        if mode == "I" and pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+            raise ImageError(
+                f"{path}: unsupported image mode I with values {int(pixels.min())}..{int(pixels.max())}; "
+                "only 0..65535 is read as 16-bit"
+            )
+        return _gray_to_rgb(_sixteen_to_eight(pixels))
+    if pixels.ndim == 2:  # L
+        return _gray_to_rgb(pixels)
+    if pixels.shape[2] == 2:  # LA -> L, alpha discarded
+        return _gray_to_rgb(pixels[:, :, 0])
+    # Copy: Pillow's arrays are read-only views of its buffer.
+    return np.array(pixels[:, :, :3], dtype=np.uint8, order="C")
+
+
+def _check_rgb_uint8(img: np.ndarray, what: str) -> None:
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        described = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise ImageError(f"{what}: expected a uint8 H x W x 3 array, got {described}")
+
+
+def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8]) -> Path:
+    """Write a uint8 ``H x W x 3`` RGB array as a PNG, atomically (temp file, then rename).
+
+    Args:
+        path: Target file; its folder is created if needed. The format is PNG whatever the suffix.
+        img: The pixels.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImageError: `img` is not a uint8 ``H x W x 3`` array.
+    """
+    _check_rgb_uint8(img, str(path))
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img), mode="RGB").save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def to_nchw_float(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Convert a uint8 ``H x W x 3`` image to float32 ``1 x 3 x H x W`` in [0, 1] (``v / 255``).
+
+    Raises:
+        ImageError: `img` is not a uint8 ``H x W x 3`` array.
+    """
+    _check_rgb_uint8(img, "image")
+    chw = img.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(chw[None])
+
+
+def from_nchw_float(arr: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
+    """Convert a model output ``1 x 3 x H x W`` (or ``3 x H x W``) in [0, 1] to a uint8 ``H x W x 3``.
+
+    The values are clamped to [0, 1], multiplied by 255 in the array's own float precision and rounded
+    half to even, so the result matches ``(x.clamp(0, 1) * 255).round()`` in torch.
+
+    Raises:
+        ImageError: The shape is not ``1 x 3 x H x W`` / ``3 x H x W``, or the array holds NaN.
+    """
+    arr = np.asarray(arr)
+    shape = arr.shape
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 3 or arr.shape[0] != 3:
+        raise ImageError(f"SR output: expected shape 1 x 3 x H x W, got {shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+    nan = int(np.isnan(arr).sum())
+    if nan:
+        raise ImageError(f"SR output: {nan} NaN values")
+    scaled = np.clip(arr, 0, 1) * arr.dtype.type(255)
+    return np.ascontiguousarray(np.rint(scaled).astype(np.uint8).transpose(1, 2, 0))
