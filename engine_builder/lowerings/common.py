@@ -1,0 +1,133 @@
+"""Options and the pieces every quantizing lowering shares: recipe -> node lookup, offline weight codes.
+
+All float arithmetic is float32 NumPy with one rounding per operation (IEEE division, `np.rint` half to
+even), the order of `calib.grids` and the torch quantizers, so initializers equal the torch tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import onnx
+
+from calib.recipe import LayerRecipe, Recipe, WeightQuant
+from engine_builder.errors import ExportError
+from engine_builder.lowerings.graph import (
+    LOWERING_KEY,
+    RECIPE_SHA_KEY,
+    GraphEditor,
+    layer_map,
+    set_metadata,
+)
+
+_F32 = np.float32
+IoDtype = Literal["fp32", "fp16"]
+Target = Literal["tensorrt", "ort-cpu"]
+
+
+@dataclass(frozen=True)
+class LoweringOptions:
+    """How to lower (every field has the TensorRT default).
+
+    Attributes:
+        io_dtype: element type of `lr`/`sr` for the fp16 lowering (the others keep float32 I/O).
+        target: "tensorrt" writes the graph TensorRT wants; "ort-cpu" reshapes only the quantized convs
+            of `qdq`/`drq-split` into the integer patterns onnxruntime's CPU kernels run (same values).
+        outlier_channels_only: drq-split: the outlier branch only reads the recipe's outlier channels.
+    """
+
+    io_dtype: IoDtype = "fp32"
+    target: Target = "tensorrt"
+    outlier_channels_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.io_dtype not in ("fp32", "fp16"):
+            raise ExportError(f"io_dtype: must be fp32 or fp16, got {self.io_dtype!r}")
+        if self.target not in ("tensorrt", "ort-cpu"):
+            raise ExportError(f"target: must be tensorrt or ort-cpu, got {self.target!r}")
+
+
+def start(model: onnx.ModelProto, name: str, recipe: Recipe | None) -> tuple[onnx.ModelProto, GraphEditor]:
+    """Copy the float model, tag it with the lowering (and recipe hash), return it with an editor."""
+    out = copy.deepcopy(model)
+    meta = {LOWERING_KEY: name}
+    if recipe is not None:
+        meta[RECIPE_SHA_KEY] = recipe.sha256()
+    set_metadata(out, meta)
+    return out, GraphEditor(out)
+
+
+def recipe_nodes(model: onnx.ModelProto, recipe: Recipe, lowering: str) -> list[tuple[str, LayerRecipe, str]]:
+    """(layer name, layer recipe, node name) for every recipe layer, in recipe order.
+
+    Raises:
+        ExportError: a recipe layer has no node in the graph (lists a few that exist).
+    """
+    mapping = layer_map(model)
+    out = []
+    for name, layer in recipe.layers.items():
+        if name not in mapping:
+            known = ", ".join(list(mapping)[:6])
+            raise ExportError(f"recipe layer {name!r}: not in the exported graph ({lowering}); graph layers: {known}, ...")
+        out.append((name, layer, mapping[name]))
+    return out
+
+
+def weight_scale_array(weight: np.ndarray, wq: WeightQuant, layer: str) -> tuple[np.ndarray, int | None]:
+    """The recipe's weight scales as float32 (C,) (or a scalar) and the axis they apply to.
+
+    Raises:
+        ExportError: the scale count does not match the weight's channel count on that axis.
+    """
+    scale = np.asarray(wq.scale, dtype=_F32)
+    if wq.axis is None:
+        return scale.reshape(()), None
+    if wq.axis >= weight.ndim or weight.shape[wq.axis] != scale.size:
+        raise ExportError(f"recipe layer {layer!r}: weight.scale has {scale.size} entries but the weight has "
+                          f"shape {tuple(weight.shape)} (axis {wq.axis})")
+    return scale, wq.axis
+
+
+def _broadcast(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
+    if axis is None:
+        return scale
+    shape = [1] * ndim
+    shape[axis] = scale.size
+    return scale.reshape(shape)
+
+
+def weight_codes(weight: np.ndarray, wq: WeightQuant, layer: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Offline symmetric narrow-range weight codes: clamp(rint(w / s), -qmax, qmax) as int8.
+
+    Returns:
+        (codes int8 with the weight's shape, scales float32 (C,) or (), axis or None).
+    """
+    scale, axis = weight_scale_array(weight, wq, layer)
+    s = _broadcast(scale, axis, weight.ndim)
+    codes = np.clip(np.rint(weight.astype(_F32) / s), -wq.qmax, wq.qmax)
+    return codes.astype(np.int8), scale, axis
+
+
+def fake_quant_weight(weight: np.ndarray, wq: WeightQuant, layer: str) -> np.ndarray:
+    """The dequantized weight codes * s in float32 (what DequantizeLinear and the torch quantizer give)."""
+    codes, scale, axis = weight_codes(weight, wq, layer)
+    return (codes.astype(_F32) * _broadcast(scale, axis, weight.ndim)).astype(_F32)
+
+
+def add_weight_dq(ed: GraphEditor, node: onnx.NodeProto, weight: np.ndarray, wq: WeightQuant, layer: str,
+                  codes: np.ndarray | None = None, base: str | None = None) -> str:
+    """Add int8 weight codes + DequantizeLinear before `node`; return the DQ output.
+
+    `codes` overrides the codes (e.g. a channel slice); scales and axis follow the recipe.
+    """
+    full_codes, scale, axis = weight_codes(weight, wq, layer)
+    codes = full_codes if codes is None else codes
+    base = base or f"{layer}.weight"
+    q_name = ed.add_init(f"{base}_int8", codes)
+    s_name = ed.add_init(f"{base}_scale", scale)
+    zp_name = ed.add_init(f"{base}_zero_point", np.zeros(scale.shape, dtype=np.int8))
+    attrs = {} if axis is None else {"axis": axis}
+    return ed.make1("DequantizeLinear", [q_name, s_name, zp_name], f"{base}_DequantizeLinear", node, **attrs)
