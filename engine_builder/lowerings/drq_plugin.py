@@ -1,13 +1,54 @@
-"""`drq-plugin`: placeholder until plugins.onnx_function exists."""
+"""`drq-plugin`: the dual-region `b-bit` budget with conv inputs carried as int8 codes.
+
+Before each recipe conv: `DualRegionQuantize(x, params) -> int8 codes -> DualRegionDequant(codes,
+params) -> float`, params = `calib.grids.bbit_grid(act).params()` as a float32[5] initializer; the conv
+weight is int8 codes behind a DequantizeLinear (as in `qdq`). The nodes come from
+`plugins.onnx_function` and the file carries their ONNX local functions, so onnxruntime runs it as is;
+TensorRT maps the nodes to the `drq::DualRegion*` plugins (strip the bodies with
+`plugins.onnx_function.strip_functions` to force that in every TensorRT version).
+"""
 
 from __future__ import annotations
 
 import onnx
 
-from calib.recipe import Recipe
+from calib.grids import bbit_grid
+from calib.recipe import DualRegionAct, Recipe
 from engine_builder.errors import ExportError
-from engine_builder.lowerings.common import LoweringOptions
+from engine_builder.lowerings.common import LoweringOptions, add_weight_dq, recipe_nodes, start
+from engine_builder.lowerings.graph import finalize
+from plugins.onnx_function import attach_functions, make_dequant_node, make_quantize_node
+
+
+def check_bbit_recipe(recipe: Recipe | None) -> Recipe:
+    """Raises ExportError unless the recipe uses the b-bit budget."""
+    if recipe is None:
+        raise ExportError("drq-plugin: needs a recipe with the b-bit budget")
+    if recipe.budget != "b-bit":
+        raise ExportError(f"recipe: drq-plugin lowers the 'b-bit' budget, this recipe has {recipe.budget!r}; use "
+                          f"--lowering {'drq-split' if recipe.budget == 'split' else 'fakequant'}")
+    return recipe
 
 
 def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions) -> onnx.ModelProto:
-    raise ExportError("drq-plugin: not available yet")
+    """Quantize/dequantize every recipe conv input through the dual-region ops (module docstring).
+
+    Raises:
+        ExportError: the recipe's budget is not `b-bit`, or a layer is missing.
+    """
+    recipe = check_bbit_recipe(recipe)
+    model, ed = start(float_model, "drq-plugin", recipe)
+    for name, layer, node_name in recipe_nodes(model, recipe, "drq-plugin"):
+        node = ed.node(node_name)
+        act = layer.act
+        assert isinstance(act, DualRegionAct)
+        params = ed.add_init(f"{name}.input_params", bbit_grid(act).params())
+        codes = ed.unique(f"{name}.input_codes")
+        x_hat = ed.unique(f"{name}.input_dequant")
+        ed.place(make_quantize_node(node.input[0], params, codes, name=ed.unique(f"{name}.input_DualRegionQuantize")),
+                 node)
+        ed.place(make_dequant_node(codes, params, x_hat, name=ed.unique(f"{name}.input_DualRegionDequant")), node)
+        node.input[0] = x_hat
+        node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)
+    ed.commit()
+    return finalize(attach_functions(model))
