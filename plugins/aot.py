@@ -117,7 +117,8 @@ def _import_triton() -> Any:
     try:
         import triton
     except ImportError as err:
-        raise MissingDependency("compiling the dual-region kernels needs triton (pip install 'drq[triton]')") from err
+        raise MissingDependency("compiling the dual-region kernels needs triton "
+                                "(pip install 'drq[triton]')") from err
     return triton
 
 
@@ -181,7 +182,8 @@ def compile_kernel(spec: KernelSpec, arch: int) -> CompiledKernel:
     signature = {a.name: a.triton_type for a in spec.args} | {"BLOCK": "constexpr"}
     # every pointer is 16-byte aligned (TensorRT and the caching allocators align far more), which lets
     # full blocks use 16-byte vector loads and stores
-    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(spec.args) if a.triton_type.startswith("*")}
+    pointers = [i for i, a in enumerate(spec.args) if a.triton_type.startswith("*")]
+    attrs = {(i,): [["tt.divisibility", 16]] for i in pointers}
     src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": BLOCK}, attrs=attrs)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": NUM_WARPS, "enable_fp_fusion": False})
