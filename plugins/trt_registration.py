@@ -1,0 +1,252 @@
+"""Register DualRegionDequant / DualRegionQuantize as TensorRT Python plugins ("quickly deployable").
+
+Targets the `tensorrt.plugin` API of TensorRT 10.9+ (AOT, `@trtp.aot_impl`) and 10.6+ (JIT,
+`@trtp.impl`); written against the TensorRT 10.13 / 11.x documentation pages cited inline. Nothing
+happens at import: `register_dual_region_plugins()` applies the decorators once (idempotent) and is
+called by `drq build` and by runtimes before they deserialise an engine.
+
+Plugin ids are `drq::DualRegionDequant` / `drq::DualRegionQuantize`, version "1" (TensorRT's Python
+plugin creator always reports version "1"), matching the ONNX nodes of `plugins.onnx_function`:
+the ONNX parser passes the node attributes that the `register` function declares (`out_dtype`).
+
+* AOT (`impl="aot"`): `aot_impl` returns the Triton kernel as PTX (`plugins.aot`), launch parameters
+  and the symbolic element count; TensorRT embeds the PTX in the engine, no Python at run time.
+* JIT (`impl="jit"`): `impl` launches the same Triton kernel through torch on TensorRT's stream.
+* `impl="both"` registers both; TensorRT then needs
+  `NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS` (or `PREFER_JIT_...`) on the network, or it
+  refuses to create the plugin.
+
+The decorated functions get their annotations as objects (`_annotate`), not strings: TensorRT
+validates them with `inspect.signature` + `issubclass`, and this module uses postponed annotations.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final, Literal
+
+from plugins.errors import MissingDependency, PluginError
+from plugins.spec import DEQUANT_OP, NAMESPACE, QUANTIZE_OP
+
+TARGET_TENSORRT: Final = "10.13"
+"""TensorRT release whose `tensorrt.plugin` documentation this follows (API unchanged 10.9 .. 11.x)."""
+MIN_AOT: Final = (10, 9)
+MIN_JIT: Final = (10, 6)
+DEQUANT_ID: Final = f"{NAMESPACE}::{DEQUANT_OP}"
+QUANTIZE_ID: Final = f"{NAMESPACE}::{QUANTIZE_OP}"
+ONNX_FLOAT: Final = 1  # TensorProto.FLOAT, the `out_dtype` attribute values (plugins.onnx_function)
+ONNX_FLOAT16: Final = 10
+
+ImplKind = Literal["aot", "jit", "both"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What `register_dual_region_plugins` registered with TensorRT."""
+
+    plugin_ids: tuple[str, ...]
+    impl: ImplKind
+    kernel_dir: str | None  # precompiled PTX (`drq kernels --out`), or None: compile during the build
+    arch: int | None  # compute capability of the PTX, or None: the building GPU's
+    tensorrt_version: str
+
+
+_REGISTERED: dict[str, Registration] = {}
+
+
+def import_tensorrt_plugin() -> tuple[ModuleType, ModuleType]:
+    """Import `tensorrt` and `tensorrt.plugin` on first use.
+
+    Raises:
+        MissingDependency: TensorRT (>= 10.6, with the Python plugin API) is not installed.
+    """
+    try:
+        trt = importlib.import_module("tensorrt")
+        trtp = importlib.import_module("tensorrt.plugin")
+    except ImportError as err:
+        raise MissingDependency("the dual-region TensorRT plugins need tensorrt >= 10.6 with tensorrt.plugin "
+                                "(pip install 'drq[tensorrt]')") from err
+    return trt, trtp
+
+
+def _version(trt: ModuleType) -> tuple[int, int]:
+    parts = str(getattr(trt, "__version__", "0.0")).split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+
+def _annotate(fn: Callable[..., Any], **annotations: Any) -> Callable[..., Any]:
+    fn.__annotations__ = dict(annotations)
+    return fn
+
+
+def _float_dtype(trt: ModuleType, dtype: Any, what: str) -> Literal["fp32", "fp16"]:
+    if dtype == trt.float32:
+        return "fp32"
+    if dtype == trt.float16:
+        return "fp16"
+    raise PluginError(f"{what}: dtype must be float32 or float16, got {dtype}")
+
+
+def _current_arch() -> int:
+    """Compute capability of the GPU the engine is being built on (Triton's active CUDA target)."""
+    try:
+        from triton.runtime import driver
+    except ImportError as err:
+        raise MissingDependency("compiling the dual-region kernels needs triton "
+                                "(pip install 'drq[triton]')") from err
+    return int(driver.active.get_current_target().arch)
+
+
+def register_dual_region_plugins(impl: ImplKind | None = None, kernel_dir: str | Path | None = None,
+                                 arch: int | None = None) -> Registration:
+    """Register both plugins with TensorRT once; later calls with the same arguments return the first result.
+
+    Args:
+        impl: "aot" (default when TensorRT >= 10.9), "jit" (default before), or "both".
+        kernel_dir: folder written by `drq kernels --out` to take PTX from; None compiles the Triton
+            kernels during the engine build.
+        arch: compute capability of the PTX to embed; None asks Triton for the building GPU's.
+
+    Raises:
+        MissingDependency: tensorrt (or, when a kernel is needed, triton / torch) is missing.
+        PluginError: the TensorRT version lacks the requested implementation kind, or the plugins were
+            already registered with different arguments.
+    """
+    trt, trtp = import_tensorrt_plugin()
+    version = _version(trt)
+    has_aot = hasattr(trtp, "aot_impl")
+    chosen: ImplKind = impl or ("aot" if has_aot else "jit")
+    if chosen in ("aot", "both") and not has_aot:
+        raise PluginError(f"impl={chosen!r}: AOT Python plugins need TensorRT >= {MIN_AOT[0]}.{MIN_AOT[1]}; "
+                          f"found {trt.__version__}")
+    if version < MIN_JIT or not hasattr(trtp, "register"):
+        raise PluginError(f"dual-region plugins need TensorRT >= {MIN_JIT[0]}.{MIN_JIT[1]}; "
+                          f"found {trt.__version__}")
+    folder = None if kernel_dir is None else str(kernel_dir)
+    wanted = Registration((DEQUANT_ID, QUANTIZE_ID), chosen, folder, arch, str(trt.__version__))
+    done = _REGISTERED.get("drq")
+    if done is not None:
+        if done != wanted:
+            raise PluginError(f"dual-region plugins already registered as {done}; "
+                              f"cannot re-register as {wanted}")
+        return done
+    _define(trt, trtp, wanted)
+    _REGISTERED["drq"] = wanted
+    return wanted
+
+
+def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
+    from plugins.aot import KernelSpec, compile_kernel, load_kernel
+
+    kernels: dict[tuple[str, str, int], Any] = {}
+
+    def kernel_for(op: str, dtype: Literal["fp32", "fp16"]) -> Any:
+        cc = reg.arch if reg.arch is not None else _current_arch()
+        key = (op, dtype, cc)
+        if key not in kernels:
+            spec = KernelSpec(op, dtype)
+            if reg.kernel_dir:
+                kernels[key] = load_kernel(reg.kernel_dir, spec, cc)
+            else:
+                kernels[key] = compile_kernel(spec, cc)
+        return kernels[key]
+
+    def launch(kernel: Any, n: Any) -> tuple[str, str, Any, Any]:
+        # One program per BLOCK elements, num_warps * 32 threads; the only extra scalar is n_elements,
+        # passed between the input and output pointers (kernel signature, plugins.aot).
+        # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_aot_impl/index.html
+        params = trtp.KernelLaunchParams()
+        params.grid_x = trtp.cdiv(n, kernel.block)
+        params.block_x = kernel.block_x
+        params.shared_mem = kernel.shared_mem
+        extra = trtp.SymIntExprs(1)
+        extra[0] = trtp.SymInt32(n)
+        return kernel.name, kernel.ptx, params, extra
+
+    # --- shape/dtype descriptors -----------------------------------------------------------------
+    # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_register/index.html
+    def dequant_desc(codes, params, out_dtype):
+        if out_dtype not in (ONNX_FLOAT, ONNX_FLOAT16):
+            raise PluginError(f"{DEQUANT_ID}: out_dtype must be {ONNX_FLOAT} (float32) or {ONNX_FLOAT16} "
+                              f"(float16), got {out_dtype}")
+        # TensorDesc / from_shape_expr:
+        # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/Tensor/TensorDesc.html
+        out = trt.float16 if out_dtype == ONNX_FLOAT16 else trt.float32
+        return trtp.from_shape_expr(codes.shape_expr, dtype=out)
+
+    def quantize_desc(x, params):
+        return trtp.from_shape_expr(x.shape_expr, dtype=trt.int8)
+
+    trtp.register(DEQUANT_ID)(_annotate(dequant_desc, codes=trtp.TensorDesc, params=trtp.TensorDesc,
+                                        out_dtype=int, **{"return": trtp.TensorDesc}))
+    trtp.register(QUANTIZE_ID)(_annotate(quantize_desc, x=trtp.TensorDesc, params=trtp.TensorDesc,
+                                         **{"return": trtp.TensorDesc}))
+
+    # --- type/format combinations -----------------------------------------------------------------
+    # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_autotune/index.html
+    # I/O order: inputs (data, params) then the output; LINEAR only (flattened contiguous NCHW).
+    def dequant_autotune(codes, params, out_dtype, outputs):
+        out = "FP16" if out_dtype == ONNX_FLOAT16 else "FP32"
+        return [trtp.AutoTuneCombination(f"INT8, FP32, {out}", "LINEAR")]
+
+    def quantize_autotune(x, params, outputs):
+        # x may be float32 or float16 (the two kernel specialisations); in a strongly typed network the
+        # type is the network's, so no cast is ever inserted in front of the quantizer.
+        return [trtp.AutoTuneCombination("FP32|FP16, FP32, INT8", "LINEAR")]
+
+    combos = list[trtp.AutoTuneCombination]
+    out_descs = tuple[trtp.TensorDesc]
+    trtp.autotune(DEQUANT_ID)(_annotate(dequant_autotune, codes=trtp.TensorDesc, params=trtp.TensorDesc,
+                                        out_dtype=int, outputs=out_descs, **{"return": combos}))
+    trtp.autotune(QUANTIZE_ID)(_annotate(quantize_autotune, x=trtp.TensorDesc, params=trtp.TensorDesc,
+                                         outputs=out_descs, **{"return": combos}))
+
+    if reg.impl in ("aot", "both"):
+        aot_return = tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
+
+        def dequant_aot(codes, params, outputs, tactic):
+            dtype = _float_dtype(trt, outputs[0].dtype, DEQUANT_ID)
+            return launch(kernel_for(DEQUANT_OP, dtype), codes.shape_expr.numel())
+
+        def quantize_aot(x, params, outputs, tactic):
+            dtype = _float_dtype(trt, x.dtype, QUANTIZE_ID)
+            return launch(kernel_for(QUANTIZE_OP, dtype), x.shape_expr.numel())
+
+        trtp.aot_impl(DEQUANT_ID)(_annotate(dequant_aot, codes=trtp.TensorDesc, params=trtp.TensorDesc,
+                                            outputs=out_descs, tactic=int, **{"return": aot_return}))
+        trtp.aot_impl(QUANTIZE_ID)(_annotate(quantize_aot, x=trtp.TensorDesc, params=trtp.TensorDesc,
+                                             outputs=out_descs, tactic=int, **{"return": aot_return}))
+
+    if reg.impl in ("jit", "both"):
+        # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_impl/index.html
+        out_tensors = tuple[trtp.Tensor]
+
+        def dequant_jit(codes, params, outputs, stream):
+            _launch_jit("dequantize_triton", codes, params, outputs[0], stream)
+
+        def quantize_jit(x, params, outputs, stream):
+            _launch_jit("quantize_triton", x, params, outputs[0], stream)
+
+        trtp.impl(DEQUANT_ID)(_annotate(dequant_jit, codes=trtp.Tensor, params=trtp.Tensor,
+                                        outputs=out_tensors, stream=int, **{"return": None}))
+        trtp.impl(QUANTIZE_ID)(_annotate(quantize_jit, x=trtp.Tensor, params=trtp.Tensor,
+                                         outputs=out_tensors, stream=int, **{"return": None}))
+
+
+def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> None:
+    """Run a `plugins.kernels` launch wrapper on TensorRT's CUDA stream (torch views of the buffers)."""
+    try:
+        import torch
+
+        from plugins import kernels
+    except ImportError as err:
+        raise MissingDependency("the JIT dual-region plugins need torch and triton "
+                                "(pip install torch 'drq[triton]')") from err
+    # trtp.Tensor exposes __cuda_array_interface__, so torch wraps TensorRT's buffers without a copy
+    views = [torch.as_tensor(t, device="cuda") for t in (inp, params, out)]
+    with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+        getattr(kernels, wrapper)(*views)
