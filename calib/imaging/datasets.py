@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from calib.errors import ImageError
 from calib.imaging.bicubic import imresize
-from calib.imaging.io import read_image
+from calib.imaging.io import read_image, read_image_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -60,16 +59,6 @@ def list_images(folder: Path) -> list[Path]:
     if not images:
         raise ImageError(f"{folder}: no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
     return images
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header alone."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, SyntaxError, ValueError) as err:
-        reason = "no such file" if isinstance(err, FileNotFoundError) else " ".join(str(err).split())
-        raise ImageError(f"{path}: cannot read image ({reason or err.__class__.__name__})") from err
 
 
 def _cropped_hr_size(path: Path, width: int, height: int, scale: int) -> tuple[int, int]:
@@ -186,13 +175,13 @@ def open_dataset(path: str | os.PathLike[str], scale: int) -> SRDataset:
                 more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
                 raise ImageError(f"{lr_dir}: no LR image for HR {missing[0]}{more}")
             for hr_path, lr_path in zip(hr_paths, lr_paths, strict=True):
-                hr_size = _cropped_hr_size(hr_path, *_header_size(hr_path), scale)
-                _check_lr_size(lr_path, _header_size(lr_path), hr_size, scale)
+                hr_size = _cropped_hr_size(hr_path, *read_image_size(hr_path), scale)
+                _check_lr_size(lr_path, read_image_size(lr_path), hr_size, scale)
     else:
         hr_paths = list_images(root)
         lr_paths = None
         for hr_path in hr_paths:
-            _cropped_hr_size(hr_path, *_header_size(hr_path), scale)
+            _cropped_hr_size(hr_path, *read_image_size(hr_path), scale)
     return SRDataset(
         dataset_name(root), root, scale, tuple(hr_paths), tuple(lr_paths) if lr_paths is not None else None
     )

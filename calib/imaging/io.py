@@ -119,6 +119,19 @@ def _check_rgb_uint8(img: np.ndarray, what: str) -> None:
         raise ImageError(f"{what}: expected a uint8 H x W x 3 array, got {described}")
 
 
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header alone (no pixel decoding).
+
+    Raises:
+        ImageError: The file is missing or not a readable image (same message as `read_image`).
+    """
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
+
+
 def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8]) -> Path:
     """Write a uint8 ``H x W x 3`` RGB array as a PNG, atomically (temp file, then rename).
 

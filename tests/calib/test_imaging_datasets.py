@@ -61,6 +61,13 @@ def test_lr_size_mismatch_names_the_lr_file(tmp_path: Path) -> None:
     assert str(info.value) == f"{root / 'LR' / 'a.png'}: LR size 3x4 does not match HR 8x12 / scale 4"
 
 
+def test_unreadable_lr_fails_at_open(tmp_path: Path) -> None:
+    root = _bench(tmp_path, {"a.png": (8, 8)})
+    (root / "LR" / "a.png").write_bytes(b"garbage")
+    with pytest.raises(ImageError, match=rf"^{root / 'LR' / 'a.png'}: cannot read image \("):
+        open_dataset(root, 2)
+
+
 def test_lr_missing_for_an_hr_name(tmp_path: Path) -> None:
     root = _bench(tmp_path, {"a.png": (8, 8), "b.png": (8, 8), "c.png": (8, 8)})
     (root / "LR" / "b.png").unlink()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from calib.errors import ImageError
-from calib.imaging.io import from_nchw_float, read_image, to_nchw_float, write_image
+from calib.imaging.io import from_nchw_float, read_image, read_image_size, to_nchw_float, write_image
 
 
 def _png_16bit_rgb(path: Path, pixels: np.ndarray) -> None:
@@ -142,6 +142,14 @@ def test_not_an_image_and_missing_file(tmp_path: Path) -> None:
         read_image(text)
     with pytest.raises(ImageError, match=rf"^{tmp_path / 'nope.png'}: cannot read image \(no such file\)$"):
         read_image(tmp_path / "nope.png")
+
+
+def test_read_image_size_uses_the_header(tmp_path: Path) -> None:
+    Image.new("RGB", (7, 3)).save(tmp_path / "s.png")
+    assert read_image_size(tmp_path / "s.png") == (7, 3)
+    (tmp_path / "t.png").write_text("text")
+    with pytest.raises(ImageError, match=rf"^{tmp_path / 't.png'}: cannot read image \(cannot identify"):
+        read_image_size(tmp_path / "t.png")
 
 
 def test_write_image_round_trips_atomically(tmp_path: Path) -> None:
