@@ -34,7 +34,7 @@ from calib.imaging.io import read_image, read_image_size
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous; compare fields explicitly
 class SRPair:
     """One evaluation sample: uint8 ``h x w x 3`` LR and ``(h * S) x (w * S) x 3`` HR, same name."""
 
