@@ -25,6 +25,7 @@ HEAVY = ("torch", "tensorrt", "tensorrt_rtx", "cuda", "pycuda", "triton", "onnxr
 TORCH_MODULES = {
     "calib.models", "calib.quantizers", "calib.observers", "calib.policy", "calib.calibrate",
     "calib.finetune", "calib.simulate", "calib.quantize_command", "calib.report", "calib.zoo_command",
+    "calib.inference",
     "engine_builder.export",
     "plugins.kernels",  # needs triton at module top (@triton.jit); only function bodies import it
 }
