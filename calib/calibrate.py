@@ -1,0 +1,308 @@
+"""Post-training quantization of an SR network into a recipe: baselines, dual-region init, SAFT / VFT.
+
+Methods (budget in brackets):
+
+* `minmax`, `percentile`, `mse`, `entropy` [uniform]: TensorRT-style baselines. Activations are signed,
+  symmetric, per tensor: scale = amax / (2^(b-1)-1) with amax from the EMA'd min/max, the 99.99th
+  percentile of |x|, the MSE-optimal clip, or the KL-divergence threshold (`calib.observers`).
+  Weights: symmetric minmax scales (per output channel, or per tensor in `paper` weight mode).
+* `drq` [paper | b-bit | split]: dual-region activations initialised from EMA'd min / max and the 99th
+  percentile of |x|; weights from the MSE clip search (per channel, or per tensor in `paper` mode).
+* `drq+vft`, `drq+saft`: `drq`, then finetuning of the quantizer parameters (`calib.finetune`).
+
+Layer bits come from `calib.policy`: head, upsampler and tail convs at 8 bits (weights and inputs),
+the rest at w_bits / a_bits; `all_layers` quantizes every executed layer at the target bits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from calib.errors import CalibError
+from calib.finetune import FinetuneConfig, FinetuneStats, ProgressFactory, finetune, saft_weights
+from calib.observers import (
+    AbsHistogram,
+    DualRegionObserver,
+    MinMaxObserver,
+    chain_hooks,
+    dual_region_init,
+    entropy_amax,
+    mse_amax,
+    outlier_channels,
+    percentile_amax,
+    weight_scale_minmax,
+    weight_scale_mse,
+)
+from calib.policy import probe_layers
+from calib.quantizers import (
+    DualRegionActQuantizer,
+    QuantLayer,
+    UniformActQuantizer,
+    WeightQuantizer,
+    output_channel_axis,
+    set_quant_enabled,
+    wrap_model,
+)
+from calib.recipe import (
+    BUDGETS,
+    DUAL_BUDGETS,
+    METHODS,
+    WEIGHT_MODES,
+    Budget,
+    CalibrationInfo,
+    LayerRecipe,
+    Method,
+    ModelIdentity,
+    Recipe,
+    WeightMode,
+)
+
+BASELINE_METHODS = ("minmax", "percentile", "mse", "entropy")
+DRQ_METHODS = ("drq", "drq+vft", "drq+saft")
+PROTECTED_BITS = 8
+
+
+def _int(value: Any, name: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise CalibError(f"{name}: must be an integer {span}, got {value!r}")
+
+
+def _num(value: Any, name: str, low: float, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CalibError(f"{name}: must be a finite number, got {value!r}")
+    if not low < value or (high is not None and value > high):
+        raise CalibError(f"{name}: must be in ({low}, {high if high is not None else 'inf'}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Every option of one PTQ run (the paper's defaults).
+
+    Raises:
+        CalibError: an invalid value or a method / budget combination that does not exist.
+    """
+
+    method: Method = "drq+saft"
+    w_bits: int = 4
+    a_bits: int = 4
+    budget: Budget = "split"
+    weight_mode: WeightMode = "per-channel"
+    all_layers: bool = False
+    images: int = 100
+    crop: int = 96
+    batch: int = 2
+    epochs: int = 10
+    lr: float = 1e-3
+    lr_decay: float = 0.9
+    rec_weight: float = 5.0
+    seed: int = 0
+    percentile: float = 99.99
+    bp_percentile: float = 99.0
+    ema_beta: float = 0.9
+    source: str = ""
+    probe_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise CalibError(f"method: must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.budget not in BUDGETS:
+            raise CalibError(f"budget: must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
+        if self.weight_mode not in WEIGHT_MODES:
+            raise CalibError(f"weight_mode: must be one of {', '.join(WEIGHT_MODES)}, got {self.weight_mode!r}")
+        if self.method in BASELINE_METHODS and self.budget != "uniform":
+            raise CalibError(f"budget: method {self.method!r} needs the 'uniform' budget, got {self.budget!r}")
+        if self.method in DRQ_METHODS and self.budget not in DUAL_BUDGETS:
+            raise CalibError(f"budget: method {self.method!r} needs one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}")
+        _int(self.w_bits, "w_bits", 2, 8)
+        _int(self.a_bits, "a_bits", 2, 8)
+        if self.budget == "b-bit" and self.a_bits < 3:
+            raise CalibError(f"a_bits: the b-bit budget needs at least 3 bits, got {self.a_bits}")
+        if not isinstance(self.all_layers, bool):
+            raise CalibError(f"all_layers: must be true or false, got {self.all_layers!r}")
+        _int(self.images, "images", 1)
+        _int(self.crop, "crop", 8)
+        _int(self.batch, "batch", 1)
+        _int(self.epochs, "epochs", 0)
+        _int(self.seed, "seed", 0)
+        _int(self.probe_size, "probe_size", 8)
+        _num(self.percentile, "percentile", 0.0, 100.0)
+        _num(self.bp_percentile, "bp_percentile", 0.0, 100.0)
+        _num(self.ema_beta, "ema_beta", -1e-12, 1.0)
+        if self.finetunes:
+            FinetuneConfig(self.epochs, self.lr, self.lr_decay, self.rec_weight)
+
+    @property
+    def finetunes(self) -> bool:
+        return self.method in ("drq+vft", "drq+saft")
+
+    def finetune_config(self) -> FinetuneConfig:
+        return FinetuneConfig(self.epochs, self.lr, self.lr_decay, self.rec_weight)
+
+
+@dataclass(frozen=True)
+class QuantizeStats:
+    """What a run measured besides the recipe: layer bits, sensitivities, losses and timings."""
+
+    layer_bits: dict[str, int]
+    skipped: tuple[str, ...]
+    sensitivity: dict[str, float]
+    calibrate_s: float
+    finetune: FinetuneStats | None = None
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer_bits": dict(self.layer_bits), "skipped": list(self.skipped),
+                "sensitivity": dict(self.sensitivity), "calibrate_s": self.calibrate_s,
+                "finetune": None if self.finetune is None else self.finetune.to_dict(), "wall_s": self.wall_s}
+
+
+def make_batches(crops: Sequence[Any], batch: int) -> list[torch.Tensor]:
+    """Stack 3 x c x c float32 crops (NumPy or torch) into batches of `batch`, keeping their order.
+
+    Raises:
+        CalibError: no crops, or crops of different shapes.
+    """
+    if not crops:
+        raise CalibError("calibration data: no crops")
+    tensors = [torch.as_tensor(c, dtype=torch.float32) for c in crops]
+    shape = tensors[0].shape
+    for i, t in enumerate(tensors):
+        if t.shape != shape or t.dim() != 3:
+            raise CalibError(f"calibration data: crop {i} has shape {tuple(t.shape)}, expected {tuple(shape)} (C, H, W)")
+    return [torch.stack(tensors[i:i + batch]) for i in range(0, len(tensors), batch)]
+
+
+@dataclass
+class _Observed:
+    minmax: MinMaxObserver
+    hist: AbsHistogram | None
+    dual: DualRegionObserver | None
+
+
+def _observe(model: nn.Module, layers: dict[str, QuantLayer], batches: Sequence[torch.Tensor],
+             config: QuantizeConfig, progress: ProgressFactory | None) -> dict[str, _Observed]:
+    needs_hist = config.method in ("percentile", "mse", "entropy")
+    needs_dual = config.method in DRQ_METHODS
+    observed: dict[str, _Observed] = {}
+    for name, layer in layers.items():
+        obs = _Observed(MinMaxObserver(config.ema_beta), AbsHistogram() if needs_hist else None,
+                        DualRegionObserver(config.bp_percentile, config.ema_beta) if needs_dual else None)
+        observed[name] = obs
+        hooks = [o.collect for o in (obs.minmax, obs.hist, obs.dual) if o is not None]
+        layer.input_hook = chain_hooks(*hooks)
+    bar = progress(len(batches), "calibrate") if progress is not None else None
+    set_quant_enabled(model, False)
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        for layer in layers.values():
+            layer.input_hook = None
+        if bar is not None:
+            bar.close()
+    missing = [name for name, obs in observed.items() if obs.minmax.batches == 0]
+    if missing:
+        raise CalibError(f"layer {missing[0]!r}: never ran on the calibration data")
+    return observed
+
+
+def _weight_quantizer(layer: QuantLayer, bits: int, config: QuantizeConfig) -> WeightQuantizer:
+    axis = None if config.weight_mode == "paper" else output_channel_axis(layer.layer)
+    search = weight_scale_mse if config.method in DRQ_METHODS else weight_scale_minmax
+    return WeightQuantizer(bits, search(layer.layer.weight, bits, axis), axis)
+
+
+def _uniform_amax(obs: _Observed, bits: int, config: QuantizeConfig) -> float:
+    if config.method == "minmax":
+        return obs.minmax.amax
+    assert obs.hist is not None  # created for these methods by _observe
+    if obs.hist.width == 0.0:
+        return 0.0
+    if config.method == "percentile":
+        return percentile_amax(obs.hist, config.percentile)
+    if config.method == "mse":
+        return mse_amax(obs.hist, bits)
+    return entropy_amax(obs.hist)
+
+
+def _act_quantizer(obs: _Observed, bits: int, config: QuantizeConfig) -> UniformActQuantizer | DualRegionActQuantizer:
+    if config.method in BASELINE_METHODS:
+        amax = max(_uniform_amax(obs, bits, config), 1e-8)
+        return UniformActQuantizer(bits, amax / (2 ** (bits - 1) - 1), 0, True)
+    assert obs.dual is not None
+    init = dual_region_init(obs.minmax, obs.dual)
+    return DualRegionActQuantizer(config.budget, bits, init.lower, init.breakpoint, init.upper)
+
+
+def quantize(model: nn.Module, arch: str, scale: int, checkpoint_sha256: str, checkpoint_path: str,
+             calib_batches: Sequence[torch.Tensor], config: QuantizeConfig,
+             progress: ProgressFactory | None = None) -> tuple[Recipe, QuantizeStats]:
+    """Quantize `model` in place (its layers become QuantLayers) and return the recipe.
+
+    Args:
+        model: FP SR network taking and returning [0, 1] NCHW float32 images.
+        arch, scale, checkpoint_sha256, checkpoint_path: the model identity written to the recipe.
+        calib_batches: LR batches (N, 3, h, w) in [0, 1] (`make_batches`), used in this order.
+        config: method, bits, budget and schedule.
+        progress: optional factory `(total, label) -> bar` with `update(n=1, **postfix)` / `close()`.
+
+    Raises:
+        CalibError: no calibration data, a layer never runs on it, or the model has no layer to quantize.
+    """
+    started = time.perf_counter()
+    batches = list(calib_batches)
+    if not batches:
+        raise CalibError("calibration data: no batches")
+    torch.manual_seed(config.seed)
+    model.eval()
+    graph = probe_layers(model, config.probe_size, int(batches[0].shape[1]))
+    protected = frozenset() if config.all_layers else graph.protected
+    layer_bits = {name: (PROTECTED_BITS if name in protected else config.a_bits) for name in graph.executed}
+    w_bits = {name: (PROTECTED_BITS if name in protected else config.w_bits) for name in graph.executed}
+    layers = wrap_model(model, list(graph.executed))
+    observed = _observe(model, layers, batches, config, progress)
+    for name, layer in layers.items():
+        layer.w_quant = _weight_quantizer(layer, w_bits[name], config)
+        layer.a_quant = _act_quantizer(observed[name], layer_bits[name], config)
+    set_quant_enabled(model, True)
+    calibrate_s = time.perf_counter() - started
+    stds = {name: obs.minmax.mean_std for name, obs in observed.items()}
+    sensitivity: dict[str, float] = {}
+    ft_stats = None
+    if config.finetunes:
+        sensitivity = saft_weights(stds) if config.method == "drq+saft" else {name: 1.0 for name in layers}
+        ft_stats = finetune(model, layers, batches, sensitivity, config.finetune_config(), progress,
+                            label=config.method)
+    entries: dict[str, LayerRecipe] = {}
+    for name, layer in layers.items():
+        chans = None
+        if isinstance(layer.a_quant, DualRegionActQuantizer):
+            bp = float(layer.a_quant.bounds()[1].detach())
+            chans = outlier_channels(observed[name].minmax.channel_absmax, bp)
+        entries[name] = layer.to_recipe(chans)
+    wall = time.perf_counter() - started
+    images = sum(int(b.shape[0]) for b in batches)
+    recipe = Recipe(
+        model=ModelIdentity(arch=arch, scale=scale, checkpoint_sha256=checkpoint_sha256, checkpoint=checkpoint_path),
+        method=config.method, w_bits=config.w_bits, a_bits=config.a_bits, budget=config.budget,
+        weight_mode=config.weight_mode,
+        calibration=CalibrationInfo(images=images, crop=int(batches[0].shape[-1]), seed=config.seed,
+                                    source=config.source, epochs=config.epochs if config.finetunes else 0,
+                                    wall_s=round(wall, 3)),
+        layers=entries,
+    )
+    stats = QuantizeStats(layer_bits={n: layer_bits[n] for n in layers}, skipped=graph.skipped,
+                          sensitivity=sensitivity, calibrate_s=calibrate_s, finetune=ft_stats, wall_s=wall,
+                          extra={"mean_std": stds, "weight_bits": w_bits})
+    return recipe, stats

@@ -1,0 +1,132 @@
+"""`drq quantize`: calibrate a pretrained SR model on unlabeled LR crops and write a recipe.
+
+Example::
+
+    drq quantize --arch imdn --weights ../shared/sr_weights/imdn_x4.pth --scale 4 \\
+        --calib ../shared/sr_calib/bsd200 -o imdn_x4_w4a4.json --method drq+saft --budget split
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from calib.errors import CalibError
+from calib.recipe import DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
+
+if TYPE_CHECKING:
+    from calib.calibrate import QuantizeStats
+
+DEFAULT_CROP = 96
+# BSD200's x4 LR images are 120 x 80: a 96-pixel crop does not fit, so x4 defaults to 80.
+DEFAULT_CROP_BY_SCALE = {4: 80}
+
+
+def default_crop(scale: int) -> int:
+    """LR crop side used when --crop is not given: 96, or 80 at x4 (see DEFAULT_CROP_BY_SCALE)."""
+    return DEFAULT_CROP_BY_SCALE.get(scale, DEFAULT_CROP)
+
+
+def default_budget(method: str) -> str:
+    """`uniform` for the baselines, `split` (deployable as two INT8 convs) for the dual-region methods."""
+    return "split" if method.startswith("drq") else "uniform"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as a one-line CalibError (exit 2 via the dispatcher)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CalibError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="drq quantize", description="Post-training quantization of an SR network into a recipe "
+                "(Wang et al., ICCV 2025: dual-region quantization + sensitivity-aware finetuning).")
+    p.add_argument("--arch", required=True, help="architecture name (calib.models.ARCHS)")
+    p.add_argument("--weights", type=Path, required=True, help="pretrained checkpoint (.pth state_dict)")
+    p.add_argument("--scale", type=int, required=True, help="upscaling factor")
+    p.add_argument("--calib", type=Path, required=True, help="folder of HR calibration images (LR made by bicubic)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="recipe JSON to write")
+    p.add_argument("--method", choices=METHODS, default="drq+saft")
+    p.add_argument("--w-bits", type=int, default=4)
+    p.add_argument("--a-bits", type=int, default=4)
+    p.add_argument("--budget", choices=("uniform", *DUAL_BUDGETS), default=None,
+                   help="activation code budget (default: uniform for baselines, split for drq methods)")
+    p.add_argument("--weight-mode", choices=WEIGHT_MODES, default="per-channel")
+    p.add_argument("--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too")
+    p.add_argument("--images", type=int, default=100, help="calibration images (one crop each)")
+    p.add_argument("--crop", type=int, default=None, help="LR crop side (default 96; 80 at x4)")
+    p.add_argument("--epochs", type=int, default=10, help="finetuning epochs (drq+vft, drq+saft)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
+    p.add_argument("--stats", type=Path, default=None, help="also write per-layer bits, losses and timings here (JSON)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    if not args.weights.is_file():
+        raise CalibError(f"{args.weights}: no such checkpoint file")
+    if not args.calib.is_dir():
+        raise CalibError(f"{args.calib}: no such calibration folder")
+    for out in (args.output, args.stats):
+        if out is None:
+            continue
+        if out.is_dir():
+            raise CalibError(f"{out}: is a folder; give a file path")
+        resolved = out.resolve()
+        if resolved == args.weights.resolve() or resolved == args.calib.resolve() or args.calib.resolve() in resolved.parents:
+            raise CalibError(f"{out}: refusing to overwrite an input; choose another output path")
+    if args.stats is not None and args.stats.resolve() == args.output.resolve():
+        raise CalibError(f"{args.stats}: --stats must differ from -o")
+
+
+def run(args: argparse.Namespace, progress: Any | None) -> tuple[Recipe, QuantizeStats, float]:
+    """Load the model and data, quantize, return (recipe, stats, wall seconds). Torch imported here."""
+    import torch
+
+    from calib.calibrate import QuantizeConfig, make_batches, quantize
+    from calib.imaging.datasets import calib_crops
+    from calib.models import load_pretrained
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    crop = args.crop if args.crop is not None else default_crop(args.scale)
+    config = QuantizeConfig(method=args.method, w_bits=args.w_bits, a_bits=args.a_bits,
+                            budget=args.budget or default_budget(args.method), weight_mode=args.weight_mode,
+                            all_layers=args.all_layers, images=args.images, crop=crop, batch=args.batch,
+                            epochs=args.epochs, lr=args.lr, seed=args.seed, source=args.calib.name)
+    started = time.perf_counter()
+    loaded = load_pretrained(args.arch, args.scale, args.weights)
+    crops = calib_crops(args.calib, args.scale, crop, args.images, args.seed)
+    batches = make_batches(crops, args.batch)
+    recipe, stats = quantize(loaded.model, args.arch, args.scale, loaded.checkpoint_sha256, str(args.weights),
+                             batches, config, progress)
+    return recipe, stats, time.perf_counter() - started
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `drq quantize`; returns the exit code (user errors raise CalibError)."""
+    args = _parser().parse_args(argv)
+    _check_paths(args)
+    from calib.artifacts import atomic_write_text
+    from calib.imaging.progress import Progress
+    from calib.recipe import save_recipe
+
+    recipe, stats, wall = run(args, None if args.quiet else Progress)
+    save_recipe(recipe, args.output)
+    if args.stats is not None:
+        payload = {"command": "drq quantize " + " ".join(argv), "wall_s": wall, **stats.to_dict()}
+        atomic_write_text(args.stats, json.dumps(payload, indent=1) + "\n")
+    bits = stats.layer_bits
+    low = sum(1 for b in bits.values() if b != 8)
+    print(f"wrote {args.output}: {recipe.method} W{recipe.w_bits}A{recipe.a_bits} {recipe.budget}, "
+          f"{len(bits)} layers ({low} at the target bits), wall time {wall:.1f} s")
+    sys.stdout.flush()
+    return 0

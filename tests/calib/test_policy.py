@@ -1,0 +1,60 @@
+"""Layer policy from the probe's data flow: head, upsampler, HR tail at 8 bits; unused layers skipped."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from calib.errors import CalibError
+from calib.policy import layer_policy, probe_layers
+from tests.calib.nets import TinyInterp, TinyShuffle, TinyTranspose
+
+
+def test_pixel_shuffle_net():
+    torch.manual_seed(0)
+    graph = probe_layers(TinyShuffle(), 16)
+    assert graph.executed == ("head", "body.0", "body.2", "fuse", "up", "tail")
+    assert graph.head == "head"
+    assert graph.upsampler == {"up"}
+    assert graph.high_res == {"tail"}
+    assert graph.skipped == ("unused",)
+    policy = layer_policy(TinyShuffle(), 4, probe_size=16)
+    assert list(policy.items()) == [("head", 8), ("body.0", 4), ("body.2", 4), ("fuse", 4), ("up", 8), ("tail", 8)]
+    assert set(layer_policy(TinyShuffle(), 4, all_layers=True, probe_size=16).values()) == {4}
+
+
+def test_interpolate_net_ignores_lr_sized_interpolate():
+    graph = probe_layers(TinyInterp(), 16)
+    # `trunk` reaches the x2 interpolate through an add, `att` through sigmoid * f, the head through the
+    # residual; `down` only reaches the LR-sized interpolate and then `att` (a conv): not protected.
+    assert graph.upsampler == {"trunk", "first", "att"}
+    assert graph.high_res == {"hr"}
+    assert "down" not in graph.protected
+
+
+def test_conv_transpose_is_an_upsampler():
+    graph = probe_layers(TinyTranspose(), 16)
+    assert graph.protected == {"head", "up"}
+    assert layer_policy(TinyTranspose(), 6, probe_size=16)["mid"] == 6
+
+
+def test_model_without_layers_is_an_error():
+    with pytest.raises(CalibError, match="executed no Conv2d"):
+        probe_layers(nn.Sequential(nn.ReLU()), 8)
+
+
+@pytest.mark.parametrize("arch, scale, head", [("imdn", 4, "fea_conv"), ("pan", 4, "conv_first")])
+def test_zoo_models(arch, scale, head):
+    models = pytest.importorskip("calib.models")
+    if not hasattr(models, "build_model"):
+        pytest.skip("calib.models has no build_model yet")
+    torch.manual_seed(0)
+    model = models.build_model(arch, scale)
+    graph = probe_layers(model, 24)
+    assert graph.head == graph.executed[0]
+    assert not graph.skipped
+    low = [name for name in graph.executed if name not in graph.protected]
+    assert len(low) > 0.8 * len(graph.executed)
+    # Nothing at LR resolution that is mid-body is protected except the head and the upsampling path.
+    assert len(graph.protected) <= 6
