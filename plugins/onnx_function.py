@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
 import onnx
-from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper
+from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
 from plugins.errors import PluginError
-from plugins.spec import BP, DEQUANT_OP, NAMESPACE, QUANTIZE_OP, S_D, S_N, S_P, VERSION, D
+from plugins.spec import BP, DEQUANT_OP, NAMESPACE, QUANTIZE_OP, S_D, S_N, S_P, VERSION, D, validate_params
 
 DOMAIN: Final = NAMESPACE
 """Domain of the nodes and of their local functions."""
@@ -58,6 +60,15 @@ def make_dequant_node(codes: str, params: str, out: str, out_dtype: int = Tensor
                           f"got {out_dtype}")
     return helper.make_node(DEQUANT_OP, [codes, params], [out], name=name or out + "_dequant", domain=DOMAIN,
                             out_dtype=int(out_dtype), **_plugin_attrs())
+
+
+def params_initializer(name: str, params: npt.NDArray[np.float32]) -> TensorProto:
+    """The float32[5] params vector (`plugins.spec`) as an ONNX initializer named `name`.
+
+    Raises:
+        PluginError: `params` fails `plugins.spec.validate_params`.
+    """
+    return numpy_helper.from_array(validate_params(params), name)
 
 
 class _Body:

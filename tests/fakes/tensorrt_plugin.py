@@ -139,7 +139,25 @@ class AutoTuneCombination:
             for name in position.replace("*", "|").split("|"):
                 if name not in TensorFormat.__members__:
                     raise ValueError(f"unknown format {name!r} in {layouts!r}")
+        # the docs say one separator per string but their own example mixes them; TensorRT's
+        # _gen_onesided_combinations rejects both only within one position, as here
+        if any("|" in s and "*" in s for s in self.io_types):
+            raise ValueError(f"Type/Format {io_types!r} contains both '|' and '*' in one position")
+        dependent = {len(s.split("|")) for s in self.io_types if "|" in s}
+        if len(dependent) > 1:
+            raise ValueError(f"{io_types!r}: dependent ('|') positions must list the same number of types")
         self.tactics = tactics
+
+    def type_combinations(self) -> list[list[str]]:
+        """Every I/O type list this combination allows ('|' positions vary together, '*' ones freely)."""
+        width = max([len(s.split("|")) for s in self.io_types] + [1])
+        combos = [[s.split("|")[k] if "|" in s else s.split("*")[0] for s in self.io_types]
+                  for k in range(width)]
+        for j, s in enumerate(self.io_types):
+            base = list(combos)
+            for alt in s.split("*")[1:]:
+                combos += [c[:j] + [alt] + c[j + 1:] for c in base]
+        return combos
 
 
 def from_shape_expr(shape_expr: ShapeExprs, dtype: DataType) -> TensorDesc:

@@ -48,6 +48,7 @@ def test_ptx_uses_rounded_ops_and_vector_accesses() -> None:
     quant = compile_kernel(KernelSpec(QUANTIZE_OP, "fp16"), 90).ptx
     assert "mul.rn.f32" in dequant and "add.rn.f32" in dequant  # non-contractible
     assert "div.rn.f32" in quant  # IEEE division
+    assert "0f4B400000" in quant  # 1.5 * 2**23: the round-half-even constant survived compilation
     assert "ld.global.v4.b32" in dequant  # full blocks read 16 bytes of codes per access
 
 
@@ -92,6 +93,12 @@ def test_write_kernels_manifest_round_trip(tmp_path: Path) -> None:
 def test_load_kernel_without_manifest(tmp_path: Path) -> None:
     with pytest.raises(PluginError, match=r"manifest.json: not found; run 'drq kernels --out"):
         load_kernel(tmp_path, SPECS[0], 90)
+
+
+def test_launch_constants_match_the_kernel_module() -> None:
+    from plugins import aot, kernels
+
+    assert (aot.BLOCK, aot.NUM_WARPS) == (kernels.BLOCK, kernels.NUM_WARPS)
 
 
 @pytest.mark.parametrize(("text", "arch"), [("sm_90", 90), ("sm90", 90), ("120", 120), ("sm_100a", 100)])

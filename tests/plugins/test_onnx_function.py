@@ -14,6 +14,7 @@ from plugins.onnx_function import (
     functions,
     make_dequant_node,
     make_quantize_node,
+    params_initializer,
     strip_functions,
 )
 from plugins.reference import dequantize, quantize
@@ -131,6 +132,23 @@ def test_function_bodies_use_standard_ops_only() -> None:
     for fn in functions():
         assert all(node.domain in ("", "ai.onnx") for node in fn.node)
         assert "Round" in {node.op_type for node in fn.node} or fn.name == "DualRegionDequant"
+
+
+def test_params_initializer_feeds_the_nodes() -> None:
+    """A model with params as an initializer (how lowerings emit it) gives the reference codes."""
+    params = params_sets()["b8_two_tails"]
+    graph = helper.make_graph(
+        [make_quantize_node("x", "act_params", "codes")], "init",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("codes", TensorProto.INT8, ["n"])],
+        initializer=[params_initializer("act_params", params)],
+    )
+    model = attach_functions(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = float_inputs(params, n_random=500)
+    (codes,) = _session(model).run(None, {"x": x})
+    assert np.array_equal(codes, quantize(x, params))
+    with pytest.raises(PluginError, match="params: breakpoint bp must be > 0"):
+        params_initializer("p", np.array([0, 1, 1, 1, 63], np.float32))
 
 
 def test_rejects_bad_arguments() -> None:

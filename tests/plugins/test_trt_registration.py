@@ -77,11 +77,12 @@ def test_autotune_combinations(monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
     params = fake.TensorDesc((5,), fake.DataType.FLOAT)
     out = fake.TensorDesc(N_SHAPE, fake.DataType.HALF)
     (combo,) = trtp.REGISTRY[DEQUANT_ID].autotune_func(codes, params, 10, (out,))
-    assert (combo.io_types, combo.layouts) == (["INT8", "FP32", "FP16"], ["LINEAR"] * 3)
+    assert (combo.type_combinations(), combo.layouts) == ([["INT8", "FP32", "FP16"]], ["LINEAR"] * 3)
     (combo,) = trtp.REGISTRY[DEQUANT_ID].autotune_func(codes, params, 1, (out,))
     assert combo.io_types == ["INT8", "FP32", "FP32"]
     (combo,) = trtp.REGISTRY[QUANTIZE_ID].autotune_func(out, params, (codes,))
-    assert (combo.io_types, combo.layouts) == (["FP32|FP16", "FP32", "INT8"], ["LINEAR"] * 3)
+    assert combo.type_combinations() == [["FP32", "FP32", "INT8"], ["FP16", "FP32", "INT8"]]
+    assert combo.layouts == ["LINEAR"] * 3
 
 
 @pytest.mark.parametrize(("plugin_id", "op", "dtype"), [
