@@ -156,3 +156,32 @@ def test_rejects_bad_arguments() -> None:
         functions(13)
     with pytest.raises(PluginError, match=r"DualRegionDequant: out_dtype must be .*got 7"):
         make_dequant_node("c", "p", "y", TensorProto.INT64)
+
+
+@pytest.mark.rtx
+def test_tensorrt_rtx_parses_functions_and_needs_plugin_without_them() -> None:
+    """TensorRT-RTX (CPU build) inlines the function bodies into an engine; the stripped model can only
+    use the plugin, and without it the parse fails naming the missing plugin."""
+    trt = pytest.importorskip("tensorrt_rtx")
+    params = params_sets()["b8_two_tails"]
+    graph = helper.make_graph(
+        [make_quantize_node("x", "params", "codes"), make_dequant_node("codes", "params", "y")], "rtx",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+        initializer=[params_initializer("params", params)],
+    )
+    model = attach_functions(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    logger = trt.Logger(trt.Logger.ERROR)
+
+    def parse(m: onnx.ModelProto) -> tuple[bool, list[str], object]:
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, logger)
+        ok = parser.parse(m.SerializeToString())
+        return ok, [parser.get_error(i).desc() for i in range(parser.num_errors)], (builder, network)
+
+    ok, errors, (builder, network) = parse(model)
+    assert ok, errors
+    assert builder.build_serialized_network(network, builder.create_builder_config()) is not None
+    ok, errors, _ = parse(strip_functions(model))
+    assert not ok and any("Plugin not found" in e for e in errors)
