@@ -134,6 +134,9 @@ def _check_launch(name: str, inp: Any, params: Any, out: Any) -> int:
     _check(name, params, (torch.float32,), "params")
     if tuple(params.shape) != (5,):
         raise PluginError(f"{name}: params must have shape (5,), got {tuple(params.shape)}")
+    devices = {str(t.device) for t in (inp, params, out)}
+    if len(devices) > 1:
+        raise PluginError(f"{name}: input, params and output must be on one device, got {sorted(devices)}")
     if inp.shape != out.shape:
         raise PluginError(f"{name}: input shape {tuple(inp.shape)} != output shape {tuple(out.shape)}")
     n = inp.numel()

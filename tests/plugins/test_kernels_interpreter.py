@@ -48,5 +48,7 @@ def test_wrappers_reject_bad_inputs() -> None:
         quantize_triton(torch.zeros(4), params, torch.empty(5, dtype=torch.int8))
     with pytest.raises(PluginError, match="quantize_triton: x must be contiguous"):
         quantize_triton(torch.zeros(4, 4).t(), params, torch.empty(4, 4, dtype=torch.int8))
+    with pytest.raises(PluginError, match=r"must be on one device, got \['cpu', 'meta'\]"):
+        quantize_triton(torch.zeros(4), params, torch.empty(4, dtype=torch.int8, device="meta"))
     with pytest.raises(PluginError, match=r"params must have shape \(5,\)"):
         quantize_triton(torch.zeros(4), params[:4], torch.empty(4, dtype=torch.int8))
