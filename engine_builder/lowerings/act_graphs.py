@@ -2,7 +2,7 @@
 
 Two families:
 
-* standard Q/DQ (`qdq_pair`) and the onnxruntime-CPU integer conv (`integer_conv`);
+* standard Q/DQ (`qdq_pair`) and the onnxruntime-CPU QLinearConv pattern (`qlinear_conv`);
 * float emulation (`fake_*`) of every recipe grid with plain float ops, in the float32 operation order
   of `calib.grids` / `plugins.reference` / the torch quantizers, so results match bit for bit.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto
 
 from calib.grids import bbit_grid, paper_grid, split_grid
 from calib.recipe import DualRegionAct, UniformAct
@@ -29,39 +28,51 @@ def qdq_pair(ed: GraphEditor, x: str, scale: float | np.float32, before: onnx.No
     return ed.make1("DequantizeLinear", [q, s, z], f"{base}_DequantizeLinear", before)
 
 
-def integer_conv(ed: GraphEditor, node: onnx.NodeProto, branches: list[tuple[str, np.float32, np.ndarray]],
-                 w_scale: np.ndarray, w_axis: int | None, base: str) -> str:
-    """onnxruntime-CPU form of Conv over quantized inputs: ConvInteger per branch, one float epilogue.
+def qlinear_conv(ed: GraphEditor, node: onnx.NodeProto, branches: list[tuple[str, np.float32, np.ndarray]],
+                 w_scale: np.ndarray, w_axis: int | None, out_range: tuple[float, float], base: str,
+                 with_bias: bool = True) -> str:
+    """onnxruntime-CPU form of a Conv over quantized inputs: one QDQ group per branch that onnxruntime
+    fuses into QLinearConv (x86 MLAS u8s8 kernels).
 
-    Each branch is (float input, activation scale, int8 weight codes). The input is quantized to uint8
-    with zero point 128 (the same codes as int8 with zero point 0, shifted), which onnxruntime's
-    ConvInteger runs on MLAS's u8s8 integer GEMM; the int32 sums are exact, then
-    y = sum_i Cast(acc_i) * (s_i * s_w) + bias. Only valid for Conv (weights OIHW, scale along O).
+    onnxruntime's QDQ Conv selector (qdq_selectors.cc, ConvNodeGroupSelector) fuses DQ(x) -> Conv(DQ(w),
+    DQ(bias)) -> Q only when every input has a DQ (bias: int32, scale s_x * s_w), the output has a Q,
+    and, off ARM, the activation is uint8 (`QDQIsInt8Allowed()` is false on x86). So each branch is
+    Q(x, s, 128) (uint8 codes = the int8 codes + 128: same values) -> DQ -> Conv -> Q(out, uint8) -> DQ,
+    with the output quantized on `out_range` (observed float range of the conv output: the one
+    approximation this target adds; the bias is rounded to int32 at scale s * s_w).
+
+    The new nodes go in front of `node` (whose attributes and bias they take; `with_bias=False` drops it).
 
     Returns:
         The float output tensor (the caller renames it to the conv's output).
     """
     out_ch = branches[0][2].shape[0]
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    lo, hi = min(float(out_range[0]), 0.0), max(float(out_range[1]), 0.0)
+    y_scale = _F32(max(hi - lo, 1e-8) / 255.0)
+    y_zp = int(np.clip(np.rint(-lo / y_scale), 0, 255))
+    ws = np.broadcast_to(w_scale.reshape(-1) if w_axis is not None else w_scale.reshape(1), (out_ch,)).astype(_F32)
     terms: list[str] = []
     for i, (x, act_scale, codes) in enumerate(branches):
         tag = f"{base}_b{i}"
-        s = ed.scalar(f"{tag}_scale", _F32(act_scale))
-        z = ed.scalar(f"{tag}_zero_point", 128, np.uint8)
-        q = ed.make1("QuantizeLinear", [x, s, z], f"{tag}_QuantizeLinear", node)
+        x_dq = qdq_pair(ed, x, act_scale, node, f"{tag}_input", zero_point=128, dtype=np.uint8)
         w = ed.add_init(f"{tag}_weight_int8", codes)
-        wz = ed.scalar(f"{tag}_weight_zero_point", 0, np.int8)
-        acc = ed.make1("ConvInteger", [q, w, z, wz], f"{tag}_ConvInteger", node, **attrs)
-        acc_f = ed.make1("Cast", [acc], f"{tag}_Cast", node, to=TensorProto.FLOAT)
-        ws = np.broadcast_to(w_scale if w_axis is not None else w_scale.reshape(1), (out_ch,))
-        mul = ed.add_init(f"{tag}_out_scale", (_F32(act_scale) * ws.astype(_F32)).astype(_F32).reshape(1, out_ch, 1, 1))
-        terms.append(ed.make1("Mul", [acc_f, mul], f"{tag}_Rescale", node))
+        w_s = ed.add_init(f"{tag}_weight_scale", ws)
+        w_z = ed.add_init(f"{tag}_weight_zero_point", np.zeros(out_ch, dtype=np.int8))
+        w_dq = ed.make1("DequantizeLinear", [w, w_s, w_z], f"{tag}_weight_DequantizeLinear", node, axis=0)
+        inputs = [x_dq, w_dq]
+        if with_bias and i == 0 and len(node.input) > 2 and node.input[2]:
+            b_scale = (_F32(act_scale) * ws).astype(_F32)
+            b_int = np.clip(np.rint(ed.array(node.input[2]).astype(np.float64) / b_scale), -2**31, 2**31 - 1)
+            b = ed.add_init(f"{tag}_bias_int32", b_int.astype(np.int32))
+            b_s = ed.add_init(f"{tag}_bias_scale", b_scale)
+            inputs.append(ed.make1("DequantizeLinear", [b, b_s], f"{tag}_bias_DequantizeLinear", node, axis=0))
+        conv = onnx.helper.make_node("Conv", inputs, [ed.unique(f"{tag}_conv_out")], name=ed.unique(f"{tag}_Conv"))
+        conv.attribute.extend(node.attribute)
+        ed.place(conv, node)
+        terms.append(qdq_pair(ed, conv.output[0], y_scale, node, f"{tag}_output", zero_point=y_zp, dtype=np.uint8))
     total = terms[0]
     for i, term in enumerate(terms[1:]):
         total = ed.make1("Add", [total, term], f"{base}_Sum{i}", node)
-    if len(node.input) > 2 and node.input[2]:
-        bias = ed.add_init(f"{base}_bias", ed.array(node.input[2]).astype(_F32).reshape(1, out_ch, 1, 1))
-        total = ed.make1("Add", [total, bias], f"{base}_Bias", node)
     return total
 
 
@@ -75,17 +86,13 @@ def _round_clip(ed: GraphEditor, v: str, lo: float, hi: float, base: str, before
 
 
 def fake_uniform(ed: GraphEditor, x: str, act: UniformAct, before: onnx.NodeProto, base: str) -> str:
-    """x_hat = s * (clamp(rint(x / s) + z, qmin, qmax) - z) (zero point terms omitted when z = 0)."""
+    """x_hat = rint(clamp(x / s, qmin - z, qmax - z)) * s (the torch quantizer's order; equal to
+    s * (clamp(rint(x / s) + z, qmin, qmax) - z) because the clamp bounds are integers)."""
     s = ed.scalar(f"{base}_scale", _F32(act.scale))
     v = ed.make1("Div", [x, s], f"{base}_Div", before)
+    v = ed.make1("Clip", [v, ed.scalar(f"{base}_qmin", act.qmin - act.zero_point),
+                          ed.scalar(f"{base}_qmax", act.qmax - act.zero_point)], f"{base}_Clip", before)
     v = ed.make1("Round", [v], f"{base}_Round", before)
-    if act.zero_point:
-        z = ed.scalar(f"{base}_zero_point", _F32(act.zero_point))
-        v = ed.make1("Add", [v, z], f"{base}_AddZp", before)
-    v = ed.make1("Clip", [v, ed.scalar(f"{base}_qmin", act.qmin), ed.scalar(f"{base}_qmax", act.qmax)],
-                 f"{base}_Clip", before)
-    if act.zero_point:
-        v = ed.make1("Sub", [v, z], f"{base}_SubZp", before)
     return ed.make1("Mul", [v, s], f"{base}_Mul", before)
 
 

@@ -7,6 +7,7 @@ even), the order of `calib.grids` and the torch quantizers, so initializers equa
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,11 +38,15 @@ class LoweringOptions:
         target: "tensorrt" writes the graph TensorRT wants; "ort-cpu" reshapes only the quantized convs
             of `qdq`/`drq-split` into the integer patterns onnxruntime's CPU kernels run (same values).
         outlier_channels_only: drq-split: the outlier branch only reads the recipe's outlier channels.
+        output_ranges: target "ort-cpu" only: observed float (min, max) of conv outputs keyed by node
+            name (`ort_cpu.observe_conv_outputs`); onnxruntime's QLinearConv needs an output
+            quantization, so a quantized conv without a range keeps its TensorRT (Q/DQ, float conv) form.
     """
 
     io_dtype: IoDtype = "fp32"
     target: Target = "tensorrt"
     outlier_channels_only: bool = False
+    output_ranges: Mapping[str, tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         if self.io_dtype not in ("fp32", "fp16"):
@@ -131,3 +136,10 @@ def add_weight_dq(ed: GraphEditor, node: onnx.NodeProto, weight: np.ndarray, wq:
     zp_name = ed.add_init(f"{base}_zero_point", np.zeros(scale.shape, dtype=np.int8))
     attrs = {} if axis is None else {"axis": axis}
     return ed.make1("DequantizeLinear", [q_name, s_name, zp_name], f"{base}_DequantizeLinear", node, **attrs)
+
+
+def cpu_output_range(options: LoweringOptions, node: onnx.NodeProto, suffix: str = "") -> tuple[float, float] | None:
+    """The observed output range of `node` (+ suffix) when lowering for onnxruntime's CPU QLinearConv."""
+    if options.target != "ort-cpu" or node.op_type != "Conv" or not options.output_ranges:
+        return None
+    return options.output_ranges.get(node.name + suffix)

@@ -22,9 +22,18 @@ from onnx import helper
 from calib.grids import split_grid
 from calib.recipe import DualRegionAct, Recipe
 from engine_builder.errors import ExportError
-from engine_builder.lowerings.act_graphs import integer_conv, qdq_pair
-from engine_builder.lowerings.common import LoweringOptions, add_weight_dq, recipe_nodes, start, weight_codes
+from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
+from engine_builder.lowerings.common import (
+    LoweringOptions,
+    add_weight_dq,
+    cpu_output_range,
+    recipe_nodes,
+    start,
+    weight_codes,
+)
 from engine_builder.lowerings.graph import GraphEditor, finalize
+
+OUTLIER_SUFFIX = "_outlier"  # name of the outlier-branch conv: the dense conv's node name + this
 
 
 def check_split_recipe(recipe: Recipe | None) -> Recipe:
@@ -66,9 +75,16 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
     if x_sel is not None:
         clip_sel = dense_in if index is None else ed.make1("Clip", [x_sel, neg_bp, bp], f"{name}.input_ClipSel", node)
         residual = ed.make1("Sub", [x_sel, clip_sel], f"{name}.input_Residual", node)
-    if options.target == "ort-cpu" and node.op_type == "Conv":
-        branches = [(dense_in, g.s_d, codes)] + ([(residual, g.s_o, out_codes)] if residual else [])
-        ed.replace_output(node, integer_conv(ed, node, branches, w_scale, w_axis, name))
+    dense_range = cpu_output_range(options, node)
+    outlier_range = cpu_output_range(options, node, OUTLIER_SUFFIX) if residual else None
+    if dense_range is not None and (residual is None or outlier_range is not None):
+        # onnxruntime CPU: two QLinearConvs, each output quantized on its own observed range
+        out = qlinear_conv(ed, node, [(dense_in, g.s_d, codes)], w_scale, w_axis, dense_range, name)
+        if residual is not None:
+            outl = qlinear_conv(ed, node, [(residual, g.s_o, out_codes)], w_scale, w_axis, outlier_range,
+                                f"{name}{OUTLIER_SUFFIX}", with_bias=False)
+            out = ed.make1("Add", [out, outl], f"{name}_AddBranches", node)
+        ed.replace_output(node, out)
         return
     w_dq = add_weight_dq(ed, node, weight, layer.weight, name)
     node.input[0] = qdq_pair(ed, dense_in, g.s_d, node, f"{name}.input_dense")
@@ -83,7 +99,7 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
     dense_out = ed.unique(f"{name}_dense_out")
     node.output[0] = dense_out
     outlier_out = ed.unique(f"{name}_outlier_out")
-    twin = helper.make_node(node.op_type, [r_dq, w_out], [outlier_out], name=ed.unique(f"{node.name}_outlier"))
+    twin = helper.make_node(node.op_type, [r_dq, w_out], [outlier_out], name=ed.unique(node.name + OUTLIER_SUFFIX))
     twin.attribute.extend(node.attribute)
     add = helper.make_node("Add", [dense_out, outlier_out], [y], name=ed.unique(f"{node.name}_AddBranches"))
     ed.after.setdefault(node.name, []).extend([twin, add])

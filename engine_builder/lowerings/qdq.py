@@ -7,8 +7,9 @@ along the output-channel axis (0 for Conv/Gemm, 1 for ConvTranspose, as the reci
 conv outputs, residual Adds and DepthToSpace stay float, so TensorRT fuses DQ -> Conv (+ bias, + Add,
 + activation) into one INT8 kernel and never re-quantizes a tensor the recipe did not.
 
-`target="ort-cpu"` writes Conv layers as QuantizeLinear(uint8) -> ConvInteger -> float rescale instead
-(`act_graphs.integer_conv`), the form onnxruntime's x86 CPU kernels run in integer arithmetic.
+`target="ort-cpu"` writes Conv layers whose output range is known (`LoweringOptions.output_ranges`) in
+the QDQ form onnxruntime fuses into QLinearConv on x86 (`act_graphs.qlinear_conv`): uint8 activations,
+int32 bias, a Q/DQ on the output. Never used for TensorRT.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ import onnx
 
 from calib.recipe import Recipe, UniformAct
 from engine_builder.errors import ExportError
-from engine_builder.lowerings.act_graphs import integer_conv, qdq_pair
-from engine_builder.lowerings.common import LoweringOptions, add_weight_dq, recipe_nodes, start, weight_codes
+from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
+from engine_builder.lowerings.common import (
+    LoweringOptions,
+    add_weight_dq,
+    cpu_output_range,
+    recipe_nodes,
+    start,
+    weight_codes,
+)
 from engine_builder.lowerings.graph import finalize
 
 
@@ -55,9 +63,10 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
         node = ed.node(node_name)
         act = layer.act
         assert isinstance(act, UniformAct)
-        if options.target == "ort-cpu" and node.op_type == "Conv":
+        out_range = cpu_output_range(options, node)
+        if out_range is not None:
             codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
-            out = integer_conv(ed, node, [(node.input[0], act.scale, codes)], w_scale, w_axis, name)
+            out = qlinear_conv(ed, node, [(node.input[0], act.scale, codes)], w_scale, w_axis, out_range, name)
             ed.replace_output(node, out)
             continue
         node.input[0] = qdq_pair(ed, node.input[0], act.scale, node, f"{name}.input")

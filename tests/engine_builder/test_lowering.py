@@ -18,6 +18,7 @@ from engine_builder.export.torch_export import export_float_onnx
 from engine_builder.lowerings.act_graphs import fake_bbit, fake_paper, fake_split, fake_uniform
 from engine_builder.lowerings.common import LoweringOptions
 from engine_builder.lowerings.graph import GraphEditor, finalize, layer_map
+from engine_builder.lowerings.ort_cpu import lower_for_ort_cpu
 from engine_builder.lowerings.registry import LOWERINGS, default_lowering, get_lowering, lower
 from plugins import reference
 from tests.engine_builder.test_export import LAYERS, TinySR, make_recipe, run_ort
@@ -237,15 +238,35 @@ def test_drq_split_rejects_other_budgets(float_model, recipes) -> None:
 
 
 @pytest.mark.parametrize("low,budget", [("qdq", "uniform"), ("drq-split", "split")])
-def test_ort_cpu_target_uses_integer_convs_with_the_same_values(float_model, recipes, lr, low, budget) -> None:
-    trt = lower(low, float_model, recipes[budget])
-    cpu = lower(low, float_model, recipes[budget], LoweringOptions(target="ort-cpu"))
+def test_ort_cpu_target_fuses_into_qlinearconv(float_model, recipes, lr, low, budget) -> None:
+    recipe = recipes[budget]
+    trt = lower(low, float_model, recipe)
+    cpu = lower_for_ort_cpu(low, float_model, recipe, LoweringOptions(), [lr])
     _assert_dynamic_io(cpu)
+    convs = sum(1 for layer in recipe.layers.values() if layer.op == "conv2d")
+    branches = 2 if budget == "split" else 1
     ops = Counter(n.op_type for n in cpu.graph.node)
-    convs = sum(1 for l in recipes[budget].layers.values() if l.op == "conv2d")
-    assert ops["ConvInteger"] == convs * (2 if budget == "split" else 1)
-    assert ops["Conv"] == 0  # the ConvTranspose keeps its Q/DQ form
-    np.testing.assert_allclose(run_ort(cpu, lr), run_ort(trt, lr), atol=3e-5)
+    assert ops["Conv"] == convs * branches
+    inits, prod = _inits(cpu), _producers(cpu)
+    for conv in (n for n in cpu.graph.node if n.op_type == "Conv"):
+        x_zp = inits[prod[conv.input[0]].input[2]]
+        assert x_zp.data_type == TensorProto.UINT8 and numpy_helper.to_array(x_zp) == 128  # u8 activations
+        if len(conv.input) > 2:
+            assert inits[prod[conv.input[2]].input[0]].data_type == TensorProto.INT32  # int32 bias
+        (q_out,) = _consumers(cpu, conv.output[0])
+        assert q_out.op_type == "QuantizeLinear"  # output Q: what onnxruntime needs to fuse
+    # the CPU graph's output quantization (its one approximation) costs little
+    out, ref = run_ort(cpu, lr), run_ort(trt, lr)
+    assert np.abs(out - ref).max() < 0.05 and np.abs(out - ref).mean() < 5e-3
+
+
+def test_qlinearconv_fusion_happens_in_onnxruntime(float_model, recipes, lr, tmp_path) -> None:
+    cpu = lower_for_ort_cpu("qdq", float_model, recipes["uniform"], LoweringOptions(), [lr])
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(cpu.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    fused = Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+    assert fused["QLinearConv"] == sum(1 for layer in recipes["uniform"].layers.values() if layer.op == "conv2d")
 
 
 def test_fp16_precision_in_the_graph(float_model, lr) -> None:

@@ -1,0 +1,77 @@
+"""`drq export`: lower a recipe (or an FP checkpoint) to an ONNX file.
+
+    drq export --recipe R [--weights W] [--lowering L] -o model.onnx [--io-dtype fp32|fp16]
+               [--target tensorrt|ort-cpu] [--outlier-channels-only]
+    drq export --arch A --weights W --scale S [--lowering fp32|fp16] -o model.onnx
+
+torch is imported only when the command runs (`drq --help` stays torch-free). The output is written
+atomically and may never be one of the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine_builder.errors import ExportError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from engine_builder.lowerings.registry import LOWERINGS
+
+    parser = argparse.ArgumentParser(
+        prog="drq export",
+        description="Export a model to ONNX, lowered for TensorRT (or onnxruntime). With --recipe the "
+        "weights come from --weights or the recipe's checkpoint path (sha256 checked); the default "
+        "lowering follows the recipe's budget (uniform INT8: qdq, split: drq-split, b-bit: drq-plugin, "
+        "else fakequant). Without a recipe give --arch/--weights/--scale and fp32 or fp16.")
+    parser.add_argument("--recipe", type=Path, help="recipe JSON from `drq quantize`")
+    parser.add_argument("--arch", help="architecture (FP export without a recipe)")
+    parser.add_argument("--weights", type=Path, help="checkpoint (.pth); with --recipe overrides its path")
+    parser.add_argument("--scale", type=int, help="upscaling factor (FP export)")
+    parser.add_argument("--lowering", choices=list(LOWERINGS), help="how to lower (default: from the recipe)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    parser.add_argument("--io-dtype", choices=("fp32", "fp16"), default="fp32", help="fp16 lowering: I/O type")
+    parser.add_argument("--target", choices=("tensorrt", "ort-cpu"), default="tensorrt",
+                        help="ort-cpu: integer convs onnxruntime's CPU kernels run (qdq, drq-split)")
+    parser.add_argument("--outlier-channels-only", action="store_true",
+                        help="drq-split: outlier branch only on the recipe's outlier channels")
+    return parser
+
+
+def _same_file(a: Path, b: Path | None) -> bool:
+    return b is not None and a.resolve() == b.resolve()
+
+
+def main(argv: list[str]) -> int:
+    """Run `drq export`; returns 0 (user errors raise BuildError / CalibError: one line, exit 2)."""
+    args = _parser().parse_args(argv)
+    from engine_builder.lowerings.common import LoweringOptions
+
+    options = LoweringOptions(io_dtype=args.io_dtype, target=args.target,
+                              outlier_channels_only=args.outlier_channels_only)
+    for source in (args.recipe, args.weights):
+        if _same_file(args.output, source):
+            raise ExportError(f"{args.output}: is an input of this export; choose another output path")
+    if args.recipe:
+        if args.arch or args.scale:
+            raise ExportError("--recipe: the recipe names the model; drop --arch/--scale")
+        from calib.recipe import load_recipe
+        from engine_builder.export.pipeline import export_recipe
+
+        recipe = load_recipe(args.recipe)
+        if args.weights is None and recipe.model.checkpoint and _same_file(args.output, Path(recipe.model.checkpoint)):
+            raise ExportError(f"{args.output}: is the recipe's checkpoint; choose another output path")
+        model = export_recipe(recipe, args.weights, args.lowering, options)
+    else:
+        if not (args.arch and args.weights and args.scale):
+            raise ExportError("give --recipe, or --arch with --weights and --scale for an FP export")
+        from engine_builder.export.pipeline import export_checkpoint
+
+        model = export_checkpoint(args.arch, args.weights, args.scale, args.lowering or "fp32", options)
+    from calib.artifacts import atomic_write_bytes
+
+    atomic_write_bytes(args.output, model.SerializeToString())
+    lowering = next((p.value for p in model.metadata_props if p.key == "drq.lowering"), "?")
+    print(f"wrote {args.output} ({lowering}, {args.output.stat().st_size / 1e6:.2f} MB)")
+    return 0
