@@ -21,12 +21,10 @@ def params_sets() -> dict[str, np.ndarray]:
     }
 
 
-def float_inputs(params: np.ndarray, n_random: int = 20000, seed: int = 0) -> np.ndarray:
-    """float32 values: random bulk plus outliers, exact .5 ties on every grid, NaN, +-inf, out of range."""
+def edge_values(params: np.ndarray) -> np.ndarray:
+    """float32 values at every boundary: exact .5 ties and grid points on all three grids, one ulp
+    either side of +-bp, NaN, +-inf, out-of-range magnitudes, subnormals, float16 extremes."""
     bp, s_d, s_p, s_n, d = (np.float32(v) for v in params)
-    rng = np.random.default_rng(seed)
-    bulk = (rng.standard_normal(n_random) * bp).astype(np.float32)
-    outliers = (rng.standard_normal(2000) * (bp + d * s_p) * 2).astype(np.float32)
     k = np.arange(-2 * int(d) - 3, 2 * int(d) + 4, dtype=np.float32)
     half = k + np.float32(0.5)
     ties = np.concatenate([
@@ -39,9 +37,39 @@ def float_inputs(params: np.ndarray, n_random: int = 20000, seed: int = 0) -> np
     around_bp = np.array([below, bp, above, -below, -bp, -above], dtype=np.float32)
     special = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45,
                         65504.0, -65504.0], dtype=np.float32)
-    return np.concatenate([bulk, outliers, ties, around_bp, special]).astype(np.float32)
+    return np.concatenate([special, around_bp, ties]).astype(np.float32)
+
+
+def float_inputs(params: np.ndarray, n_random: int = 20000, seed: int = 0) -> np.ndarray:
+    """float32 values: random bulk and outliers, then every `edge_values` entry."""
+    bp, s_p, d = np.float32(params[0]), np.float32(params[2]), np.float32(params[4])
+    rng = np.random.default_rng(seed)
+    bulk = (rng.standard_normal(n_random) * bp).astype(np.float32)
+    outliers = (rng.standard_normal(2000) * (bp + d * s_p) * 2).astype(np.float32)
+    return np.concatenate([bulk, outliers, edge_values(params)]).astype(np.float32)
 
 
 def all_codes() -> np.ndarray:
     """Every int8 code, including the unused ones beyond +-2D."""
     return np.arange(-128, 128, dtype=np.int16).astype(np.int8)
+
+
+def shaped_codes(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Random int8 codes of `shape`, starting with every code (the unused ones too) when there is room."""
+    n = int(np.prod(shape))
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-128, 128, size=n, dtype=np.int16).astype(np.int8)
+    edge = np.tile(all_codes(), 1 + n // 256)[:n]
+    codes[: min(n, 256)] = edge[: min(n, 256)]  # every code, the unused ones included, when n >= 256
+    if n < 256:
+        codes[:] = rng.choice(all_codes(), size=n)
+    return codes.reshape(shape)
+
+
+def shaped_floats(params: np.ndarray, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """float32 inputs of `shape`: `edge_values` first (as many as fit), then draws from `float_inputs`."""
+    n = int(np.prod(shape))
+    edge = edge_values(params)[:n]
+    pool = float_inputs(params, n_random=max(n, 1000), seed=seed)
+    rest = np.random.default_rng(seed).choice(pool, size=n - edge.size)
+    return np.concatenate([edge, rest]).astype(np.float32).reshape(shape)
