@@ -108,8 +108,8 @@ def run_benchmark(config: BenchConfig = BenchConfig()) -> dict[str, Any]:
                           config.iters, config.warmup)
             want = dequantize(codes_sample, params_np, np.float32 if dtype == "fp32" else np.float16)
             got = out[sample].cpu().numpy()
-            bad = int(np.count_nonzero(got.view(np.uint8).reshape(got.size, -1)
-                                       != want.view(np.uint8).reshape(want.size, -1)))
+            bits = np.uint32 if dtype == "fp32" else np.uint16  # compare bit patterns (NaN, -0.0)
+            bad = int(np.count_nonzero(got.view(bits) != want.view(bits)))
         else:
             # grid values plus jitter of up to half a dense step, so every rounding branch is exercised
             x = dequantize_triton(codes, params, torch.empty(n, dtype=torch.float32, device="cuda"))
