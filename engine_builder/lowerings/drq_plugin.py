@@ -17,7 +17,9 @@ from calib.recipe import DualRegionAct, Recipe
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.common import LoweringOptions, add_weight_dq, recipe_nodes, start
 from engine_builder.lowerings.graph import finalize
+from plugins.errors import PluginError
 from plugins.onnx_function import attach_functions, make_dequant_node, make_quantize_node
+from plugins.spec import validate_params
 
 
 def check_bbit_recipe(recipe: Recipe | None) -> Recipe:
@@ -42,7 +44,11 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
         node = ed.node(node_name)
         act = layer.act
         assert isinstance(act, DualRegionAct)
-        params = ed.add_init(f"{name}.input_params", bbit_grid(act).params())
+        try:
+            values = validate_params(bbit_grid(act).params())
+        except PluginError as err:
+            raise ExportError(f"recipe layer {name!r}: {err}") from err
+        params = ed.add_init(f"{name}.input_params", values)
         codes = ed.unique(f"{name}.input_codes")
         x_hat = ed.unique(f"{name}.input_dequant")
         ed.place(make_quantize_node(node.input[0], params, codes, name=ed.unique(f"{name}.input_DualRegionQuantize")),

@@ -1,0 +1,265 @@
+"""`drq plugin-bench`: memory traffic and picture quality of the dual-region plugin path.
+
+For a `b-bit` recipe this command reports, per quantized conv input:
+
+* bytes moved between the producer and the conv (COMPUTED from the recipe and the exported shapes at
+  one input size, not measured): fp16 (2 bytes written + read per value), the plugin path (int8 codes
+  written + read, plus the 20-byte params vector), and drq-split (dense and outlier int8 codes written
+  + read, plus the float32 residual x - clip(x) written + read; also with the outlier branch restricted
+  to the recipe's outlier channels);
+* PSNR/SSIM-Y on a dataset (onnxruntime on the CPU) of the `drq-plugin` lowering beside `fp16`, and
+  beside `qdq` and `drq-split` lowerings of the same calibrated bounds (uniform INT8 over [l, u], and
+  split with s_o from the bounds), plus the torch simulation of the recipe;
+* optionally (`--latency`) onnxruntime CPU latency of those graphs (MEASURED, median of `--repeats`).
+
+Writes `<output>.json` and `<output>.md` (the command line is written in both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from calib.grids import split_outlier_scale
+from calib.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct, f32
+from engine_builder.errors import BuildError, MissingDependency
+
+PARAMS_BYTES = 5 * 4  # float32[5] per quantized tensor (plugins.spec)
+
+
+@dataclass(frozen=True)
+class TrafficRow:
+    """Bytes between a conv input's producer and the conv, per image, for each path (computed)."""
+
+    layer: str
+    shape: tuple[int, int, int]  # C, H, W of the conv input
+    outlier_channels: int | None
+    fp16: int
+    plugin: int
+    split: int
+    split_outlier_channels_only: int
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise MissingDependency("drq plugin-bench needs onnxruntime (pip install onnxruntime)") from err
+    return onnxruntime
+
+
+def _session(model: onnx.ModelProto, threads: int):
+    ort = _ort()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def conv_input_shapes(float_model: onnx.ModelProto, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+    """(C, H, W) of every mapped layer's input for a 1 x 3 x height x width LR image (one ORT run)."""
+    from engine_builder.lowerings.graph import layer_map
+
+    mapping = layer_map(float_model)
+    nodes = {n.name: n for n in float_model.graph.node}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(float_model)
+    wanted = {layer: nodes[node].input[0] for layer, node in mapping.items()}
+    for tensor in sorted(set(wanted.values()) - {o.name for o in probe.graph.output} - {"lr"}):
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    sess = _session(probe, 1)
+    x = np.zeros((1, 3, height, width), dtype=np.float32)
+    values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"lr": x})))
+    values["lr"] = x
+    return {layer: tuple(int(d) for d in values[t].shape[1:]) for layer, t in wanted.items()}  # type: ignore[misc]
+
+
+def traffic(recipe: Recipe, shapes: dict[str, tuple[int, int, int]]) -> list[TrafficRow]:
+    """Bytes per path for every recipe layer (see module docstring for the accounting)."""
+    rows = []
+    for name, layer in recipe.layers.items():
+        c, h, w = shapes[name]
+        n = c * h * w
+        chans = layer.act.outlier_channels if isinstance(layer.act, DualRegionAct) else None
+        k = len(chans) if chans is not None else c
+        n_out = k * h * w
+        rows.append(TrafficRow(
+            layer=name, shape=(c, h, w), outlier_channels=None if chans is None else len(chans),
+            fp16=2 * n * 2, plugin=2 * n + PARAMS_BYTES,
+            split=2 * n + 2 * n + 2 * 4 * n,
+            split_outlier_channels_only=2 * n + 2 * n_out + 2 * 4 * n_out))
+    return rows
+
+
+def derived_recipes(recipe: Recipe) -> tuple[Recipe, Recipe]:
+    """(uniform INT8 over each layer's [l, u], split with s_o from the bounds) of a dual-region recipe."""
+    uniform, split = {}, {}
+    for name, layer in recipe.layers.items():
+        act = layer.act
+        if not isinstance(act, DualRegionAct):
+            raise BuildError(f"recipe layer {name!r}: plugin-bench needs a dual-region recipe")
+        amax = max(act.upper, -act.lower)
+        uniform[name] = LayerRecipe(op=layer.op, weight=layer.weight,
+                                    act=UniformAct(bits=8, scale=f32(amax / 127.0)))
+        s_o = split_outlier_scale(act.lower, act.breakpoint, act.upper, act.bits)
+        split[name] = LayerRecipe(op=layer.op, weight=layer.weight, act=DualRegionAct(
+            budget="split", bits=act.bits, lower=act.lower, breakpoint=act.breakpoint, upper=act.upper,
+            outlier_scale=s_o, outlier_channels=act.outlier_channels))
+    return (replace(recipe, budget="uniform", a_bits=8, layers=uniform),
+            replace(recipe, budget="split", layers=split))
+
+
+def ort_upscaler(model: onnx.ModelProto, threads: int):
+    """`upscale(lr) -> sr` running `model` in onnxruntime (float32 or float16 I/O)."""
+    sess = _session(model, threads)
+    dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32
+
+    def upscale(lr: np.ndarray) -> np.ndarray:
+        return sess.run(None, {"lr": lr.astype(dtype)})[0].astype(np.float32)
+
+    return upscale
+
+
+def cpu_latency(model: onnx.ModelProto, height: int, width: int, threads: int, repeats: int) -> float:
+    """Median wall seconds of one 1 x 3 x height x width run (after one warm-up run)."""
+    sess = _session(model, threads)
+    dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32
+    x = np.random.default_rng(0).random((1, 3, height, width)).astype(dtype)
+    sess.run(None, {"lr": x})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sess.run(None, {"lr": x})
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="drq plugin-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", type=Path, required=True, help="a b-bit recipe")
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the recipe's)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (HR/ + LR/) for PSNR")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output stem: writes <stem>.json and <stem>.md")
+    p.add_argument("--size", default="256x256", help="LR input HxW for the traffic table and latency")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
+    p.add_argument("--latency", action="store_true", help="also measure onnxruntime CPU latency")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--calib", type=Path, help="HR image folder for the ort-cpu graphs' conv output ranges")
+    return p
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise BuildError(f"--size: expected HxW like 256x256, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise BuildError(f"--size: expected positive sizes, got {text!r}")
+    return h, w
+
+
+def main(argv: list[str]) -> int:
+    """Run `drq plugin-bench`; writes the JSON and Markdown reports."""
+    args = _parser().parse_args(argv)
+    height, width = _size(args.size)
+    from calib.imaging.datasets import calib_crops, open_dataset
+    from calib.imaging.evaluate import evaluate_dataset
+    from calib.inference import torch_upscaler
+    from calib.recipe import load_recipe
+    from calib.simulate import load_simulated_model
+    from engine_builder.export.torch_export import export_float_onnx
+    from engine_builder.lowerings.common import LoweringOptions
+    from engine_builder.lowerings.ort_cpu import lower_for_ort_cpu
+    from engine_builder.lowerings.registry import lower
+
+    recipe = load_recipe(args.recipe)
+    if recipe.budget != "b-bit":
+        raise BuildError(f"{args.recipe}: plugin-bench needs a b-bit recipe, this one is {recipe.budget!r}")
+    sim = load_simulated_model(recipe, args.weights)
+    float_model = export_float_onnx(sim, scale=recipe.model.scale)
+    uniform, split = derived_recipes(recipe)
+    graphs = {
+        "fp32": lower("fp32", float_model, None),
+        "fp16": lower("fp16", float_model, None),
+        "qdq (uniform INT8 over [l, u])": lower("qdq", float_model, uniform),
+        "drq-split (same bounds)": lower("drq-split", float_model, split),
+        "drq-plugin": lower("drq-plugin", float_model, recipe),
+    }
+    dataset = open_dataset(args.data, recipe.model.scale)
+    quality = {"torch simulation (b-bit)": evaluate_dataset(torch_upscaler(sim), dataset, recipe.model.scale)}
+    for label, graph in graphs.items():
+        quality[label] = evaluate_dataset(ort_upscaler(graph, args.threads), dataset, recipe.model.scale)
+    latency: dict[str, float] = {}
+    if args.latency:
+        cpu_graphs = dict(graphs)
+        if args.calib:
+            crops = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
+            opts = LoweringOptions()
+            cpu_graphs["qdq --target ort-cpu"] = lower_for_ort_cpu("qdq", float_model, uniform, opts, crops)
+            cpu_graphs["drq-split --target ort-cpu"] = lower_for_ort_cpu("drq-split", float_model, split, opts, crops)
+            cpu_graphs["drq-split --target ort-cpu --outlier-channels-only"] = lower_for_ort_cpu(
+                "drq-split", float_model, split, replace(opts, outlier_channels_only=True), crops)
+            for label in list(cpu_graphs)[len(graphs):]:
+                quality[label] = evaluate_dataset(ort_upscaler(cpu_graphs[label], args.threads), dataset,
+                                                  recipe.model.scale)
+        for label, graph in cpu_graphs.items():
+            latency[label] = cpu_latency(graph, height, width, args.threads, args.repeats)
+    rows = traffic(recipe, conv_input_shapes(float_model, height, width))
+    command = "drq plugin-bench " + " ".join(shlex.quote(a) for a in argv)
+    report = {
+        "command": command,
+        "recipe": str(args.recipe), "recipe_sha256": recipe.sha256(), "arch": recipe.model.arch,
+        "scale": recipe.model.scale, "input_size": [height, width],
+        "traffic_note": "computed from the recipe and exported shapes, not measured",
+        "traffic": [asdict(r) for r in rows],
+        "traffic_total": {k: sum(getattr(r, k) for r in rows) for k in ("fp16", "plugin", "split",
+                                                                        "split_outlier_channels_only")},
+        "quality": {k: {"dataset": v.name, "images": v.images, "psnr_y": v.psnr, "ssim_y": v.ssim}
+                    for k, v in quality.items()},
+        "latency_note": f"onnxruntime {_ort().__version__} CPUExecutionProvider, {args.threads} threads, "
+                        f"median of {args.repeats}, 1x3x{height}x{width}; measured",
+        "latency_s": latency,
+    }
+    from calib.artifacts import atomic_write_text
+
+    stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    atomic_write_text(stem.with_suffix(".md"), _markdown(report))
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}", file=sys.stdout)
+    return 0
+
+
+def _markdown(r: dict) -> str:
+    mb = 1e6
+    t = r["traffic_total"]
+    lines = [f"# Dual-region plugin path: {r['arch']} x{r['scale']}", "", "Produced by:", "",
+             f"    {r['command']}", "", f"Recipe sha256 `{r['recipe_sha256']}`.", "",
+             f"## Memory traffic per image ({r['input_size'][0]}x{r['input_size'][1]} LR), {r['traffic_note']}", "",
+             "Bytes between each quantized conv input's producer and the conv (write + read).", "",
+             "| layer | C x H x W | outlier ch. | fp16 | plugin (int8 codes) | drq-split | split, outlier ch. only |",
+             "|---|---|---|---|---|---|---|"]
+    for row in r["traffic"]:
+        c, h, w = row["shape"]
+        lines.append(f"| {row['layer']} | {c}x{h}x{w} | {row['outlier_channels']} | {row['fp16'] / mb:.2f} MB | "
+                     f"{row['plugin'] / mb:.2f} MB | {row['split'] / mb:.2f} MB | "
+                     f"{row['split_outlier_channels_only'] / mb:.2f} MB |")
+    lines += [f"| **total** | | | {t['fp16'] / mb:.1f} MB | {t['plugin'] / mb:.1f} MB "
+              f"({t['plugin'] / t['fp16']:.2f}x fp16) | {t['split'] / mb:.1f} MB ({t['split'] / t['fp16']:.2f}x) | "
+              f"{t['split_outlier_channels_only'] / mb:.1f} MB ({t['split_outlier_channels_only'] / t['fp16']:.2f}x) |",
+              "", "## Quality (onnxruntime CPU unless noted)", "", "| graph | dataset | PSNR-Y | SSIM-Y |", "|---|---|---|---|"]
+    for label, q in r["quality"].items():
+        lines.append(f"| {label} | {q['dataset']} ({q['images']}) | {q['psnr_y']:.3f} | {q['ssim_y']:.4f} |")
+    if r["latency_s"]:
+        base = r["latency_s"].get("fp32")
+        lines += ["", f"## CPU latency ({r['latency_note']})", "", "| graph | ms | vs fp32 |", "|---|---|---|"]
+        for label, s in r["latency_s"].items():
+            lines.append(f"| {label} | {s * 1e3:.1f} | {s / base:.2f} |" if base else f"| {label} | {s * 1e3:.1f} | |")
+    return "\n".join(lines) + "\n"
