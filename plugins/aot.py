@@ -276,7 +276,10 @@ def load_kernel(kernel_dir: str | os.PathLike[str], spec: KernelSpec, arch: int)
                           f"this drq reads {MANIFEST_SCHEMA_VERSION}")
     for entry in manifest.get("kernels", []):
         if (entry.get("op"), entry.get("dtype"), entry.get("arch")) == (spec.op, spec.dtype, arch):
-            ptx = (folder / entry["file"]).read_text(encoding="utf-8")
+            try:
+                ptx = (folder / entry["file"]).read_text(encoding="utf-8")
+            except FileNotFoundError as err:
+                raise PluginError(f"{folder / entry['file']}: listed in {path} but missing") from err
             if hashlib.sha256(ptx.encode()).hexdigest() != entry["sha256"]:
                 raise PluginError(f"{folder / entry['file']}: sha256 differs from {path}")
             return CompiledKernel(spec=spec, arch=arch, name=entry["kernel"], ptx=ptx,

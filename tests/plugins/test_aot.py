@@ -89,6 +89,9 @@ def test_write_kernels_manifest_round_trip(tmp_path: Path) -> None:
     (tmp_path / "dual_region_dequant_fp16_sm90.ptx").write_text(kernel.ptx + "// edited\n")
     with pytest.raises(PluginError, match="sha256 differs"):
         load_kernel(tmp_path, spec, 90)
+    (tmp_path / "dual_region_dequant_fp16_sm90.ptx").unlink()
+    with pytest.raises(PluginError, match=r"fp16_sm90.ptx: listed in .*manifest.json but missing"):
+        load_kernel(tmp_path, spec, 90)
 
 
 def test_load_kernel_without_manifest(tmp_path: Path) -> None:
