@@ -35,6 +35,9 @@ from plugins.spec import DEQUANT_OP, QUANTIZE_OP
 
 ARCHS: Final = (80, 86, 89, 90, 100, 120)
 """Compute capabilities compiled by default (Ampere .. Blackwell consumer)."""
+MIN_PTX_ISA: Final = {80: 70, 86: 71, 89: 78, 90: 80, 100: 86, 120: 87}
+"""Lowest PTX ISA (x10) that can target each architecture. The PTX is emitted at this version rather
+than the bundled toolchain's newest, so older drivers can still JIT it inside TensorRT."""
 MANIFEST: Final = "manifest.json"
 MANIFEST_SCHEMA_VERSION: Final = 1
 BLOCK: Final = 4096  # == plugins.kernels.BLOCK; kept here so the manifest needs no triton import
@@ -144,6 +147,14 @@ def entry_params(ptx: str) -> list[tuple[str, str]]:
     return params
 
 
+def ptx_isa(ptx: str) -> str:
+    """The `.version` (PTX ISA) of a PTX module, e.g. `8.0`."""
+    match = re.search(r"^\.version\s+(\S+)", ptx, re.M)
+    if not match:
+        raise PluginError("PTX: no .version line")
+    return match.group(1)
+
+
 def ptx_target(ptx: str) -> str:
     """The `.target` of a PTX module, e.g. `sm_90a`."""
     match = re.search(r"^\.target\s+(\w+)", ptx, re.M)
@@ -166,8 +177,10 @@ def _trim_entry(ptx: str, name: str, keep: int) -> str:
     return ptx[: match.start(3)] + "\n\t" + body + "\n" + ptx[match.end(3):]
 
 
-def compile_kernel(spec: KernelSpec, arch: int) -> CompiledKernel:
+def compile_kernel(spec: KernelSpec, arch: int, ptx_version: int | None = None) -> CompiledKernel:
     """Compile one kernel specialisation to PTX for compute capability `arch` (no GPU needed).
+
+    `ptx_version` is the PTX ISA x10 (e.g. 80); default `MIN_PTX_ISA[arch]`, Triton's own otherwise.
 
     Raises:
         MissingDependency: triton is not installed.
@@ -185,8 +198,11 @@ def compile_kernel(spec: KernelSpec, arch: int) -> CompiledKernel:
     pointers = [i for i, a in enumerate(spec.args) if a.triton_type.startswith("*")]
     attrs = {(i,): [["tt.divisibility", 16]] for i in pointers}
     src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": BLOCK}, attrs=attrs)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": NUM_WARPS, "enable_fp_fusion": False})
+    options: dict[str, Any] = {"num_warps": NUM_WARPS, "enable_fp_fusion": False}
+    isa = ptx_version if ptx_version is not None else MIN_PTX_ISA.get(arch)
+    if isa is not None:
+        options["ptx_version"] = isa
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     meta = compiled.metadata
     name = meta.name
     for scratch in ("global_scratch_size", "profile_scratch_size"):
@@ -220,6 +236,7 @@ def _manifest_entry(k: CompiledKernel) -> dict[str, Any]:
         "dtype": k.spec.dtype,
         "arch": k.arch,
         "target": ptx_target(k.ptx),
+        "ptx_isa": ptx_isa(k.ptx),
         "kernel": k.name,
         "args": [{"name": a.name, "type": a.triton_type, "role": a.role} for a in k.spec.args],
         "constexprs": {"BLOCK": k.block},

@@ -14,12 +14,14 @@ import pytest
 from plugins.aot import (
     ARCHS,
     MANIFEST,
+    MIN_PTX_ISA,
     SPECS,
     KernelSpec,
     compile_kernel,
     entry_params,
     load_kernel,
     parse_arch,
+    ptx_isa,
     ptx_target,
     write_kernels,
 )
@@ -37,6 +39,8 @@ def test_ptx_for_every_arch(arch: int) -> None:
     spec = SPECS[ARCHS.index(arch) % len(SPECS)]  # one kernel per arch keeps this fast; all four rotate
     kernel = compile_kernel(spec, arch)
     assert ptx_target(kernel.ptx) in (f"sm_{arch}", f"sm_{arch}a")
+    # the lowest PTX ISA for the arch, so drivers older than Triton's toolchain can JIT it
+    assert ptx_isa(kernel.ptx) == f"{MIN_PTX_ISA[arch] // 10}.{MIN_PTX_ISA[arch] % 10}"
     assert kernel.name == spec.kernel_name
     assert [t for t, _ in entry_params(kernel.ptx)] == [PTX_TYPE[a.triton_type] for a in spec.args]
     assert not re.search(r"\bfma\.|\bdiv\.(full|approx)", kernel.ptx)
@@ -80,6 +84,7 @@ def test_write_kernels_manifest_round_trip(tmp_path: Path) -> None:
         assert [t for t, _ in entry_params(ptx)] == [PTX_TYPE[a["type"]] for a in entry["args"]]
         assert [a["role"] for a in entry["args"]] == ["input", "input", "extra", "output"]
         assert entry["target"] == ptx_target(ptx) and entry["arch"] == 90
+        assert entry["ptx_isa"] == "8.0"
     spec = KernelSpec(DEQUANT_OP, "fp16")
     kernel = load_kernel(tmp_path, spec, 90)
     assert kernel.ptx == (tmp_path / "dual_region_dequant_fp16_sm90.ptx").read_text()
