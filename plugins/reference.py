@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from plugins.errors import PluginError
-from plugins.spec import BP, D, S_D, S_N, S_P, validate_params
+from plugins.spec import BP, S_D, S_N, S_P, D, validate_params
 
 _F32 = np.float32
 _OUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
