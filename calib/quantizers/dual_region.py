@@ -5,8 +5,9 @@ tails each get their own uniform grid. Every float32 step is computed like `cali
 (true float32 divisions of float32 values, each product and sum rounded separately), so the forward
 pass equals the NumPy grids (and, for `b-bit`, `plugins.reference` quantize + dequantize) bit for bit.
 
-Gradient rules (all LSQ-style, see `calib.quantizers.ste`): every code is
-`round_ste(clamp(v, lo, hi))` of a scaled offset v, so
+Gradient rules (all LSQ-style, see `calib.quantizers.ste`): every code behaves as
+`round_ste(clamp(v, lo, hi))` of a scaled offset v (`paper` and `b-bit` run as fused autograd nodes
+whose backward writes these rules out, see their docstrings; `split` is composed of torch ops), so
 
 * input: d x_hat / d x = 1 where the value lies inside its region's code range, 0 where a clamp
   saturates (beyond `upper`, below `lower`, below -bp without a negative tail);
@@ -130,20 +131,8 @@ class DualRegionActQuantizer(nn.Module):
         s_p = (upper - bp) / d_t
         neg_span = (-lower) - bp
         zero = torch.zeros_like(bp)
-        s_n = torch.where(neg_span > zero, neg_span / d_t, zero)
-        has_neg = s_n > zero
-        s_n_safe = torch.where(has_neg, s_n, torch.ones_like(s_n))  # no division by 0 on the unused branch
-        top = d_t * s_d  # decoded value of code D (dense), also what a tail code with offset 0 decodes to
-        dense = (round_ste(torch.clamp(x / s_d, -float(d), float(d))) + 0.0) * s_d
-        k_p = round_ste(torch.clamp((x - bp) / s_p, 0.0, float(d)))
-        t_p = k_p * s_p
-        # Offset 0 is code D, decoded densely (D * s_d); the STE term keeps the tail's gradient.
-        pos = torch.where(k_p > 0, bp + t_p, top + (t_p - t_p.detach()))
-        k_n = round_ste(torch.clamp(((-x) - bp) / s_n_safe, 0.0, float(d)))
-        t_n = k_n * s_n
-        neg = torch.where((k_n > 0) & has_neg, -(bp + t_n), -top - (t_n - t_n.detach()))
-        out = torch.where(torch.abs(x) <= bp, dense, torch.where(x > bp, pos, neg))
-        return torch.where(torch.isnan(x), torch.zeros_like(out), out)  # NaN encodes as code 0
+        s_n = torch.where(neg_span > zero, neg_span / d_t, zero)  # 0: no negative tail
+        return _BBitFakeQuant.apply(x, bp, s_d, s_p, s_n, d)
 
     def _split(self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
         # x_hat = s_d * q_d + s_o * q_o: dense Q/DQ of clip(x) plus residual Q/DQ (two INT8 convs).
@@ -156,25 +145,20 @@ class DualRegionActQuantizer(nn.Module):
         return q_d * s_d + q_o * s_o
 
     def _paper(self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-        full = float(2**self.bits - 1)
-        full_t = torch.full_like(bp, full)
+        full = 2**self.bits - 1
+        full_t = torch.full_like(bp, float(full))
         if bool(lower >= -bp):
             # Bounded below: two b-bit affine pieces, l + k s_lo on [l, bp] and bp + k s_hi on [bp, u].
             s_lo = (bp - lower) / full_t
             s_hi = (upper - bp) / full_t
-            low = lower + round_ste(torch.clamp((x - lower) / s_lo, 0.0, full)) * s_lo
-            high = bp + round_ste(torch.clamp((x - bp) / s_hi, 0.0, full)) * s_hi
-            return torch.where(x <= bp, low, high)
+            return _PaperBoundedFakeQuant.apply(x, lower, bp, s_lo, s_hi, full)
         # Signed: dense -bp + k s_d (k = 0..2^b-1) and (b-1)-bit tails anchored at +-bp.
-        tail = float(2 ** (self.bits - 1) - 1)
-        tail_t = torch.full_like(bp, tail)
+        tail = 2 ** (self.bits - 1) - 1
+        tail_t = torch.full_like(bp, float(tail))
         s_d = (bp + bp) / full_t
         s_p = (upper - bp) / tail_t
         s_n = ((-lower) - bp) / tail_t
-        dense = (-bp) + round_ste(torch.clamp((x + bp) / s_d, 0.0, full)) * s_d
-        pos = bp + round_ste(torch.clamp((x - bp) / s_p, 0.0, tail)) * s_p
-        neg = -(bp + round_ste(torch.clamp(((-x) - bp) / s_n, 0.0, tail)) * s_n)
-        return torch.where(torch.abs(x) <= bp, dense, torch.where(x > bp, pos, neg))
+        return _PaperSignedFakeQuant.apply(x, bp, s_d, s_p, s_n, full, tail)
 
     # -- recipe -------------------------------------------------------------------------------------------
 
@@ -211,3 +195,196 @@ class DualRegionActQuantizer(nn.Module):
             f"budget={self.budget!r}, bits={self.bits}, lower={self.lower.item():.6g}, "
             f"breakpoint={self.breakpoint.item():.6g}, upper={self.upper.item():.6g}"
         )
+
+
+
+# ---- fused autograd nodes ------------------------------------------------------------------------------
+# Region selection is written as arithmetic with exact 0/1 weights (value * 1 + other * 0 is exactly
+# value for finite operands) because torch.where is ~10x slower than arithmetic on the CPU; each node
+# saves only x and recomputes its codes in backward, which keeps finetuning memory at one tensor per layer.
+
+
+def _grid(v: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(k, v clamped, r): the code round(clamp(v)), the clamped v, and r = 1 where v is inside [lo, hi]."""
+    vc = torch.clamp(v, lo, hi)
+    return torch.round(vc), vc, (vc == v).to(v.dtype)
+
+
+def _code(v: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """round(clamp(v, lo, hi)) in place on the temporary `v` (forward passes need no more)."""
+    return v.clamp_(lo, hi).round_()
+
+
+def _rounding_error(k: torch.Tensor, vc: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """k - r v: d(k s)/ds under the STE (v = x'/s inside the range, k outside); finite for any x."""
+    return k - vc * r
+
+
+def _mask(condition: torch.Tensor) -> torch.Tensor:
+    return condition.to(torch.float32)
+
+
+def _finite_grad(x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x with NaN replaced by 0, and grad zeroed where x is NaN (NaN gets no gradient)."""
+    nan = torch.isnan(x)
+    if bool(nan.any()):
+        return torch.nan_to_num(x, nan=0.0), grad.masked_fill(nan, 0.0)
+    return x, grad
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum(a * b) as a 0-dim tensor, without the product temporary."""
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+class _BBitFakeQuant(torch.autograd.Function):
+    """The `b-bit` quantize + dequantize (docs/dual_region_codes.md) as one autograd node.
+
+    Forward: kd = clamp(round(x / s_d), -D, D), kp = clamp(round((x - bp) / s_p), 0, D),
+    kn = clamp(round((-x - bp) / s_n), 0, D) (0 without a negative tail). The reference's code is
+    kd + kp - kn (dense: kp = kn = 0; x > bp: kd = D; x < -bp: kd = -D), decoded as kd s_d when
+    kp = kn = 0, bp + kp s_p or -(bp + kn s_n) otherwise. NaN -> 0.
+
+    Backward (LSQ STE; r = 1 inside a grid's code range; m_* the regions |x| <= bp, x > bp, x < -bp;
+    t = 1 for a tail code k > 0, 0 for offset 0, which decodes as the dense code +-D):
+    d/dx = r in the dense and tail regions, 0 below -bp without a negative tail;
+    d/ds_d = k - r v (dense), +-D (offset 0 and below -bp without a tail);
+    d/ds_p = k - r v (x > bp); d/ds_n = -(k - r v) (x < -bp);
+    d/dbp = +-(1 - r) for tail codes, -+r for offset 0 (v moves with its anchor bp), 0 dense.
+    """
+
+    @staticmethod
+    def _codes(x, bp, s_d, s_p, s_n, d):  # type: ignore[no-untyped-def]
+        has_neg = bool(s_n > 0)
+        dense = _grid(x / s_d, -float(d), float(d))
+        pos = _grid((x - bp) / s_p, 0.0, float(d))
+        # -x - bp == -(x + bp) exactly; dividing by -s_n keeps one rounding.
+        neg = _grid((x + bp) / (-s_n), 0.0, float(d)) if has_neg else None
+        return has_neg, dense, pos, neg
+
+    @staticmethod
+    def forward(ctx, x, bp, s_d, s_p, s_n, d):  # type: ignore[no-untyped-def,override]
+        x0 = torch.nan_to_num(x, nan=0.0)  # NaN encodes as code 0
+        lim = float(d)
+        kd = _code(x0 / s_d, -lim, lim)
+        kp = _code((x0 - bp) / s_p, 0.0, lim)
+        t_p = torch.clamp(kp, max=1.0)  # 1 for a positive tail code, 0 for offset 0 (code D)
+        out = kp.mul_(s_p).add_(bp).mul_(t_p)
+        dense_w = torch.sub(1.0, t_p)
+        if bool(s_n > 0):
+            # -x - bp == -(x + bp) exactly; dividing by -s_n keeps one rounding.
+            kn = _code((x0 + bp) / (-s_n), 0.0, lim)
+            t_n = torch.clamp(kn, max=1.0)
+            out.sub_(kn.mul_(s_n).add_(bp).mul_(t_n))
+            dense_w.sub_(t_n)
+        # kd s_d is also the value of code +-D (tail offset 0, or clamped without a negative tail)
+        out = kd.mul_(s_d).mul_(dense_w).add_(out)
+        ctx.save_for_backward(x, bp, s_d, s_p, s_n)
+        ctx.d = d
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
+        x, bp, s_d, s_p, s_n = ctx.saved_tensors
+        d = float(ctx.d)
+        x, grad = _finite_grad(x, grad)
+        has_neg, (kd, vd, rd), (kp, vp, rp), neg = _BBitFakeQuant._codes(x, bp, s_d, s_p, s_n, ctx.d)
+        g_p = grad * _mask(x > bp)  # the incoming gradient split by region
+        g_n = grad * _mask(x < -bp)
+        g_d = grad - g_p - g_n
+        t_p = torch.clamp(kp, max=1.0)
+        grad_x = g_d * rd + g_p * rp
+        # offset 0 (t = 0) decodes as +-D s_d; t - r collects +-(1 - r) (codes) and -+r (offset 0)
+        g_sd = _dot(g_d, _rounding_error(kd, vd, rd)) + d * (g_p.sum() - _dot(g_p, t_p))
+        g_bp = _dot(g_p, t_p - rp)
+        g_sn = torch.zeros_like(s_n)
+        if has_neg:
+            kn, vn, rn = neg
+            t_n = torch.clamp(kn, max=1.0)
+            grad_x = grad_x + g_n * rn
+            g_sd = g_sd - d * (g_n.sum() - _dot(g_n, t_n))
+            g_bp = g_bp - _dot(g_n, t_n - rn)
+            g_sn = -_dot(g_n, _rounding_error(kn, vn, rn))
+        else:
+            g_sd = g_sd - d * g_n.sum()  # clamped to code -D
+        g_sp = _dot(g_p, _rounding_error(kp, vp, rp))
+        return grad_x, g_bp, g_sd, g_sp, g_sn, None
+
+
+class _PaperSignedFakeQuant(torch.autograd.Function):
+    """The `paper` budget, signed input: dense -bp + k s_d (k = 0..2^b-1) and tails +-(bp + k s_tail).
+
+    Backward (LSQ STE, r = 1 inside a grid's range): d/dx = r; d/ds = k - r v on each grid (negated
+    for the negative tail); d/dbp = r - 1 (dense, anchored at -bp), 1 - r (positive tail),
+    -(1 - r) (negative tail).
+    """
+
+    @staticmethod
+    def _codes(x, bp, s_d, s_p, s_n, full, tail):  # type: ignore[no-untyped-def]
+        dense = _grid((x + bp) / s_d, 0.0, float(full))
+        pos = _grid((x - bp) / s_p, 0.0, float(tail))
+        neg = _grid((x + bp) / (-s_n), 0.0, float(tail))  # (-x - bp) / s_n
+        return dense, pos, neg, _mask(x > bp), _mask(x < -bp)
+
+    @staticmethod
+    def forward(ctx, x, bp, s_d, s_p, s_n, full, tail):  # type: ignore[no-untyped-def,override]
+        m_p, m_n = _mask(x > bp), _mask(x < -bp)
+        dense = _code((x + bp) / s_d, 0.0, float(full)).mul_(s_d).sub_(bp)  # -bp + k s_d
+        pos = _code((x - bp) / s_p, 0.0, float(tail)).mul_(s_p).add_(bp)
+        neg = _code((x + bp) / (-s_n), 0.0, float(tail)).mul_(s_n).add_(bp)  # (-x - bp) / s_n
+        out = dense.mul_(1.0 - m_p - m_n).add_(pos.mul_(m_p)).sub_(neg.mul_(m_n))
+        ctx.save_for_backward(x, bp, s_d, s_p, s_n)
+        ctx.levels = (full, tail)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
+        x, bp, s_d, s_p, s_n = ctx.saved_tensors
+        x, grad = _finite_grad(x, grad)
+        (kd, vd, rd), (kp, vp, rp), (kn, vn, rn), m_p, m_n = _PaperSignedFakeQuant._codes(x, bp, s_d, s_p, s_n, *ctx.levels)
+        g_p, g_n = grad * m_p, grad * m_n
+        g_d = grad - g_p - g_n
+        grad_x = g_d * rd + g_p * rp + g_n * rn
+        g_bp = _dot(g_d, rd) - g_d.sum() + g_p.sum() - _dot(g_p, rp) - g_n.sum() + _dot(g_n, rn)
+        g_sd = _dot(g_d, _rounding_error(kd, vd, rd))
+        g_sp = _dot(g_p, _rounding_error(kp, vp, rp))
+        g_sn = -_dot(g_n, _rounding_error(kn, vn, rn))
+        return grad_x, g_bp, g_sd, g_sp, g_sn, None, None
+
+
+class _PaperBoundedFakeQuant(torch.autograd.Function):
+    """The `paper` budget, bounded below: l + k s_lo on [l, bp], bp + k s_hi above (k = 0..2^b-1).
+
+    Backward (LSQ STE): d/dx = r; d/ds_lo, d/ds_hi = k - r v on their piece; d/dl = 1 - r (lower
+    piece: values below l saturate at l), d/dbp = 1 - r (upper piece).
+    """
+
+    @staticmethod
+    def _codes(x, lower, bp, s_lo, s_hi, full):  # type: ignore[no-untyped-def]
+        low = _grid((x - lower) / s_lo, 0.0, float(full))
+        high = _grid((x - bp) / s_hi, 0.0, float(full))
+        return low, high, _mask(x > bp)
+
+    @staticmethod
+    def forward(ctx, x, lower, bp, s_lo, s_hi, full):  # type: ignore[no-untyped-def,override]
+        m_h = _mask(x > bp)
+        low = _code((x - lower) / s_lo, 0.0, float(full)).mul_(s_lo).add_(lower)
+        high = _code((x - bp) / s_hi, 0.0, float(full)).mul_(s_hi).add_(bp)
+        out = low.mul_(1.0 - m_h).add_(high.mul_(m_h))
+        ctx.save_for_backward(x, lower, bp, s_lo, s_hi)
+        ctx.full = full
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
+        x, lower, bp, s_lo, s_hi = ctx.saved_tensors
+        x, grad = _finite_grad(x, grad)
+        (kl, vl, rl), (kh, vh, rh), m_h = _PaperBoundedFakeQuant._codes(x, lower, bp, s_lo, s_hi, ctx.full)
+        g_h = grad * m_h
+        g_l = grad - g_h
+        grad_x = g_l * rl + g_h * rh
+        g_lower = g_l.sum() - _dot(g_l, rl)
+        g_bp = g_h.sum() - _dot(g_h, rh)
+        g_slo = _dot(g_l, _rounding_error(kl, vl, rl))
+        g_shi = _dot(g_h, _rounding_error(kh, vh, rh))
+        return grad_x, g_lower, g_bp, g_slo, g_shi, None
