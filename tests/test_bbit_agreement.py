@@ -91,3 +91,18 @@ def test_agreement_detects_a_different_grid() -> None:
     shifted = DualRegionActQuantizer("b-bit", 4, -2.0, float(np.nextafter(_F32(0.3), _F32(1))), 3.0)
     got = shifted(torch.from_numpy(x)).detach().numpy()
     assert not np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits", [3, 4, 8])
+def test_cuda_bbit_equals_reference_bitwise(bits: int) -> None:
+    """On the GPU too: true divisions by device tensors, no fused multiply-add across ops."""
+    rng = np.random.default_rng(bits)
+    for bounds in CASES:
+        act = _act(bits, *bounds)
+        params = bbit_grid(act).params()
+        x = _inputs(act, rng)
+        expected = reference.dequantize(reference.quantize(x, params), params)
+        quant = DualRegionActQuantizer.from_recipe(act).cuda()
+        got = quant(torch.from_numpy(x).cuda()).detach().cpu().numpy()
+        assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), bounds

@@ -503,3 +503,22 @@ def test_fused_gradients_stay_finite_on_inf_and_nan(budget: str) -> None:
     (torch.nan_to_num(out)).sum().backward()
     assert x.grad.tolist() == [0.0, 0.0, 0.0, 1.0, 0.0]
     assert all(np.isfinite(p.grad.item()) for p in quant.parameters())
+
+
+@pytest.mark.gpu
+def test_cuda_forward_equals_numpy_bitwise() -> None:
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0, 0.4, 20000), rng.uniform(-9, 9, 2000)]).astype(F32)
+    for bits in (2, 4, 8):
+        lower, bp, upper = _random_bounds(rng)
+        paper = DualRegionActQuantizer("paper", bits, lower, bp, upper).cuda()
+        split = DualRegionActQuantizer("split", bits, lower, bp, upper).cuda()
+        uniform = UniformActQuantizer(bits, 0.037, 0, True).cuda()
+        xc = torch.from_numpy(x).cuda()
+        assert bits_equal(paper(xc).detach().cpu().numpy(), np_paper(x, paper.to_recipe()))
+        assert bits_equal(split(xc).detach().cpu().numpy(), np_split(x, split.to_recipe()))
+        assert bits_equal(uniform(xc).detach().cpu().numpy(), np_uniform(x, uniform.to_recipe()))
+    w = rng.standard_normal((16, 8, 3, 3)).astype(F32)
+    scale = rng.uniform(0.01, 0.3, 16).astype(F32)
+    wq = WeightQuantizer(4, torch.from_numpy(scale), 0).cuda()
+    assert bits_equal(wq(torch.from_numpy(w).cuda()).detach().cpu().numpy(), np_weight(w, wq.to_recipe()))
