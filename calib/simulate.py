@@ -30,7 +30,9 @@ def load_simulated_model(recipe: Recipe, weights: str | os.PathLike[str] | None 
     """
     path = os.fspath(weights) if weights is not None else recipe.model.checkpoint
     if not path:
-        raise RecipeError("model.checkpoint: the recipe records no checkpoint path; pass the weights explicitly")
+        raise RecipeError(
+            "model.checkpoint: the recipe records no checkpoint path; pass the weights explicitly"
+        )
     loaded = models.load_pretrained(recipe.model.arch, recipe.model.scale, path)
     expected = recipe.model.checkpoint_sha256
     # An empty sha256 means the recipe was made without a checkpoint file (nothing to compare).

@@ -32,8 +32,26 @@ def _inputs(act, rng: np.random.Generator) -> np.ndarray:
         rng.uniform(-span, span, 2000).astype(_F32),  # outliers and beyond the bounds
         np.linspace(-span, span, 4001, dtype=_F32),
         *ties,
-        np.array([0.0, -0.0, bp, -bp, up, lo, np.nextafter(bp, _F32(np.inf)), np.nextafter(-bp, _F32(-np.inf)),
-                  up * 4, lo * 4 - 1, 1e-30, -1e-30, np.inf, -np.inf, np.nan], dtype=_F32),
+        np.array(
+            [
+                0.0,
+                -0.0,
+                bp,
+                -bp,
+                up,
+                lo,
+                np.nextafter(bp, _F32(np.inf)),
+                np.nextafter(-bp, _F32(-np.inf)),
+                up * 4,
+                lo * 4 - 1,
+                1e-30,
+                -1e-30,
+                np.inf,
+                -np.inf,
+                np.nan,
+            ],
+            dtype=_F32,
+        ),
     ]
     return np.concatenate(parts).astype(_F32)
 
@@ -64,7 +82,10 @@ def test_torch_bbit_equals_reference_bitwise(bits: int, bounds: tuple[float, flo
     expected = reference.dequantize(reference.quantize(x, params), params)
     got = DualRegionActQuantizer.from_recipe(act)(torch.from_numpy(x)).detach().numpy()
     mismatch = np.flatnonzero(got.view(np.uint32) != expected.view(np.uint32))
-    assert mismatch.size == 0, f"{mismatch.size} differ, first x={x[mismatch[0]]!r}: {got[mismatch[0]]!r} != {expected[mismatch[0]]!r}"
+    assert mismatch.size == 0, (
+        f"{mismatch.size} differ, first x={x[mismatch[0]]!r}: "
+        f"{got[mismatch[0]]!r} != {expected[mismatch[0]]!r}"
+    )
 
 
 @pytest.mark.parametrize("bits", [3, 8])

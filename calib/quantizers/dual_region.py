@@ -69,15 +69,23 @@ class DualRegionActQuantizer(nn.Module):
     ) -> None:
         super().__init__()
         if budget not in DUAL_BUDGETS:
-            raise CalibError(f"DualRegionActQuantizer: budget must be one of {', '.join(DUAL_BUDGETS)}, got {budget!r}")
+            raise CalibError(
+                f"DualRegionActQuantizer: budget must be one of {', '.join(DUAL_BUDGETS)}, got {budget!r}"
+            )
         if outlier_scale is not None and budget != "split":
-            raise CalibError(f"DualRegionActQuantizer: only the split budget has an outlier_scale, not {budget!r}")
+            raise CalibError(
+                f"DualRegionActQuantizer: only the split budget has an outlier_scale, not {budget!r}"
+            )
         lo, bp, up = f32(lower), f32(breakpoint), f32(upper)
         try:
             s_o = None
             if budget == "split":
-                s_o = f32(outlier_scale) if outlier_scale is not None else split_outlier_scale(lo, bp, up, bits)
-            DualRegionAct(budget=budget, bits=bits, lower=lo, breakpoint=bp, upper=up, outlier_scale=s_o)  # validates
+                s_o = (
+                    f32(outlier_scale) if outlier_scale is not None else split_outlier_scale(lo, bp, up, bits)
+                )
+            DualRegionAct(
+                budget=budget, bits=bits, lower=lo, breakpoint=bp, upper=up, outlier_scale=s_o
+            )  # validates
         except (RecipeError, TypeError) as err:
             raise CalibError(f"DualRegionActQuantizer: {err}") from err
         self.budget = budget
@@ -123,7 +131,9 @@ class DualRegionActQuantizer(nn.Module):
             return self._split(x, lower, bp, upper)
         return self._paper(x, lower, bp, upper)
 
-    def _bbit(self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    def _bbit(
+        self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
+    ) -> torch.Tensor:
         # docs/dual_region_codes.md: quantize to one signed b-bit code, decode as DualRegionDequant does.
         d = dense_limit(self.bits)
         d_t = torch.full_like(bp, float(d))
@@ -134,7 +144,9 @@ class DualRegionActQuantizer(nn.Module):
         s_n = torch.where(neg_span > zero, neg_span / d_t, zero)  # 0: no negative tail
         return _BBitFakeQuant.apply(x, bp, s_d, s_p, s_n, d)
 
-    def _split(self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    def _split(
+        self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
+    ) -> torch.Tensor:
         # x_hat = s_d * q_d + s_o * q_o: dense Q/DQ of clip(x) plus residual Q/DQ (two INT8 convs).
         q = 2 ** (self.bits - 1) - 1
         s_d = bp / torch.full_like(bp, float(q))
@@ -144,7 +156,9 @@ class DualRegionActQuantizer(nn.Module):
         q_o = round_ste(torch.clamp((x - clipped) / s_o, -float(q + 1), float(q))) + 0.0
         return q_d * s_d + q_o * s_o
 
-    def _paper(self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    def _paper(
+        self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
+    ) -> torch.Tensor:
         full = 2**self.bits - 1
         full_t = torch.full_like(bp, float(full))
         if bool(lower >= -bp):
@@ -176,7 +190,9 @@ class DualRegionActQuantizer(nn.Module):
                 breakpoint=f32(bp.item()),
                 upper=f32(upper.item()),
                 outlier_scale=s_o,
-                outlier_channels=None if outlier_channels is None else tuple(int(c) for c in outlier_channels),
+                outlier_channels=None
+                if outlier_channels is None
+                else tuple(int(c) for c in outlier_channels),
             )
 
     @classmethod
@@ -187,15 +203,18 @@ class DualRegionActQuantizer(nn.Module):
             CalibError: `act` is not a `DualRegionAct`.
         """
         if not isinstance(act, DualRegionAct):
-            raise CalibError(f"DualRegionActQuantizer.from_recipe: expected a dual_region act, got {type(act).__name__}")
-        return cls(act.budget, act.bits, act.lower, act.breakpoint, act.upper, outlier_scale=act.outlier_scale)
+            raise CalibError(
+                f"DualRegionActQuantizer.from_recipe: expected a dual_region act, got {type(act).__name__}"
+            )
+        return cls(
+            act.budget, act.bits, act.lower, act.breakpoint, act.upper, outlier_scale=act.outlier_scale
+        )
 
     def extra_repr(self) -> str:
         return (
             f"budget={self.budget!r}, bits={self.bits}, lower={self.lower.item():.6g}, "
             f"breakpoint={self.breakpoint.item():.6g}, upper={self.upper.item():.6g}"
         )
-
 
 
 # ---- fused autograd nodes ------------------------------------------------------------------------------
@@ -341,7 +360,9 @@ class _PaperSignedFakeQuant(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
         x, bp, s_d, s_p, s_n = ctx.saved_tensors
         x, grad = _finite_grad(x, grad)
-        (kd, vd, rd), (kp, vp, rp), (kn, vn, rn), m_p, m_n = _PaperSignedFakeQuant._codes(x, bp, s_d, s_p, s_n, *ctx.levels)
+        (kd, vd, rd), (kp, vp, rp), (kn, vn, rn), m_p, m_n = _PaperSignedFakeQuant._codes(
+            x, bp, s_d, s_p, s_n, *ctx.levels
+        )
         g_p, g_n = grad * m_p, grad * m_n
         g_d = grad - g_p - g_n
         grad_x = g_d * rd + g_p * rp + g_n * rn

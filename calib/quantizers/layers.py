@@ -67,7 +67,14 @@ class QuantLayer(nn.Module):
             return layer._conv_forward(x, weight, layer.bias)  # honours padding_mode
         if self.op == "conv_transpose2d":
             return F.conv_transpose2d(
-                x, weight, layer.bias, layer.stride, layer.padding, layer.output_padding, layer.groups, layer.dilation
+                x,
+                weight,
+                layer.bias,
+                layer.stride,
+                layer.padding,
+                layer.output_padding,
+                layer.groups,
+                layer.dilation,
             )
         return F.linear(x, weight, layer.bias)
 
@@ -78,7 +85,9 @@ class QuantLayer(nn.Module):
             CalibError: a quantizer is missing.
         """
         if self.w_quant is None or self.a_quant is None:
-            raise CalibError(f"{self.op} layer: both the weight and the input quantizer are needed for a recipe")
+            raise CalibError(
+                f"{self.op} layer: both the weight and the input quantizer are needed for a recipe"
+            )
         if isinstance(self.a_quant, DualRegionActQuantizer):
             act: UniformAct | DualRegionAct = self.a_quant.to_recipe(outlier_channels)
         else:
@@ -128,15 +137,22 @@ def wrap_model(model: nn.Module, names: Iterable[str] | None = None) -> dict[str
     Raises:
         CalibError: a name is not a quantizable layer of the model, or nothing matched.
     """
-    places = {name: (module, parent, attr) for name, module, parent, attr in _walk(model, "")
-              if isinstance(module, (QuantLayer, *QUANTIZABLE))}
+    places = {
+        name: (module, parent, attr)
+        for name, module, parent, attr in _walk(model, "")
+        if isinstance(module, (QuantLayer, *QUANTIZABLE))
+    }
     wanted = list(places) if names is None else list(dict.fromkeys(names))
     unknown = [name for name in wanted if name not in places]
     if unknown:
         valid = _few(places) if places else "none"
-        raise CalibError(f"{type(model).__name__}: no quantizable layer named {unknown[0]!r} (valid: {valid})")
+        raise CalibError(
+            f"{type(model).__name__}: no quantizable layer named {unknown[0]!r} (valid: {valid})"
+        )
     if not wanted:
-        raise CalibError(f"{type(model).__name__}: no layer to quantize (no Conv2d, ConvTranspose2d or Linear matched)")
+        raise CalibError(
+            f"{type(model).__name__}: no layer to quantize (no Conv2d, ConvTranspose2d or Linear matched)"
+        )
     wrapped: dict[str, QuantLayer] = {}
     for name in wanted:
         module, parent, attr = places[name]
@@ -189,7 +205,8 @@ def apply_recipe(model: nn.Module, recipe: Recipe) -> dict[str, QuantLayer]:
         where = f"layers[{name!r}]"
         module = available.get(name)
         if module is None:
-            raise RecipeError(f"{where}: the model has no quantizable layer of that name (valid: {_few(available) or 'none'})")
+            valid = _few(available) or "none"
+            raise RecipeError(f"{where}: the model has no quantizable layer of that name (valid: {valid})")
         op = layer_op(module)
         if op != entry.op:
             raise RecipeError(f"{where}.op: recipe says {entry.op!r} but the model's layer is {op!r}")

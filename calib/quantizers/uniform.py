@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from calib.errors import CalibError, RecipeError
-from calib.recipe import UniformAct, WeightQuant, f32
 from calib.quantizers.ste import round_ste, valid_or
+from calib.recipe import UniformAct, WeightQuant, f32
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -83,11 +83,16 @@ class UniformActQuantizer(nn.Module):
             CalibError: `act` is not a `UniformAct`.
         """
         if not isinstance(act, UniformAct):
-            raise CalibError(f"UniformActQuantizer.from_recipe: expected a uniform act, got {type(act).__name__}")
+            raise CalibError(
+                f"UniformActQuantizer.from_recipe: expected a uniform act, got {type(act).__name__}"
+            )
         return cls(act.bits, act.scale, act.zero_point, act.signed)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, signed={self.signed}, zero_point={self.zero_point}, scale={self.scale.item():.6g}"
+        return (
+            f"bits={self.bits}, signed={self.signed}, zero_point={self.zero_point}, "
+            f"scale={self.scale.item():.6g}"
+        )
 
 
 class WeightQuantizer(nn.Module):
@@ -119,7 +124,8 @@ class WeightQuantizer(nn.Module):
             return s.reshape(())
         if weight.dim() <= self.axis or weight.shape[self.axis] != s.numel():
             raise CalibError(
-                f"WeightQuantizer: {s.numel()} scales do not match axis {self.axis} of a weight shaped {tuple(weight.shape)}"
+                f"WeightQuantizer: {s.numel()} scales do not match axis {self.axis} "
+                f"of a weight shaped {tuple(weight.shape)}"
             )
         shape = [1] * weight.dim()
         shape[self.axis] = -1

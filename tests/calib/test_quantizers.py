@@ -162,7 +162,9 @@ def test_weight_quantizer_is_narrow_range(bits: int) -> None:
     assert lv[0] == -qmax * 0.5 and lv[-1] == qmax * 0.5
 
 
-@pytest.mark.parametrize(("shape", "axis"), [((6, 3, 3, 3), 0), ((3, 6, 2, 2), 1), ((6, 5), 0), ((6, 3, 3, 3), None)])
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((6, 3, 3, 3), 0), ((3, 6, 2, 2), 1), ((6, 5), 0), ((6, 3, 3, 3), None)]
+)
 def test_weight_quantizer_matches_numpy_per_channel(shape: tuple[int, ...], axis: int | None) -> None:
     rng = np.random.default_rng(len(shape))
     w = rng.standard_normal(shape).astype(F32)
@@ -470,8 +472,9 @@ COMPOSITES = {"b-bit": _bbit_composite, "paper": _paper_composite}
 @pytest.mark.parametrize("lower", [-3.0, -0.6, -0.2, 0.0])
 def test_fused_node_matches_composite_autograd(budget: str, bits: int, lower: float) -> None:
     rng = np.random.default_rng(bits)
-    x_np = np.concatenate([rng.normal(0, 0.5, 3000), rng.uniform(-8, 8, 1000),
-                           [0.5, -0.5, 4.0, lower]]).astype(F32)
+    x_np = np.concatenate(
+        [rng.normal(0, 0.5, 3000), rng.uniform(-8, 8, 1000), [0.5, -0.5, 4.0, lower]]
+    ).astype(F32)
     weight = torch.from_numpy(rng.standard_normal(x_np.size).astype(F32))
     outs, grads = [], []
     for fn in (lambda t, q: q(t), COMPOSITES[budget]):
@@ -487,7 +490,7 @@ def test_fused_node_matches_composite_autograd(budget: str, bits: int, lower: fl
     fused_gx = grads[0][0]
     assert np.all((fused_gx == weight.numpy()) | (fused_gx == 0))
     np.testing.assert_allclose(fused_gx, grads[1][0], rtol=1e-6, atol=0)
-    for fused, composite in zip(grads[0][1:], grads[1][1:]):
+    for fused, composite in zip(grads[0][1:], grads[1][1:], strict=True):
         assert np.isfinite(fused) and fused == pytest.approx(composite, rel=1e-4, abs=1e-4)
 
 

@@ -31,8 +31,9 @@ class Tiny(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.head = nn.Conv2d(3, 8, 3, padding=1)
-        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
-                                  nn.Conv2d(8, 8, 1, groups=2))
+        self.body = nn.Sequential(
+            nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"), nn.ReLU(), nn.Conv2d(8, 8, 1, groups=2)
+        )
         self.up = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, output_padding=0)
         self.fc = nn.Linear(4, 3)
 
@@ -69,8 +70,13 @@ def _quantize_all(layers: dict[str, QuantLayer], budget: str = "b-bit") -> None:
 def _recipe(layers: dict[str, QuantLayer], budget: str) -> Recipe:
     return Recipe(
         model=ModelIdentity(arch="tiny", scale=2, checkpoint_sha256=""),
-        method="drq", w_bits=4, a_bits=4, budget=budget, weight_mode="per-channel",
-        calibration=CalibrationInfo(images=1, crop=6, seed=0), layers=recipe_layers(layers),
+        method="drq",
+        w_bits=4,
+        a_bits=4,
+        budget=budget,
+        weight_mode="per-channel",
+        calibration=CalibrationInfo(images=1, crop=6, seed=0),
+        layers=recipe_layers(layers),
     )
 
 
@@ -102,7 +108,9 @@ def test_wrap_selected_names_only() -> None:
 
 
 def test_wrap_model_errors() -> None:
-    with pytest.raises(CalibError, match=r"Tiny: no quantizable layer named 'body\.1' \(valid: head, body\.0"):
+    with pytest.raises(
+        CalibError, match=r"Tiny: no quantizable layer named 'body\.1' \(valid: head, body\.0"
+    ):
         wrap_model(_model(), ["body.1"])
     with pytest.raises(CalibError, match="Sequential: no layer to quantize"):
         wrap_model(nn.Sequential(nn.ReLU(), nn.Tanh()))
@@ -137,7 +145,9 @@ def test_quant_layer_computes_op_on_quantized_weight_and_input() -> None:
     x = torch.rand(1, 8, 5, 5) * 3 - 1
     up = layers["up"]
     with torch.no_grad():
-        expected = F.conv_transpose2d(up.a_quant(x), up.w_quant(up.layer.weight), up.layer.bias, stride=2, padding=1)
+        expected = F.conv_transpose2d(
+            up.a_quant(x), up.w_quant(up.layer.weight), up.layer.bias, stride=2, padding=1
+        )
         assert torch.equal(up(x), expected)
         conv = layers["body.0"]
         padded = F.pad(conv.a_quant(x), (1, 1, 1, 1), mode="reflect")
@@ -164,7 +174,11 @@ def test_only_quantizer_parameters_train() -> None:
     model(_input()).square().mean().backward()
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".w_quant." in n or ".a_quant." in n for n in trainable)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for n, p in model.named_parameters() if p.requires_grad)
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    )
 
 
 @pytest.mark.parametrize("budget", ["uniform", "paper", "b-bit", "split"])
@@ -191,7 +205,9 @@ def test_recipe_json_round_trip_reproduces_forward(budget: str, tmp_path: Path) 
 
 def test_recipe_layers_needs_both_quantizers() -> None:
     layers = wrap_model(_model())
-    with pytest.raises(CalibError, match="layer 'head': conv2d layer: both the weight and the input quantizer"):
+    with pytest.raises(
+        CalibError, match="layer 'head': conv2d layer: both the weight and the input quantizer"
+    ):
         recipe_layers(layers)
 
 
@@ -206,7 +222,10 @@ def test_apply_recipe_missing_layer_is_an_error_and_leaves_the_model_alone() -> 
     recipe = _recipe_for_tiny()
     model = nn.Sequential()
     model.add_module("head", nn.Conv2d(3, 8, 3, padding=1))
-    with pytest.raises(RecipeError, match=r"layers\['body\.0'\]: the model has no quantizable layer of that name \(valid: head\)"):
+    with pytest.raises(
+        RecipeError,
+        match=r"layers\['body\.0'\]: the model has no quantizable layer of that name \(valid: head\)",
+    ):
         apply_recipe(model, recipe)
     assert isinstance(model.head, nn.Conv2d)
 
@@ -215,7 +234,9 @@ def test_apply_recipe_channel_mismatch() -> None:
     recipe = _recipe_for_tiny()
     model = _model()
     model.head = nn.Conv2d(3, 6, 3, padding=1)
-    with pytest.raises(RecipeError, match=r"layers\['head'\]\.weight\.scale: 8 scales for 6 channels on axis 0"):
+    with pytest.raises(
+        RecipeError, match=r"layers\['head'\]\.weight\.scale: 8 scales for 6 channels on axis 0"
+    ):
         apply_recipe(model, recipe)
     assert not quant_layers(model)
 
@@ -224,5 +245,7 @@ def test_apply_recipe_op_mismatch() -> None:
     recipe = _recipe_for_tiny()
     model = _model()
     model.fc = nn.Conv2d(4, 3, 1)
-    with pytest.raises(RecipeError, match=r"layers\['fc'\]\.op: recipe says 'linear' but the model's layer is 'conv2d'"):
+    with pytest.raises(
+        RecipeError, match=r"layers\['fc'\]\.op: recipe says 'linear' but the model's layer is 'conv2d'"
+    ):
         apply_recipe(model, recipe)

@@ -32,8 +32,13 @@ def _recipe(checkpoint: str = "w.pth", sha: str = SHA) -> tuple[Recipe, nn.Modul
         layer.a_quant = DualRegionActQuantizer("b-bit", 4, -0.5, 0.3, 1.2)
     recipe = Recipe(
         model=ModelIdentity(arch="tiny", scale=1, checkpoint_sha256=sha, checkpoint=checkpoint),
-        method="drq", w_bits=4, a_bits=4, budget="b-bit", weight_mode="per-channel",
-        calibration=CalibrationInfo(images=1, crop=8, seed=0), layers=recipe_layers(layers),
+        method="drq",
+        w_bits=4,
+        a_bits=4,
+        budget="b-bit",
+        weight_mode="per-channel",
+        calibration=CalibrationInfo(images=1, crop=8, seed=0),
+        layers=recipe_layers(layers),
     )
     return recipe, model
 
@@ -68,7 +73,11 @@ def test_weights_argument_overrides_the_recipe_path(zoo: list, tmp_path: Path) -
 
 def test_checkpoint_hash_mismatch_is_a_recipe_error(zoo: list) -> None:
     recipe, _ = _recipe(sha="cd" * 32)
-    with pytest.raises(RecipeError, match=r"^w\.pth: checkpoint sha256 differs from the recipe's \(abababababab\.\.\. vs cdcdcdcdcdcd\.\.\.\)$"):
+    with pytest.raises(
+        RecipeError,
+        match=r"^w\.pth: checkpoint sha256 differs from the recipe's "
+        r"\(abababababab\.\.\. vs cdcdcdcdcdcd\.\.\.\)$",
+    ):
         load_simulated_model(recipe)
 
 
