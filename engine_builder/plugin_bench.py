@@ -128,18 +128,25 @@ def ort_upscaler(model: onnx.ModelProto, threads: int):
     return upscale
 
 
-def cpu_latency(model: onnx.ModelProto, height: int, width: int, threads: int, repeats: int) -> float:
-    """Median wall seconds of one 1 x 3 x height x width run (after one warm-up run)."""
-    sess = _session(model, threads)
-    dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32
-    x = np.random.default_rng(0).random((1, 3, height, width)).astype(dtype)
-    sess.run(None, {"lr": x})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        sess.run(None, {"lr": x})
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def cpu_latencies(graphs: dict[str, onnx.ModelProto], height: int, width: int, threads: int,
+                  repeats: int) -> dict[str, float]:
+    """Median wall seconds of one 1 x 3 x height x width run of each graph.
+
+    Runs are interleaved (one run of every graph per round, after one warm-up round) so that load from
+    other processes on a shared machine hits every graph alike.
+    """
+    sessions = {label: _session(graph, threads) for label, graph in graphs.items()}
+    x = np.random.default_rng(0).random((1, 3, height, width))
+    feeds = {label: {"lr": x.astype(np.float16 if s.get_inputs()[0].type == "tensor(float16)" else np.float32)}
+             for label, s in sessions.items()}
+    times: dict[str, list[float]] = {label: [] for label in sessions}
+    for round_ in range(repeats + 1):
+        for label, sess in sessions.items():
+            start = time.perf_counter()
+            sess.run(None, feeds[label])
+            if round_:
+                times[label].append(time.perf_counter() - start)
+    return {label: float(np.median(t)) for label, t in times.items()}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -210,8 +217,7 @@ def main(argv: list[str]) -> int:
             for label in list(cpu_graphs)[len(graphs):]:
                 quality[label] = evaluate_dataset(ort_upscaler(cpu_graphs[label], args.threads), dataset,
                                                   recipe.model.scale)
-        for label, graph in cpu_graphs.items():
-            latency[label] = cpu_latency(graph, height, width, args.threads, args.repeats)
+        latency = cpu_latencies(cpu_graphs, height, width, args.threads, args.repeats)
     rows = traffic(recipe, conv_input_shapes(float_model, height, width))
     command = "drq plugin-bench " + " ".join(shlex.quote(a) for a in argv)
     report = {
@@ -225,7 +231,7 @@ def main(argv: list[str]) -> int:
         "quality": {k: {"dataset": v.name, "images": v.images, "psnr_y": v.psnr, "ssim_y": v.ssim}
                     for k, v in quality.items()},
         "latency_note": f"onnxruntime {_ort().__version__} CPUExecutionProvider, {args.threads} threads, "
-                        f"median of {args.repeats}, 1x3x{height}x{width}; measured",
+                        f"median of {args.repeats} interleaved rounds, 1x3x{height}x{width}; measured",
         "latency_s": latency,
     }
     from calib.artifacts import atomic_write_text

@@ -3,7 +3,8 @@
 For a conv input x with breakpoint bp and scales s_d = bp / Q, s_o (`calib.grids.split_grid`):
 
     c = Clip(x, -bp, bp) -> Q/DQ(s_d)          dense branch, codes within [-Q, Q]
-    r = x - c            -> Q/DQ(s_o)          outlier residual, full int8 codes
+    r = x - c            -> Q/DQ(s_o)          outlier residual (clipped to the b-bit code range * s_o
+                                               below 8 bits, where int8 saturation would not clamp it)
     y = Conv(DQ(c), W, b) + Conv(DQ(r), W)     same DQ'd weights, bias on the dense conv only
 
 Each branch is a plain DQ -> Conv pattern, so TensorRT fuses both into INT8 convolutions and the Add
@@ -75,6 +76,11 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
     if x_sel is not None:
         clip_sel = dense_in if index is None else ed.make1("Clip", [x_sel, neg_bp, bp], f"{name}.input_ClipSel", node)
         residual = ed.make1("Sub", [x_sel, clip_sel], f"{name}.input_Residual", node)
+        if (g.outlier_qmin, g.outlier_qmax) != (-128, 127):
+            # below 8 bits the outlier codes saturate inside int8: clip the residual to the code range
+            lo = ed.scalar(f"{name}.outlier_min", np.float32(g.outlier_qmin) * g.s_o)
+            hi = ed.scalar(f"{name}.outlier_max", np.float32(g.outlier_qmax) * g.s_o)
+            residual = ed.make1("Clip", [residual, lo, hi], f"{name}.input_ClipOutlier", node)
     dense_range = cpu_output_range(options, node)
     outlier_range = cpu_output_range(options, node, OUTLIER_SUFFIX) if residual else None
     if dense_range is not None and (residual is None or outlier_range is not None):

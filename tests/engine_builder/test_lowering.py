@@ -350,3 +350,14 @@ def _torch_fake_quant(net: TinySR, recipe, lr: np.ndarray) -> np.ndarray:
             h.remove()
         for name, w in saved.items():
             modules[name].weight.data = w
+
+
+def test_drq_split_below_8_bits_clips_outlier_codes(net, float_model, lr) -> None:
+    """int8 QuantizeLinear saturates at -128..127; a 4-bit outlier code must stop at -8..7."""
+    recipe = make_recipe(net, "split", a_bits=4, w_bits=4)
+    recipe = replace(recipe, layers={n: replace(l, act=replace(l.act, outlier_scale=l.act.outlier_scale / 8))
+                                     for n, l in recipe.layers.items()})  # small s_o: codes would exceed 7
+    split = lower("drq-split", float_model, recipe)
+    clips = [n for n in split.graph.node if n.name.endswith("input_ClipOutlier")]
+    assert len(clips) == len(LAYERS)
+    np.testing.assert_allclose(run_ort(split, lr), run_ort(lower("fakequant", float_model, recipe), lr), atol=3e-5)
