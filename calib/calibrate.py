@@ -11,7 +11,8 @@ Methods (budget in brackets):
 * `drq+vft`, `drq+saft`: `drq`, then finetuning of the quantizer parameters (`calib.finetune`).
 
 Layer bits come from `calib.policy`: head, upsampler and tail convs at 8 bits (weights and inputs),
-the rest at w_bits / a_bits; `all_layers` quantizes every executed layer at the target bits.
+layers on globally pooled inputs (channel-attention MLPs) left in FP, the rest at w_bits / a_bits;
+`all_layers` quantizes every executed layer at the target bits.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from calib.observers import (
     weight_scale_minmax,
     weight_scale_mse,
 )
-from calib.policy import probe_layers
+from calib.policy import policy_bits, probe_layers
 from calib.quantizers import (
     DualRegionActQuantizer,
     QuantLayer,
@@ -267,10 +268,9 @@ def quantize(model: nn.Module, arch: str, scale: int, checkpoint_sha256: str, ch
     torch.manual_seed(config.seed)
     model.eval()
     graph = probe_layers(model, config.probe_size, int(batches[0].shape[1]))
-    protected = frozenset() if config.all_layers else graph.protected
-    layer_bits = {name: (PROTECTED_BITS if name in protected else config.a_bits) for name in graph.executed}
-    w_bits = {name: (PROTECTED_BITS if name in protected else config.w_bits) for name in graph.executed}
-    layers = wrap_model(model, list(graph.executed))
+    layer_bits = policy_bits(graph, config.a_bits, config.all_layers, PROTECTED_BITS)
+    w_bits = policy_bits(graph, config.w_bits, config.all_layers, PROTECTED_BITS)
+    layers = wrap_model(model, list(layer_bits))
     observed = _observe(model, layers, batches, config, progress)
     for name, layer in layers.items():
         layer.w_quant = _weight_quantizer(layer, w_bits[name], config)
@@ -302,7 +302,8 @@ def quantize(model: nn.Module, arch: str, scale: int, checkpoint_sha256: str, ch
                                     wall_s=round(wall, 3)),
         layers=entries,
     )
-    stats = QuantizeStats(layer_bits={n: layer_bits[n] for n in layers}, skipped=graph.skipped,
+    skipped = graph.skipped + tuple(n for n in graph.executed if n not in layers)
+    stats = QuantizeStats(layer_bits={n: layer_bits[n] for n in layers}, skipped=skipped,
                           sensitivity=sensitivity, calibrate_s=calibrate_s, finetune=ft_stats, wall_s=wall,
                           extra={"mean_std": stds, "weight_bits": w_bits})
     return recipe, stats

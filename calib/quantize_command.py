@@ -19,7 +19,7 @@ from calib.errors import CalibError
 from calib.recipe import DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
 
 if TYPE_CHECKING:
-    from calib.calibrate import QuantizeStats
+    from calib.calibrate import QuantizeConfig, QuantizeStats
 
 DEFAULT_CROP = 96
 # BSD200's x4 LR images are 120 x 80: a 96-pixel crop does not fit, so x4 defaults to 80.
@@ -87,21 +87,33 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise CalibError(f"{args.stats}: --stats must differ from -o")
 
 
-def run(args: argparse.Namespace, progress: Any | None) -> tuple[Recipe, QuantizeStats, float]:
+def make_config(args: argparse.Namespace) -> QuantizeConfig:
+    """The validated QuantizeConfig of the command line (before any model or image is loaded).
+
+    Raises:
+        CalibError: an invalid option or method / budget combination.
+    """
+    from calib.calibrate import QuantizeConfig
+
+    crop = args.crop if args.crop is not None else default_crop(args.scale)
+    return QuantizeConfig(method=args.method, w_bits=args.w_bits, a_bits=args.a_bits,
+                          budget=args.budget or default_budget(args.method), weight_mode=args.weight_mode,
+                          all_layers=args.all_layers, images=args.images, crop=crop, batch=args.batch,
+                          epochs=args.epochs, lr=args.lr, seed=args.seed, source=args.calib.name)
+
+
+def run(args: argparse.Namespace, config: QuantizeConfig,
+        progress: Any | None) -> tuple[Recipe, QuantizeStats, float]:
     """Load the model and data, quantize, return (recipe, stats, wall seconds). Torch imported here."""
     import torch
 
-    from calib.calibrate import QuantizeConfig, make_batches, quantize
+    from calib.calibrate import make_batches, quantize
     from calib.imaging.datasets import calib_crops
     from calib.models import load_pretrained
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    crop = args.crop if args.crop is not None else default_crop(args.scale)
-    config = QuantizeConfig(method=args.method, w_bits=args.w_bits, a_bits=args.a_bits,
-                            budget=args.budget or default_budget(args.method), weight_mode=args.weight_mode,
-                            all_layers=args.all_layers, images=args.images, crop=crop, batch=args.batch,
-                            epochs=args.epochs, lr=args.lr, seed=args.seed, source=args.calib.name)
+    crop = config.crop
     started = time.perf_counter()
     loaded = load_pretrained(args.arch, args.scale, args.weights)
     crops = calib_crops(args.calib, args.scale, crop, args.images, args.seed)
@@ -115,11 +127,14 @@ def main(argv: list[str]) -> int:
     """Entry point of `drq quantize`; returns the exit code (user errors raise CalibError)."""
     args = _parser().parse_args(argv)
     _check_paths(args)
+    if args.scale < 1 or args.threads < 0:
+        raise CalibError(f"--scale must be >= 1 and --threads >= 0, got {args.scale} and {args.threads}")
+    config = make_config(args)
     from calib.artifacts import atomic_write_text
     from calib.imaging.progress import Progress
     from calib.recipe import save_recipe
 
-    recipe, stats, wall = run(args, None if args.quiet else Progress)
+    recipe, stats, wall = run(args, config, None if args.quiet else Progress)
     save_recipe(recipe, args.output)
     if args.stats is not None:
         payload = {"command": "drq quantize " + " ".join(argv), "wall_s": wall, **stats.to_dict()}

@@ -58,3 +58,27 @@ def test_zoo_models(arch, scale, head):
     assert len(low) > 0.8 * len(graph.executed)
     # Nothing at LR resolution that is mid-body is protected except the head and the upsampling path.
     assert len(graph.protected) <= 6
+
+
+class TinyAttention(nn.Module):
+    """A channel-attention MLP on globally pooled statistics (IMDN's CCA / RCAN's CA shape)."""
+
+    def __init__(self, nf: int = 8) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, nf, 3, padding=1)
+        self.du = nn.Sequential(nn.Conv2d(nf, 2, 1), nn.ReLU(), nn.Conv2d(2, nf, 1), nn.Sigmoid())
+        self.body = nn.Conv2d(nf, nf, 3, padding=1)
+        self.up = nn.Conv2d(nf, 12, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x)
+        f = self.body(f * self.du(f.mean(dim=(2, 3), keepdim=True)))
+        return torch.pixel_shuffle(self.up(f), 2)
+
+
+def test_pooled_attention_layers_stay_fp_unless_all_layers():
+    graph = probe_layers(TinyAttention(), 16)
+    assert graph.pooled == {"du.0", "du.2"}
+    assert layer_policy(TinyAttention(), 4, probe_size=16) == {"head": 8, "body": 4, "up": 8}
+    assert layer_policy(TinyAttention(), 4, all_layers=True, probe_size=16) == {
+        "head": 4, "du.0": 4, "du.2": 4, "body": 4, "up": 4}
