@@ -1,7 +1,7 @@
 """`drq export`: lower a recipe (or an FP checkpoint) to an ONNX file.
 
     drq export --recipe R [--weights W] [--lowering L] -o model.onnx [--io-dtype fp32|fp16]
-               [--target tensorrt|ort-cpu] [--outlier-channels-only]
+               [--target tensorrt|ort-cpu [--calib DIR]] [--outlier-channels-only]
     drq export --arch A --weights W --scale S [--lowering fp32|fp16] -o model.onnx
 
 torch is imported only when the command runs (`drq --help` stays torch-free). The output is written
@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--io-dtype", choices=("fp32", "fp16"), default="fp32", help="fp16 lowering: I/O type")
     parser.add_argument("--target", choices=("tensorrt", "ort-cpu"), default="tensorrt",
                         help="ort-cpu: integer convs onnxruntime's CPU kernels run (qdq, drq-split)")
+    parser.add_argument("--calib", type=Path, help="--target ort-cpu: HR images whose LR crops give the conv "
+                        "output ranges onnxruntime's QLinearConv needs")
     parser.add_argument("--outlier-channels-only", action="store_true",
                         help="drq-split: outlier branch only on the recipe's outlier channels")
     return parser
@@ -62,7 +64,12 @@ def main(argv: list[str]) -> int:
         recipe = load_recipe(args.recipe)
         if args.weights is None and recipe.model.checkpoint and _same_file(args.output, Path(recipe.model.checkpoint)):
             raise ExportError(f"{args.output}: is the recipe's checkpoint; choose another output path")
-        model = export_recipe(recipe, args.weights, args.lowering, options)
+        calib_inputs = None
+        if args.target == "ort-cpu" and args.calib is not None:
+            from calib.imaging.datasets import calib_crops
+
+            calib_inputs = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
+        model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs)
     else:
         if not (args.arch and args.weights and args.scale):
             raise ExportError("give --recipe, or --arch with --weights and --scale for an FP export")

@@ -7,8 +7,10 @@ the unwrapped model, then lowered by name (`engine_builder.lowerings.registry`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
 from torch import nn
 
@@ -17,6 +19,7 @@ from engine_builder.errors import ExportError
 from engine_builder.export.torch_export import export_float_onnx
 from engine_builder.lowerings.common import LoweringOptions
 from engine_builder.lowerings.graph import set_metadata
+from engine_builder.lowerings.ort_cpu import lower_for_ort_cpu
 from engine_builder.lowerings.registry import FLOAT_LOWERINGS, default_lowering, lower
 
 ARCH_KEY = "drq.arch"
@@ -24,21 +27,33 @@ CHECKPOINT_SHA_KEY = "drq.checkpoint_sha256"
 
 
 def lower_module(model: nn.Module, scale: int, lowering: str, recipe: Recipe | None = None,
-                 options: LoweringOptions | None = None, arch: str = "") -> onnx.ModelProto:
+                 options: LoweringOptions | None = None, arch: str = "",
+                 calib_inputs: Sequence[np.ndarray] | None = None) -> onnx.ModelProto:
     """Export `model` (float or calib-wrapped) to a float graph and lower it.
 
+    `calib_inputs` (LR arrays, NCHW float32) are required by `target="ort-cpu"` for quantizing
+    lowerings: they give the conv output ranges onnxruntime's QLinearConv needs.
+
     Raises:
-        ExportError: the lowering cannot express the recipe, or export fails.
+        ExportError: the lowering cannot express the recipe, export fails, or ort-cpu lacks inputs.
     """
+    options = options or LoweringOptions()
     float_model = export_float_onnx(model, scale=scale)
-    out = lower(lowering, float_model, recipe, options)
+    if options.target == "ort-cpu" and lowering in ("qdq", "drq-split"):
+        if not calib_inputs:
+            raise ExportError(f"--target ort-cpu: {lowering} needs calibration images (--calib DIR) to observe "
+                              "conv output ranges")
+        out = lower_for_ort_cpu(lowering, float_model, recipe, options, calib_inputs)
+    else:
+        out = lower(lowering, float_model, recipe, options)
     if arch:
         set_metadata(out, {ARCH_KEY: arch})
     return out
 
 
 def export_recipe(recipe: Recipe, weights: str | Path | None = None, lowering: str | None = None,
-                  options: LoweringOptions | None = None) -> onnx.ModelProto:
+                  options: LoweringOptions | None = None,
+                  calib_inputs: Sequence[np.ndarray] | None = None) -> onnx.ModelProto:
     """The lowered graph of a recipe's model (weights from `weights` or the recipe's checkpoint path).
 
     Raises:
@@ -50,7 +65,7 @@ def export_recipe(recipe: Recipe, weights: str | Path | None = None, lowering: s
     name = lowering or default_lowering(recipe)
     model = load_simulated_model(recipe, weights)
     out = lower_module(model, recipe.model.scale, name, None if name in FLOAT_LOWERINGS else recipe, options,
-                       arch=recipe.model.arch)
+                       arch=recipe.model.arch, calib_inputs=calib_inputs)
     if recipe.model.checkpoint_sha256:
         set_metadata(out, {CHECKPOINT_SHA_KEY: recipe.model.checkpoint_sha256})
     return out

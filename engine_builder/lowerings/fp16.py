@@ -49,36 +49,31 @@ def convert_to_fp16(model: onnx.ModelProto, io_dtype: str) -> None:
     ed = GraphEditor(model)
     first = graph.node[0]
     for value in graph.input:
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        if io_dtype == "fp16":
-            value.type.tensor_type.elem_type = TensorProto.FLOAT16
-            continue
-        cast = ed.unique(f"{value.name}_fp16")
-        for node in graph.node:
-            for j, name in enumerate(node.input):
-                if name == value.name:
-                    node.input[j] = cast
-        ed.place(
-            helper.make_node("Cast", [value.name], [cast], name=ed.unique(f"{value.name}_to_fp16"),
-                             to=TensorProto.FLOAT16), first)
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            _retype_boundary(ed, value, io_dtype, first=first)
     ed.commit()
     for value in graph.output:
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        if io_dtype == "fp16":
-            value.type.tensor_type.elem_type = TensorProto.FLOAT16
-            continue
-        inner = ed.unique(f"{value.name}_fp16")
-        for node in graph.node:
-            for j, name in enumerate(node.output):
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            _retype_boundary(ed, value, io_dtype, first=None)
+
+
+def _retype_boundary(ed: GraphEditor, value: onnx.ValueInfoProto, io_dtype: str, first: onnx.NodeProto | None) -> None:
+    """Make a graph input (`first` given) or output float16, or keep it float32 behind a Cast."""
+    if io_dtype == "fp16":
+        value.type.tensor_type.elem_type = TensorProto.FLOAT16
+        return
+    inner = ed.unique(f"{value.name}_fp16")
+    for node in ed.graph.node:  # the graph now computes `inner` (output) or reads it (input)
+        for field in (node.input, node.output) if first is None else (node.input,):
+            for j, name in enumerate(field):
                 if name == value.name:
-                    node.output[j] = inner
-            for j, name in enumerate(node.input):
-                if name == value.name:
-                    node.input[j] = inner
-        graph.node.append(helper.make_node("Cast", [inner], [value.name], name=ed.unique(f"{value.name}_to_fp32"),
-                                           to=TensorProto.FLOAT))
+                    field[j] = inner
+    if first is not None:
+        ed.place(helper.make_node("Cast", [value.name], [inner], name=ed.unique(f"{value.name}_to_fp16"),
+                                  to=TensorProto.FLOAT16), first)
+    else:
+        ed.graph.node.append(helper.make_node("Cast", [inner], [value.name], name=ed.unique(f"{value.name}_to_fp32"),
+                                              to=TensorProto.FLOAT))
 
 
 def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions) -> onnx.ModelProto:
