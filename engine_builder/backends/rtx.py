@@ -1,0 +1,79 @@
+"""TensorRT-RTX behind `EngineBackend`: builds ahead of time on the CPU, JIT-compiles on the RTX GPU.
+
+"CPU-Only AOT and TensorRT-RTX Engines" (TensorRT-RTX docs, inference-library/cpu-engines.html): a
+build needs no GPU; by default the engine runs on compute capability 8.0, 8.6, 8.9, 12.0 and later;
+`IBuilderConfig.num_compute_capabilities` + `set_compute_capability(ComputeCapability.SMxx, index)`
+narrow (or, for SM75 Turing, widen) the targets. There is no Hopper (sm 9.0) target, no INT8/FP16
+builder flags and no calibrator (precision comes from the graph).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from engine_builder.backends.base import CPU_BUILD_DEVICE, Features, Flavour
+from engine_builder.backends.trt import set_compute_capabilities
+from engine_builder.errors import EngineMismatch
+
+PORTABLE = "8.0+"
+"""Manifest compute capability of a default RTX build: any GPU of sm 8.0 or later."""
+
+
+class RTXBackend:
+    """TensorRT-RTX: the device is whatever the build targets, not this machine's GPU."""
+
+    flavour: Flavour = "tensorrt_rtx"
+
+    def __init__(self, trt: ModuleType) -> None:
+        self.trt = trt
+        self.features = Features.probe(trt)
+        self._targets: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self.trt, "__version__", "unknown"))
+
+    def create_network(self, builder: Any, strongly_typed: bool) -> Any:
+        # RTX networks are strongly typed whatever the flag (no FP16/INT8 builder flags exist).
+        flags = 0
+        if self.features.strongly_typed_flag:
+            flags |= 1 << int(self.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        return builder.create_network(flags)
+
+    def configure_target(self, config: Any, compute_capabilities: tuple[str, ...]) -> None:
+        if compute_capabilities:
+            set_compute_capabilities(self.trt, config, compute_capabilities)
+        self._targets = tuple(compute_capabilities)
+
+    def device(self) -> tuple[str, str]:
+        return CPU_BUILD_DEVICE, ",".join(self._targets) if self._targets else PORTABLE
+
+    def check_runtime_device(
+        self, built_for: str, compute_capability: str, hardware_compatible: bool, current: tuple[str, str]
+    ) -> None:
+        name, current = current
+        if not compute_capability:
+            return
+        if compute_capability.endswith("+"):
+            if _cc(current) < _cc(compute_capability[:-1]):
+                raise EngineMismatch(
+                    f"engine built for compute capability {compute_capability}; this GPU {name} "
+                    f"is sm {current}"
+                )
+            return
+        allowed = {_cc(t) for t in compute_capability.split(",") if t.upper() != "CURRENT"}
+        if allowed and _cc(current) not in allowed:
+            raise EngineMismatch(
+                f"engine built for compute capability {compute_capability}; this GPU {name} is "
+                f"sm {current}; rebuild with --compute-capability {current}"
+            )
+
+
+def _cc(text: str) -> tuple[int, int]:
+    """ "8.6", "86", "SM86", "sm_120" -> (8, 6) / (12, 0)."""
+    t = text.strip().upper().replace("SM", "").replace("_", "")
+    if "." in t:
+        major, minor = t.split(".", 1)
+        return int(major), int(minor)
+    return int(t[:-1]), int(t[-1])

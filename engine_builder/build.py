@@ -1,0 +1,353 @@
+"""ONNX -> serialized TensorRT / TensorRT-RTX engine + manifest (`drq build`).
+
+What `build_engine` asks TensorRT to do, in order (Python API pages of TensorRT 10.x/11.x):
+
+1. `Builder(logger)`, `create_network(flags)`: strongly typed on TensorRT 11 / RTX (always), and on 10.x
+   unless FP16/INT8 builder flags are wanted (weak typing is what those flags act on; onnxruntime's
+   TensorRT EP makes the same choice, microsoft/onnxruntime#24298).
+2. `OnnxParser(network, logger).parse(bytes, path)`; every parser error is collected into one line.
+   Models holding dual-region plugin nodes have their ONNX local functions stripped first when
+   plugins are registered, so the parser must use the plugin (`plugins.onnx_function.strip_functions`).
+3. `create_builder_config()`; one optimization profile `set_shape(input, min, opt, max)`;
+   `set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)`; `builder_optimization_level` (0-5);
+   `create_timing_cache(bytes)` + `set_timing_cache(cache, ignore_mismatch=False)` and, after the build,
+   `get_timing_cache().serialize()` written back so the next build reuses the tactic timings;
+   `BuilderFlag.VERSION_COMPATIBLE`; `hardware_compatibility_level = AMPERE_PLUS`;
+   10.x only: `BuilderFlag.FP16`, `BuilderFlag.INT8` + `int8_calibrator`;
+   RTX only: `num_compute_capabilities` + `set_compute_capability`.
+4. `build_serialized_network(network, config)`; None means failure: the logger's last error is reported.
+5. engine bytes and `MODEL.plan.json` written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import onnx
+
+from calib.artifacts import atomic_write_bytes, sha256_file
+from engine_builder.backends.base import EngineBackend, Flavour, require
+from engine_builder.errors import BuildError
+from engine_builder.manifest import Manifest, Profile, manifest_path, save_manifest
+
+Shape = tuple[int, ...]
+PluginHook = Callable[[], object] | Literal["drq"] | None
+PLUGIN_DOMAIN = "drq"
+LOWERING_KEY = "drq.lowering"  # written by engine_builder.lowerings (graph.LOWERING_KEY)
+RECIPE_SHA_KEY = "drq.recipe_sha256"
+MIB = 1 << 20
+
+
+def parse_shape(text: str, what: str = "shape") -> Shape:
+    """ "1x3x64x64" -> (1, 3, 64, 64).
+
+    Raises:
+        BuildError: not positive integers separated by "x".
+    """
+    try:
+        dims = tuple(int(part) for part in str(text).lower().split("x"))
+    except ValueError as err:
+        raise BuildError(
+            f"{what} {text!r}: expected positive integers joined by 'x', e.g. 1x3x256x256"
+        ) from err
+    if not dims or any(d < 1 for d in dims):
+        raise BuildError(f"{what} {text!r}: expected positive integers joined by 'x', e.g. 1x3x256x256")
+    return dims
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything one engine build needs.
+
+    Attributes:
+        onnx: the ONNX model (from `drq export`).
+        output: engine path (`MODEL.plan`); the manifest goes beside it as `MODEL.plan.json`.
+        backend: "tensorrt" (10.x / 11.x) or "tensorrt_rtx".
+        min_shape / opt_shape / max_shape: the input's optimization profile (NCHW).
+        workspace_mib: workspace memory pool limit (None: TensorRT's default, the device memory).
+        optimization_level: builder_optimization_level 0-5 (None: TensorRT's default, 3).
+        timing_cache: file to load tactic timings from (if present) and save them back to.
+        version_compatible: BuilderFlag.VERSION_COMPATIBLE (engine runs on later TensorRT releases).
+        hardware_compatible: HardwareCompatibilityLevel.AMPERE_PLUS (any Ampere or later GPU).
+        fp16 / int8: TensorRT <= 10.x weak-typing flags.
+        calib_cache: calibration cache served by the INT8 calibrator (TensorRT <= 10.x, implies int8).
+        plugins: registration hook run before parsing: a callable, or "drq" for
+            `plugins.trt_registration.register_dual_region_plugins()`.
+        compute_capabilities: TensorRT-RTX targets, e.g. ("8.6", "12.0"); empty: RTX's portable default.
+    """
+
+    onnx: Path
+    output: Path
+    backend: Flavour = "tensorrt"
+    min_shape: Shape | None = None
+    opt_shape: Shape | None = None
+    max_shape: Shape | None = None
+    workspace_mib: int | None = None
+    optimization_level: int | None = None
+    timing_cache: Path | None = None
+    version_compatible: bool = False
+    hardware_compatible: bool = False
+    fp16: bool = False
+    int8: bool = False
+    calib_cache: Path | None = None
+    plugins: PluginHook = None
+    compute_capabilities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "onnx", Path(self.onnx))
+        object.__setattr__(self, "output", Path(self.output))
+        shapes = (self.min_shape, self.opt_shape, self.max_shape)
+        given = [s is not None for s in shapes]
+        if any(given) and not all(given):
+            raise BuildError("--min/--opt/--max: give all three shapes or none")
+        if all(given):
+            try:
+                Profile(*shapes)  # type: ignore[arg-type]
+            except BuildError as err:
+                raise BuildError(f"--min/--opt/--max: {err}") from err
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise BuildError(f"--workspace-mib: must be >= 1, got {self.workspace_mib}")
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise BuildError(f"--opt-level: must be in 0..5, got {self.optimization_level}")
+        if self.plugins is not None and self.plugins != "drq" and not callable(self.plugins):
+            raise BuildError(f"--plugins: must be 'drq' or a callable, got {self.plugins!r}")
+        if self.output.resolve() == self.onnx.resolve():
+            raise BuildError(f"{self.output}: is the input model; choose another output path")
+
+    @property
+    def uses_int8_calibration(self) -> bool:
+        return self.int8 or self.calib_cache is not None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    engine: Path
+    manifest_file: Path
+    manifest: Manifest
+    timing_cache_saved: bool
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _has_plugin_nodes(model: onnx.ModelProto) -> bool:
+    return any(node.domain == PLUGIN_DOMAIN for node in model.graph.node)
+
+
+def _register_plugins(hook: PluginHook, backend: EngineBackend) -> tuple[str, ...]:
+    if hook is None:
+        return ()
+    if hook == "drq":
+        require(
+            backend.flavour == "tensorrt",
+            "--plugins drq (TensorRT Python plugins)",
+            backend.flavour,
+            backend.version,
+            ">= 10.6 (full TensorRT)",
+        )
+        from plugins.trt_registration import register_dual_region_plugins
+
+        return tuple(register_dual_region_plugins().plugin_ids)
+    hook()  # type: ignore[operator]
+    return (getattr(hook, "__name__", "custom"),)
+
+
+def _make_logger(trt: Any) -> Any:
+    """A trt.ILogger subclass that keeps warnings and errors, so a failed build can say why in one line."""
+    base = trt.ILogger
+    severity = trt.ILogger.Severity
+
+    class CollectingLogger(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.errors: list[str] = []
+            self.warnings: list[str] = []
+
+        def log(self, level: Any, msg: str) -> None:
+            if level in (severity.INTERNAL_ERROR, severity.ERROR):
+                self.errors.append(str(msg).strip())
+            elif level == severity.WARNING:
+                self.warnings.append(str(msg).strip())
+
+    return CollectingLogger()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _parse(trt: Any, network: Any, logger: Any, data: bytes, path: Path) -> None:
+    parser = trt.OnnxParser(network, logger)
+    # parse(model, path): the path lets the parser find external weight files next to the model.
+    if not parser.parse(data, str(path)):
+        errors = [_one_line(str(parser.get_error(i))) for i in range(parser.num_errors)]
+        detail = "; ".join(errors) if errors else (logger.errors[-1] if logger.errors else "no detail")
+        raise BuildError(f"{path}: TensorRT's ONNX parser rejected the model: {detail}")
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError as err:
+        raise BuildError(f"{path}: no such ONNX file") from err
+    except Exception as err:  # onnx raises DecodeError / OSError variants for non-ONNX bytes
+        raise BuildError(f"{path}: not a readable ONNX model ({err.__class__.__name__})") from err
+
+
+def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> BuildResult:
+    """Build and write `config.output` and its manifest.
+
+    Args:
+        config: what to build.
+        backend: the TensorRT flavour to use (default: `get_backend(config.backend)`; tests pass stand-ins).
+
+    Returns:
+        Paths, the manifest, and whether a timing cache was written.
+
+    Raises:
+        MissingDependency: TensorRT (or TensorRT-RTX, cuda-python for the device query) is not installed.
+        FeatureUnavailable: a flag the installed TensorRT lacks ("... needs TensorRT <= 10.x; found 11.4").
+        BuildError: unreadable ONNX, parser errors (one line), or TensorRT produced no engine.
+    """
+    if backend is None:
+        from engine_builder.backends.trt import get_backend
+
+        backend = get_backend(config.backend)
+    trt, features = backend.trt, backend.features
+    version = backend.version
+    model = _load_onnx(config.onnx)
+    meta = {p.key: p.value for p in model.metadata_props}
+
+    # Check every requested feature before any work, so the error names the flag, not a TensorRT crash.
+    if config.fp16:
+        require(features.weak_typing, "--fp16 (BuilderFlag.FP16)", backend.flavour, version)
+    if config.uses_int8_calibration:
+        require(
+            features.int8_flag and features.calibrators,
+            "--int8-calibrator (BuilderFlag.INT8 + calibrator)",
+            backend.flavour,
+            version,
+        )
+    if config.version_compatible:
+        require(features.version_compatible, "--version-compatible", backend.flavour, version, ">= 8.6")
+    if config.hardware_compatible:
+        require(features.hardware_compatible, "--hardware-compatible", backend.flavour, version, ">= 8.6")
+    if config.optimization_level is not None:
+        require(features.optimization_level, "--opt-level", backend.flavour, version, ">= 8.6")
+    if config.timing_cache is not None:
+        require(features.timing_cache, "--timing-cache", backend.flavour, version, ">= 8.0")
+
+    plugin_ids = _register_plugins(config.plugins, backend)
+    data: bytes
+    if _has_plugin_nodes(model) and plugin_ids:
+        from plugins.onnx_function import strip_functions
+
+        data = strip_functions(model).SerializeToString()
+    else:
+        data = config.onnx.read_bytes()
+
+    started = time.perf_counter()
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    strongly_typed = features.always_strongly_typed or not (config.fp16 or config.uses_int8_calibration)
+    network = backend.create_network(builder, strongly_typed)
+    _parse(trt, network, logger, data, config.onnx)
+
+    if network.num_inputs != 1:
+        raise BuildError(f"{config.onnx}: expected one input (the LR image), found {network.num_inputs}")
+    tensor = network.get_input(0)
+    input_name = str(tensor.name)
+    input_shape = tuple(int(d) for d in tensor.shape)
+    build_config = builder.create_builder_config()
+    if config.min_shape is not None:
+        shapes = (config.min_shape, config.opt_shape, config.max_shape)
+    elif all(d > 0 for d in input_shape):
+        shapes = (input_shape,) * 3
+    else:
+        raise BuildError(
+            f"{config.onnx}: input {input_name!r} has dynamic shape {list(input_shape)}; "
+            "give --min/--opt/--max"
+        )
+    for shape in shapes:
+        assert shape is not None
+        if len(shape) != len(input_shape) or any(
+            d > 0 and d != s for d, s in zip(input_shape, shape, strict=True)
+        ):
+            raise BuildError(
+                f"--min/--opt/--max {'x'.join(map(str, shape))}: does not fit input {input_name!r} "
+                f"of shape {list(input_shape)} (-1 = dynamic)"
+            )
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, *shapes)
+    build_config.add_optimization_profile(profile)
+
+    if config.workspace_mib is not None:
+        build_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_mib) * MIB)
+    if config.optimization_level is not None:
+        build_config.builder_optimization_level = int(config.optimization_level)
+    timing_cache = None
+    if config.timing_cache is not None:
+        previous = config.timing_cache.read_bytes() if config.timing_cache.is_file() else b""
+        timing_cache = build_config.create_timing_cache(previous)
+        # ignore_mismatch=False: a cache from another GPU is refused rather than silently misused
+        # (ITimingCache docs: combining caches of different devices "may lead to functional/performance bugs").
+        if not build_config.set_timing_cache(timing_cache, False):
+            raise BuildError(
+                f"{config.timing_cache}: TensorRT refused the timing cache (another TensorRT "
+                "version or GPU); delete it to start a new one"
+            )
+    if config.version_compatible:
+        build_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if config.hardware_compatible:
+        build_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if config.fp16:
+        build_config.set_flag(trt.BuilderFlag.FP16)
+    if config.uses_int8_calibration:
+        build_config.set_flag(trt.BuilderFlag.INT8)
+        if config.calib_cache is not None:
+            from engine_builder.calib_cache import read_cache
+            from engine_builder.calibrator import make_calibrator
+
+            build_config.int8_calibrator = make_calibrator(trt, read_cache(config.calib_cache))
+    backend.configure_target(build_config, tuple(config.compute_capabilities))
+
+    serialized = builder.build_serialized_network(network, build_config)
+    if serialized is None:
+        why = logger.errors[-1] if logger.errors else "no error was logged"
+        raise BuildError(f"{config.onnx}: TensorRT {version} built no engine: {_one_line(why)}")
+    engine_bytes = bytes(memoryview(serialized))
+    seconds = time.perf_counter() - started
+
+    saved = False
+    if timing_cache is not None and config.timing_cache is not None:
+        atomic_write_bytes(
+            config.timing_cache, bytes(memoryview(build_config.get_timing_cache().serialize()))
+        )
+        saved = True
+    device, capability = backend.device()
+    manifest = Manifest(
+        engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
+        onnx=str(config.onnx),
+        onnx_sha256=sha256_file(config.onnx),
+        flavour=backend.flavour,
+        tensorrt_version=version,
+        device=device,
+        compute_capability=capability,
+        input_name=input_name,
+        profile=Profile(*shapes),  # type: ignore[arg-type]
+        build_seconds=round(seconds, 3),
+        lowering=meta.get(LOWERING_KEY, ""),
+        recipe_sha256=meta.get(RECIPE_SHA_KEY, ""),
+        strongly_typed=strongly_typed,
+        fp16=config.fp16,
+        int8=config.uses_int8_calibration,
+        version_compatible=config.version_compatible,
+        hardware_compatible=config.hardware_compatible,
+        plugins=plugin_ids,
+    )
+    atomic_write_bytes(config.output, engine_bytes)
+    manifest_file = save_manifest(manifest, manifest_path(config.output))
+    return BuildResult(config.output, manifest_file, manifest, saved, tuple(logger.warnings))

@@ -1,0 +1,263 @@
+"""build_engine against the TensorRT stand-in: what the builder asked TensorRT to do, per version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from engine_builder.backends.base import FeatureUnavailable, import_tensorrt
+from engine_builder.build import BuildConfig, build_engine, parse_shape
+from engine_builder.calib_cache import CalibCache, write_cache
+from engine_builder.errors import BuildError, MissingDependency
+from engine_builder.manifest import load_manifest
+from tests.fakes import cuda as fake_cuda
+from tests.fakes import tensorrt as fake_trt
+from tests.fakes.tiny_onnx import float_sr
+
+SHAPES = {"min_shape": (1, 3, 64, 64), "opt_shape": (1, 3, 256, 256), "max_shape": (1, 3, 540, 960)}
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    path = tmp_path / "m.onnx"
+    onnx.save(float_sr(qdq=True), path)
+    return path
+
+
+def install(monkeypatch: pytest.MonkeyPatch, version: str = "10.13.0.35", rtx: bool = False):
+    fake_cuda.install(monkeypatch)
+    return fake_trt.install(monkeypatch, version, rtx)
+
+
+def config(model: Path, **kwargs) -> BuildConfig:
+    return BuildConfig(onnx=model, output=model.with_suffix(".plan"), **{**SHAPES, **kwargs})
+
+
+def test_parse_shape():
+    assert parse_shape("1x3x64x64") == (1, 3, 64, 64)
+    with pytest.raises(BuildError, match=r"--min '1x3xax4': expected positive integers joined by 'x'"):
+        parse_shape("1x3xax4", "--min")
+    with pytest.raises(BuildError, match="expected positive integers"):
+        parse_shape("1x0x4x4")
+
+
+def test_tensorrt_10_build_records_every_setting(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch, "10.13.0.35")
+    cache = model.parent / "timing.cache"
+    result = build_engine(
+        config(
+            model,
+            workspace_mib=512,
+            optimization_level=5,
+            timing_cache=cache,
+            version_compatible=True,
+            hardware_compatible=True,
+        )
+    )
+    s = trt.STATE
+    assert s.named("create_network")[0].args == (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED),)
+    assert s.named("set_shape")[0].args == ("lr", (1, 3, 64, 64), (1, 3, 256, 256), (1, 3, 540, 960))
+    assert s.named("set_memory_pool_limit")[0].args == ("WORKSPACE", 512 << 20)
+    assert s.named("builder_optimization_level")[0].args == (5,)
+    assert [c.args for c in s.named("set_flag")] == [("VERSION_COMPATIBLE",)]
+    assert s.named("hardware_compatibility_level")[0].args == ("AMPERE_PLUS",)
+    assert s.named("create_timing_cache")[0].args == (b"",)
+    assert s.named("set_timing_cache")[0].args == (False,)
+    assert s.named("parse")[0].args[1] == str(model)
+    assert result.timing_cache_saved and cache.read_bytes() == b"|timings"
+    m = load_manifest(result.manifest_file)
+    assert result.manifest_file == model.parent / "m.plan.json"
+    assert (m.flavour, m.tensorrt_version, m.device, m.compute_capability) == (
+        "tensorrt",
+        "10.13.0.35",
+        "NVIDIA H200",
+        "9.0",
+    )
+    assert (m.lowering, m.recipe_sha256, m.input_name) == ("qdq", "ab" * 32, "lr")
+    assert (m.profile.min, m.profile.max) == ((1, 3, 64, 64), (1, 3, 540, 960))
+    assert m.strongly_typed and not m.fp16 and not m.int8 and m.version_compatible and m.hardware_compatible
+    assert result.engine.read_bytes().startswith(b"FAKEPLAN")
+
+
+def test_timing_cache_is_reused_across_builds(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch)
+    cache = model.parent / "t.cache"
+    build_engine(config(model, timing_cache=cache))
+    build_engine(config(model, timing_cache=cache))
+    loaded = [c.args[0] for c in trt.STATE.named("create_timing_cache")]
+    assert loaded == [b"", b"|timings"]  # the second build starts from the first one's timings
+    assert cache.read_bytes() == b"|timings|timings"
+
+
+def test_fp16_and_calibrator_make_a_weakly_typed_10x_network(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch, "10.8.0")
+    cal = write_cache(CalibCache({"lr": 0.02}, 8601), model.parent / "cal.txt")
+    result = build_engine(config(model, fp16=True, calib_cache=cal))
+    s = trt.STATE
+    assert s.named("create_network")[0].args == (0,)
+    assert [c.args[0] for c in s.named("set_flag")] == ["FP16", "INT8"]
+    assert s.named("int8_calibrator")[0].args == ("IInt8EntropyCalibrator2",)
+    served = s.named("read_calibration_cache")[0].args[0].decode()
+    assert served == "TRT-100800-EntropyCalibration2\nlr: 3ca3d70a\n"
+    assert result.manifest.fp16 and result.manifest.int8 and not result.manifest.strongly_typed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"fp16": True}, "--fp16 (BuilderFlag.FP16)"),
+        ({"int8": True}, "--int8-calibrator (BuilderFlag.INT8 + calibrator)"),
+    ],
+)
+def test_tensorrt_11_refuses_weak_typing_flags(model: Path, monkeypatch: pytest.MonkeyPatch, kwargs, what):
+    trt = install(monkeypatch, "11.4.0")
+    with pytest.raises(FeatureUnavailable) as info:
+        build_engine(config(model, **kwargs))
+    assert str(info.value) == f"{what} needs TensorRT <= 10.x; found tensorrt 11.4.0"
+    assert not trt.STATE.named("create_network")  # refused before any TensorRT work
+
+
+def test_tensorrt_11_network_is_strongly_typed(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch, "11.4.0")
+    result = build_engine(config(model))
+    assert trt.STATE.named("create_network")[0].args == (
+        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED),
+    )
+    assert result.manifest.strongly_typed
+
+
+def test_rtx_sets_compute_capabilities_and_records_cpu_build(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch, "1.7.1.116", rtx=True)
+    result = build_engine(config(model, backend="tensorrt_rtx", compute_capabilities=("8.6", "sm120")))
+    s = trt.STATE
+    assert s.named("num_compute_capabilities")[0].args == (2,)
+    assert [c.args for c in s.named("set_compute_capability")] == [("SM86", 0), ("SM120", 1)]
+    assert (result.manifest.device, result.manifest.compute_capability) == (
+        "cpu-build (TensorRT-RTX)",
+        "8.6,sm120",
+    )
+
+
+def test_rtx_unknown_compute_capability(model: Path, monkeypatch: pytest.MonkeyPatch):
+    install(monkeypatch, "1.7.1", rtx=True)
+    with pytest.raises(
+        FeatureUnavailable,
+        match=r"compute capability '9.0': not a target of this TensorRT-RTX; "
+        "choose from SM75, SM80, SM86, SM89, SM120, CURRENT",
+    ):
+        build_engine(config(model, backend="tensorrt_rtx", compute_capabilities=("9.0",)))
+
+
+def test_full_tensorrt_cannot_target_compute_capabilities(model: Path, monkeypatch: pytest.MonkeyPatch):
+    install(monkeypatch)
+    with pytest.raises(
+        FeatureUnavailable, match=r"--compute-capability \(build for another GPU\) needs TensorRT"
+    ):
+        build_engine(config(model, compute_capabilities=("8.6",)))
+
+
+def test_parser_errors_become_one_line(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch)
+    trt.STATE.parse_errors = [
+        "In node 3 (importFallback): plugin not found\n  drq::DualRegionDequant",
+        "second",
+    ]
+    with pytest.raises(BuildError) as info:
+        build_engine(config(model))
+    assert str(info.value) == (
+        f"{model}: TensorRT's ONNX parser rejected the model: In node 3 (importFallback): "
+        "plugin not found drq::DualRegionDequant; second"
+    )
+    assert not model.with_suffix(".plan").exists()
+
+
+def test_failed_build_reports_last_logged_error(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch)
+    trt.STATE.fail_build = "Error Code 4: Internal Error (no implementation for Conv)"
+    with pytest.raises(
+        BuildError, match=r"TensorRT 10.13.0.35 built no engine: Error Code 4: Internal Error"
+    ):
+        build_engine(config(model))
+    assert not model.with_suffix(".plan").exists() and not (model.parent / "m.plan.json").exists()
+
+
+def test_dynamic_input_needs_shapes(model: Path, monkeypatch: pytest.MonkeyPatch):
+    install(monkeypatch)
+    with pytest.raises(
+        BuildError, match=r"input 'lr' has dynamic shape \[-1, 3, -1, -1\]; give --min/--opt/--max"
+    ):
+        build_engine(BuildConfig(onnx=model, output=model.with_suffix(".plan")))
+    with pytest.raises(BuildError, match=r"--min/--opt/--max 1x4x64x64: does not fit input 'lr'"):
+        build_engine(
+            config(model, min_shape=(1, 4, 64, 64), opt_shape=(1, 4, 64, 64), max_shape=(1, 4, 64, 64))
+        )
+
+
+def test_config_validation(model: Path):
+    with pytest.raises(BuildError, match="give all three shapes or none"):
+        BuildConfig(onnx=model, output=Path("x.plan"), min_shape=(1, 3, 8, 8))
+    with pytest.raises(BuildError, match=r"--min/--opt/--max: need min <= opt <= max"):
+        BuildConfig(
+            onnx=model,
+            output=Path("x.plan"),
+            min_shape=(1, 3, 8, 8),
+            opt_shape=(1, 3, 4, 4),
+            max_shape=(1, 3, 16, 16),
+        )
+    with pytest.raises(BuildError, match="--opt-level: must be in 0..5, got 7"):
+        config(model, optimization_level=7)
+    with pytest.raises(BuildError, match="is the input model"):
+        BuildConfig(onnx=model, output=model)
+
+
+def test_plugin_hook_runs_and_functions_are_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch)
+    path = tmp_path / "p.onnx"
+    onnx.save(float_sr(plugin_node=True), path)
+    ran = []
+
+    def register() -> None:
+        ran.append(True)
+
+    result = build_engine(config(path, plugins=register))
+    assert ran == [True]
+    assert trt.STATE.named("parsed_functions")[0].args == (0,)  # local function removed before parsing
+    assert result.manifest.plugins == ("register",)
+    trt.STATE.calls.clear()
+    build_engine(config(path))  # no plugins: the function body stays for the parser to inline
+    assert trt.STATE.named("parsed_functions")[0].args == (1,)
+
+
+def test_drq_plugins_need_full_tensorrt(model: Path, monkeypatch: pytest.MonkeyPatch):
+    install(monkeypatch, "1.7.1", rtx=True)
+    with pytest.raises(FeatureUnavailable, match=r"--plugins drq \(TensorRT Python plugins\) needs TensorRT"):
+        build_engine(config(model, backend="tensorrt_rtx", plugins="drq"))
+
+
+def test_missing_tensorrt_names_the_extra(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
+    with pytest.raises(MissingDependency, match=r"pip install 'drq\[tensorrt\]'"):
+        import_tensorrt("tensorrt")
+    with pytest.raises(BuildError, match="backend 'trt': unknown; choose from tensorrt, tensorrt_rtx"):
+        import_tensorrt("trt")  # type: ignore[arg-type]
+
+
+def test_unreadable_onnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    install(monkeypatch)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\xff\x00garbage")
+    with pytest.raises(BuildError, match=r"bad.onnx: not a readable ONNX model"):
+        build_engine(config(bad))
+    with pytest.raises(BuildError, match=r"none.onnx: no such ONNX file"):
+        build_engine(config(tmp_path / "none.onnx"))
+
+
+def test_manifest_json_is_plain(model: Path, monkeypatch: pytest.MonkeyPatch):
+    install(monkeypatch)
+    result = build_engine(config(model))
+    data = json.loads(result.manifest_file.read_text())
+    assert data["profile"] == {"min": [1, 3, 64, 64], "opt": [1, 3, 256, 256], "max": [1, 3, 540, 960]}
+    assert data["schema_version"] == 1

@@ -1,0 +1,428 @@
+"""Stand-in for the `tensorrt` (10.x / 11.x) and `tensorrt_rtx` Python modules: builder, ONNX parser,
+runtime and execution context, with the documented parameter names, recording every call.
+
+Written against the TensorRT Python API pages (Builder, IBuilderConfig, OnnxParser, ITimingCache,
+IOptimizationProfile, Runtime, ICudaEngine, IExecutionContext, Int8 calibrators) and the 10.x -> 11.x
+migration page ("Removed Python APIs and Replacements"):
+
+* 10.x: BuilderFlag has FP16/INT8/VERSION_COMPATIBLE, IInt8EntropyCalibrator2/IInt8MinMaxCalibrator
+  exist, IBuilderConfig.int8_calibrator exists.
+* 11.x: no FP16/INT8 flags, no calibrators, no int8_calibrator; STRONGLY_TYPED still exists (ignored).
+* rtx: like 11.x for precision, plus ComputeCapability / set_compute_capability.
+
+Parameter names follow the docs, so a call with a wrong keyword fails with TypeError as the real
+pybind11 bindings do. `execute_async_v3` reads the input from the fake CUDA memory
+(`tests.fakes.cuda`) and writes a nearest-neighbour x`SCALE` upscale of it to the output address, so a
+runner test can check the bytes that come back.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+
+@dataclass
+class Call:
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass
+class State:
+    calls: list[Call] = field(default_factory=list)
+    parse_errors: list[str] = field(default_factory=list)
+    fail_build: str | None = None  # logged as ERROR and build returns None
+    scale: int = 2
+    memory: Any = None  # tests.fakes.cuda.Memory, for execute_async_v3
+
+    def record(self, name: str, *args: Any) -> None:
+        self.calls.append(Call(name, args))
+
+    def named(self, name: str) -> list[Call]:
+        return [c for c in self.calls if c.name == name]
+
+
+def make_tensorrt(
+    version: str = "10.13.0.35", rtx: bool = False, state: State | None = None
+) -> types.ModuleType:
+    """A fresh fake module; `module.STATE` holds the recorded calls and knobs."""
+    state = state or State()
+    major = int(version.split(".")[0])
+    weak = major < 11 and not rtx
+    mod = types.ModuleType("tensorrt_rtx" if rtx else "tensorrt")
+    mod.__version__ = version
+    mod.STATE = state
+
+    flag_names = ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "REFIT", "DEBUG"]
+    if weak:
+        flag_names = ["FP16", "INT8", "BF16", "FP8", "OBEY_PRECISION_CONSTRAINTS", *flag_names]
+    mod.BuilderFlag = enum.IntEnum("BuilderFlag", flag_names, start=0)
+    mod.NetworkDefinitionCreationFlag = enum.IntEnum(
+        "NetworkDefinitionCreationFlag", ["STRONGLY_TYPED"], start=1
+    )
+    mod.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE", "TACTIC_DRAM"], start=0)
+    mod.HardwareCompatibilityLevel = enum.IntEnum(
+        "HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"], start=0
+    )
+    mod.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
+    mod.DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "INT8", "INT32"], start=0)
+    mod.float32, mod.float16 = mod.DataType.FLOAT, mod.DataType.HALF
+    if rtx:
+        mod.ComputeCapability = enum.IntEnum(
+            "ComputeCapability", ["NONE", "CURRENT", "SM75", "SM80", "SM86", "SM89", "SM120"], start=0
+        )
+
+    def nptype(trt_type: Any) -> type:
+        return {
+            mod.DataType.FLOAT: np.float32,
+            mod.DataType.HALF: np.float16,
+            mod.DataType.INT8: np.int8,
+            mod.DataType.INT32: np.int32,
+        }[trt_type]
+
+    mod.nptype = nptype
+
+    class ILogger:
+        class Severity(enum.IntEnum):
+            INTERNAL_ERROR = 0
+            ERROR = 1
+            WARNING = 2
+            INFO = 3
+            VERBOSE = 4
+
+        def __init__(self) -> None:
+            self._initialised = True
+
+        def log(self, severity: Any, msg: str) -> None:  # overridden by subclasses
+            pass
+
+    class Logger(ILogger):
+        WARNING = ILogger.Severity.WARNING
+        ERROR = ILogger.Severity.ERROR
+
+        def __init__(self, min_severity: Any = ILogger.Severity.WARNING) -> None:
+            super().__init__()
+            self.min_severity = min_severity
+
+    mod.ILogger, mod.Logger = ILogger, Logger
+
+    def _logger_ok(logger: Any) -> None:
+        if not isinstance(logger, ILogger) or not getattr(logger, "_initialised", False):
+            raise TypeError("logger must be an ILogger whose __init__ was called")
+
+    class ITensor:
+        def __init__(self, name: str, shape: tuple[int, ...], dtype: Any) -> None:
+            self.name, self.shape, self.dtype = name, shape, dtype
+
+    class INetworkDefinition:
+        def __init__(self, flags: int) -> None:
+            self.flags = flags
+            self._inputs: list[ITensor] = []
+            self._outputs: list[ITensor] = []
+
+        @property
+        def num_inputs(self) -> int:
+            return len(self._inputs)
+
+        def get_input(self, index: int) -> ITensor:
+            return self._inputs[index]
+
+    class ParserError:
+        def __init__(self, text: str) -> None:
+            self._text = text
+
+        def __str__(self) -> str:
+            return self._text
+
+        def desc(self) -> str:
+            return self._text
+
+    class OnnxParser:
+        def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
+            _logger_ok(logger)
+            self.network, self._errors = network, []
+
+        def parse(self, model: bytes, path: str | None = None) -> bool:
+            state.record("parse", len(model), path)
+            proto = onnx.load_from_string(bytes(model))
+            state.record("parsed_functions", len(proto.functions))
+            if state.parse_errors:
+                self._errors = [ParserError(e) for e in state.parse_errors]
+                return False
+            init = {t.name for t in proto.graph.initializer}
+            for vi in proto.graph.input:
+                if vi.name in init:
+                    continue
+                dims = tuple(
+                    d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim
+                )
+                dtype = mod.DataType.HALF if vi.type.tensor_type.elem_type == 10 else mod.DataType.FLOAT
+                self.network._inputs.append(ITensor(vi.name, dims, dtype))
+            for vi in proto.graph.output:
+                self.network._outputs.append(ITensor(vi.name, (), mod.DataType.FLOAT))
+            return True
+
+        @property
+        def num_errors(self) -> int:
+            return len(self._errors)
+
+        def get_error(self, index: int) -> ParserError:
+            return self._errors[index]
+
+    mod.OnnxParser = OnnxParser
+
+    class IOptimizationProfile:
+        def __init__(self) -> None:
+            self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+
+        def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 (documented names)
+            dims = [tuple(int(d) for d in s) for s in (min, opt, max)]
+            if not all(a <= b <= c for a, b, c in zip(*dims, strict=True)):
+                raise ValueError("min <= opt <= max violated")
+            state.record("set_shape", input, *dims)
+            self.shapes[input] = tuple(dims)
+
+    class ITimingCache:
+        def __init__(self, data: bytes) -> None:
+            self.data = bytes(data)
+
+        def serialize(self) -> bytes:
+            return self.data + b"|timings"
+
+        def combine(self, input_cache: ITimingCache, ignore_mismatch: bool) -> bool:
+            return True
+
+        def reset(self) -> bool:
+            self.data = b""
+            return True
+
+    class IBuilderConfig:
+        def __init__(self) -> None:
+            self.profiles: list[IOptimizationProfile] = []
+            self._flags: set[Any] = set()
+            self._opt_level = 3
+            self._hw = mod.HardwareCompatibilityLevel.NONE
+            self._timing: ITimingCache | None = None
+            self._calibrator: Any = None
+            self._ncc = 0
+
+        def set_flag(self, flag: Any) -> None:
+            if not isinstance(flag, mod.BuilderFlag):
+                raise TypeError("flag must be a BuilderFlag")
+            state.record("set_flag", flag.name)
+            self._flags.add(flag)
+
+        def get_flag(self, flag: Any) -> bool:
+            return flag in self._flags
+
+        def clear_flag(self, flag: Any) -> None:
+            self._flags.discard(flag)
+
+        def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
+            state.record("set_memory_pool_limit", pool.name, int(pool_size))
+
+        def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
+
+        @property
+        def builder_optimization_level(self) -> int:
+            return self._opt_level
+
+        @builder_optimization_level.setter
+        def builder_optimization_level(self, value: int) -> None:
+            state.record("builder_optimization_level", int(value))
+            self._opt_level = int(value)
+
+        @property
+        def hardware_compatibility_level(self) -> Any:
+            return self._hw
+
+        @hardware_compatibility_level.setter
+        def hardware_compatibility_level(self, value: Any) -> None:
+            state.record("hardware_compatibility_level", value.name)
+            self._hw = value
+
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+            state.record("create_timing_cache", bytes(serialized_timing_cache))
+            return ITimingCache(serialized_timing_cache)
+
+        def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+            state.record("set_timing_cache", bool(ignore_mismatch))
+            self._timing = cache
+            return True
+
+        def get_timing_cache(self) -> ITimingCache | None:
+            return self._timing
+
+    if weak:
+
+        def _get_cal(self: IBuilderConfig) -> Any:
+            return self._calibrator
+
+        def _set_cal(self: IBuilderConfig, value: Any) -> None:
+            if not isinstance(value, IInt8Calibrator) or not getattr(value, "_initialised", False):
+                raise TypeError("int8_calibrator must be an IInt8Calibrator whose __init__ was called")
+            state.record("int8_calibrator", type(value).__mro__[1].__name__)
+            self._calibrator = value
+
+        IBuilderConfig.int8_calibrator = property(_get_cal, _set_cal)
+
+        class IInt8Calibrator:
+            def __init__(self) -> None:
+                self._initialised = True
+
+        class IInt8EntropyCalibrator2(IInt8Calibrator):
+            pass
+
+        class IInt8MinMaxCalibrator(IInt8Calibrator):
+            pass
+
+        mod.IInt8Calibrator = IInt8Calibrator
+        mod.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+        mod.IInt8MinMaxCalibrator = IInt8MinMaxCalibrator
+
+    if rtx:
+
+        def _get_ncc(self: IBuilderConfig) -> int:
+            return self._ncc
+
+        def _set_ncc(self: IBuilderConfig, value: int) -> None:
+            state.record("num_compute_capabilities", int(value))
+            self._ncc = int(value)
+
+        def set_compute_capability(self: IBuilderConfig, compute_capability: Any, index: int) -> bool:
+            state.record("set_compute_capability", compute_capability.name, int(index))
+            return 0 <= index < self._ncc and compute_capability != mod.ComputeCapability.NONE
+
+        IBuilderConfig.num_compute_capabilities = property(_get_ncc, _set_ncc)
+        IBuilderConfig.set_compute_capability = set_compute_capability
+
+    mod.IBuilderConfig = IBuilderConfig
+
+    class Builder:
+        def __init__(self, logger: ILogger) -> None:
+            _logger_ok(logger)
+            self.logger = logger
+
+        def create_network(self, flags: int = 0) -> INetworkDefinition:
+            state.record("create_network", int(flags))
+            return INetworkDefinition(int(flags))
+
+        def create_builder_config(self) -> IBuilderConfig:
+            return IBuilderConfig()
+
+        def create_optimization_profile(self) -> IOptimizationProfile:
+            return IOptimizationProfile()
+
+        def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> Any:
+            state.record("build_serialized_network")
+            if state.fail_build:
+                self.logger.log(ILogger.Severity.ERROR, state.fail_build)
+                return None
+            cal = config._calibrator
+            if cal is not None:  # what TensorRT does first: ask for the cache
+                state.record("read_calibration_cache", cal.read_calibration_cache())
+            tensor = network.get_input(0)
+            shapes = config.profiles[0].shapes[tensor.name]
+            payload = {
+                "input": tensor.name,
+                "output": network._outputs[0].name,
+                "profile": shapes,
+                "scale": state.scale,
+                "dtype": int(tensor.dtype),
+            }
+            return memoryview(b"FAKEPLAN" + json.dumps(payload).encode())
+
+    mod.Builder = Builder
+
+    class ICudaEngine:
+        def __init__(self, payload: dict[str, Any]) -> None:
+            self.p = payload
+            self.device_memory_size_v2 = 1 << 20
+
+        @property
+        def num_io_tensors(self) -> int:
+            return 2
+
+        def get_tensor_name(self, index: int) -> str:
+            return [self.p["input"], self.p["output"]][index]
+
+        def get_tensor_mode(self, name: str) -> Any:
+            return mod.TensorIOMode.INPUT if name == self.p["input"] else mod.TensorIOMode.OUTPUT
+
+        def get_tensor_dtype(self, name: str) -> Any:
+            return mod.DataType(self.p["dtype"])
+
+        def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+            return [tuple(s) for s in self.p["profile"]]
+
+        def create_execution_context(self) -> IExecutionContext:
+            return IExecutionContext(self)
+
+    class IExecutionContext:
+        def __init__(self, engine: ICudaEngine) -> None:
+            self.engine = engine
+            self.shapes: dict[str, tuple[int, ...]] = {}
+            self.addresses: dict[str, int] = {}
+
+        def set_input_shape(self, name: str, shape: Any) -> bool:
+            state.record("set_input_shape", name, tuple(shape))
+            lo, _, hi = self.engine.p["profile"]
+            ok = len(shape) == len(lo) and all(a <= d <= b for a, d, b in zip(lo, shape, hi, strict=True))
+            if ok:
+                self.shapes[name] = tuple(shape)
+            return ok
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            if name == self.engine.p["input"]:
+                return self.shapes[name]
+            n, c, h, w = self.shapes[self.engine.p["input"]]
+            s = self.engine.p["scale"]
+            return (n, c, h * s, w * s)
+
+        def set_tensor_address(self, name: str, memory: int) -> bool:
+            state.record("set_tensor_address", name, int(memory))
+            self.addresses[name] = int(memory)
+            return True
+
+        def execute_async_v3(self, stream_handle: int) -> bool:
+            state.record("execute_async_v3", int(stream_handle))
+            inp, out = self.engine.p["input"], self.engine.p["output"]
+            dtype = nptype(mod.DataType(self.engine.p["dtype"]))
+            shape = self.shapes[inp]
+            x = state.memory.read(self.addresses[inp], shape, dtype)
+            s = self.engine.p["scale"]
+            y = x.repeat(s, axis=2).repeat(s, axis=3)
+            state.memory.write(self.addresses[out], y)
+            return True
+
+    class Runtime:
+        def __init__(self, logger: ILogger) -> None:
+            _logger_ok(logger)
+            self.engine_host_code_allowed = False
+
+        def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
+            state.record("deserialize_cuda_engine", len(serialized_engine))
+            data = bytes(serialized_engine)
+            if not data.startswith(b"FAKEPLAN"):
+                return None
+            return ICudaEngine(json.loads(data[len(b"FAKEPLAN") :]))
+
+    mod.Runtime = Runtime
+    return mod
+
+
+def install(monkeypatch: Any, version: str = "10.13.0.35", rtx: bool = False) -> types.ModuleType:
+    """Put a fake `tensorrt` (or `tensorrt_rtx`) into sys.modules for one test."""
+    mod = make_tensorrt(version, rtx)
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    return mod
