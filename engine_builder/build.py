@@ -41,6 +41,7 @@ PLUGIN_DOMAIN = "drq"
 LOWERING_KEY = "drq.lowering"  # written by engine_builder.lowerings (graph.LOWERING_KEY)
 RECIPE_SHA_KEY = "drq.recipe_sha256"
 MIB = 1 << 20
+MAX_PARSER_ERRORS = 3  # one line stays readable; TensorRT reports one error per failing node
 
 
 def parse_shape(text: str, what: str = "shape") -> Shape:
@@ -184,7 +185,13 @@ def _parse(trt: Any, network: Any, logger: Any, data: bytes, path: Path) -> None
     # parse(model, path): the path lets the parser find external weight files next to the model.
     if not parser.parse(data, str(path)):
         errors = [_one_line(str(parser.get_error(i))) for i in range(parser.num_errors)]
-        detail = "; ".join(errors) if errors else (logger.errors[-1] if logger.errors else "no detail")
+        detail = (
+            "; ".join(errors[:MAX_PARSER_ERRORS])
+            if errors
+            else (logger.errors[-1] if logger.errors else "no detail")
+        )
+        if len(errors) > MAX_PARSER_ERRORS:
+            detail += f"; ({len(errors) - MAX_PARSER_ERRORS} more)"
         raise BuildError(f"{path}: TensorRT's ONNX parser rejected the model: {detail}")
 
 

@@ -9,10 +9,11 @@ builder flags and no calibrator (precision comes from the graph).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from engine_builder.backends.base import CPU_BUILD_DEVICE, Features, Flavour
+from engine_builder.backends.base import CPU_BUILD_DEVICE, Features, Flavour, version_tuple
 from engine_builder.backends.trt import set_compute_capabilities
 from engine_builder.errors import EngineMismatch
 
@@ -27,7 +28,12 @@ class RTXBackend:
 
     def __init__(self, trt: ModuleType) -> None:
         self.trt = trt
-        self.features = Features.probe(trt)
+        features = Features.probe(trt)
+        if version_tuple(trt) >= (1, 2):
+            # The bindings keep create/set_timing_cache but warn "Deprecated in TensorRT-RTX 1.2. Timing cache
+            # operations are no-ops in TensorRT-RTX" (measured with 1.7.1): refuse rather than pretend.
+            features = replace(features, timing_cache=False)
+        self.features = features
         self._targets: tuple[str, ...] = ()
 
     @property

@@ -163,13 +163,16 @@ def test_parser_errors_become_one_line(model: Path, monkeypatch: pytest.MonkeyPa
     trt = install(monkeypatch)
     trt.STATE.parse_errors = [
         "In node 3 (importFallback): plugin not found\n  drq::DualRegionDequant",
-        "second",
+        "b",
+        "c",
+        "d",
+        "e",
     ]
     with pytest.raises(BuildError) as info:
         build_engine(config(model))
     assert str(info.value) == (
         f"{model}: TensorRT's ONNX parser rejected the model: In node 3 (importFallback): "
-        "plugin not found drq::DualRegionDequant; second"
+        "plugin not found drq::DualRegionDequant; b; c; (2 more)"
     )
     assert not model.with_suffix(".plan").exists()
 

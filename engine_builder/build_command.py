@@ -1,0 +1,126 @@
+"""`drq build`: ONNX -> TensorRT / TensorRT-RTX engine + manifest.
+
+    drq build MODEL.onnx -o MODEL.plan [--backend tensorrt|tensorrt_rtx]
+              [--min 1x3x64x64 --opt 1x3x256x256 --max 1x3x540x960] [--workspace-mib N] [--opt-level 0-5]
+              [--timing-cache PATH] [--version-compatible] [--hardware-compatible] [--fp16]
+              [--int8-calibrator CACHE|RECIPE] [--plugins drq] [--compute-capability 8.6 ...]
+
+`--int8-calibrator` takes a calibration cache (`drq calib-cache`) or a recipe JSON, from which the cache
+is made for this ONNX model (TensorRT <= 10.x only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from engine_builder.backends.base import FLAVOURS
+from engine_builder.build import BuildConfig, build_engine, parse_shape
+from engine_builder.errors import BuildError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="drq build",
+        description="Build a TensorRT or TensorRT-RTX engine from ONNX "
+        "and write MODEL.plan.json (the manifest) beside it.",
+    )
+    p.add_argument("onnx", type=Path, help="ONNX model (drq export)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="engine file to write (.plan)")
+    p.add_argument("--backend", choices=FLAVOURS, default="tensorrt", help="full TensorRT or TensorRT-RTX")
+    p.add_argument("--min", dest="min_shape", help="smallest input NCHW, e.g. 1x3x64x64")
+    p.add_argument("--opt", dest="opt_shape", help="input NCHW the kernels are tuned for")
+    p.add_argument("--max", dest="max_shape", help="largest input NCHW, e.g. 1x3x540x960")
+    p.add_argument("--workspace-mib", type=int, help="workspace memory pool limit in MiB")
+    p.add_argument("--opt-level", type=int, help="builder optimization level 0-5 (TensorRT default 3)")
+    p.add_argument("--timing-cache", type=Path, help="tactic timing cache to load and update")
+    p.add_argument("--version-compatible", action="store_true", help="engine runs on later TensorRT releases")
+    p.add_argument(
+        "--hardware-compatible", action="store_true", help="engine runs on any Ampere or later GPU"
+    )
+    p.add_argument("--fp16", action="store_true", help="TensorRT <= 10.x: allow FP16 kernels (weak typing)")
+    p.add_argument(
+        "--int8-calibrator",
+        type=Path,
+        metavar="CACHE|RECIPE",
+        help="TensorRT <= 10.x: implicit INT8 with scales from a calibration cache or a recipe",
+    )
+    p.add_argument("--plugins", choices=("drq",), help="register the dual-region TensorRT plugins first")
+    p.add_argument(
+        "--compute-capability",
+        nargs="+",
+        default=(),
+        metavar="CC",
+        help="TensorRT-RTX: target compute capabilities (e.g. 8.6 12.0); default: portable 8.0+",
+    )
+    return p
+
+
+def _is_recipe(path: Path) -> bool:
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
+    except OSError as err:
+        raise BuildError(f"{path}: cannot read ({err.__class__.__name__})") from err
+    return head.startswith("{")
+
+
+def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
+    """The calibration cache file: as given, or written from a recipe for this ONNX model."""
+    if not calibrator.is_file():
+        raise BuildError(f"{calibrator}: no such calibration cache or recipe")
+    if not _is_recipe(calibrator):
+        return calibrator
+    import onnx
+
+    from calib.recipe import load_recipe
+    from engine_builder.calib_cache import cache_from_recipe, input_tensor_map, write_cache
+
+    recipe = load_recipe(calibrator)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return write_cache(cache_from_recipe(recipe, input_tensor_map(model)), workdir / "calibration.cache")
+
+
+def main(argv: list[str]) -> int:
+    """Run `drq build`; returns 0 (user errors raise BuildError: one line, exit 2)."""
+    args = _parser().parse_args(argv)
+    shapes = [
+        None if s is None else parse_shape(s, f"--{n}")
+        for n, s in (("min", args.min_shape), ("opt", args.opt_shape), ("max", args.max_shape))
+    ]
+    with tempfile.TemporaryDirectory(prefix="drq-build-") as tmp:
+        cache = (
+            None if args.int8_calibrator is None else _cache_for(args.int8_calibrator, args.onnx, Path(tmp))
+        )
+        config = BuildConfig(
+            onnx=args.onnx,
+            output=args.output,
+            backend=args.backend,
+            min_shape=shapes[0],
+            opt_shape=shapes[1],
+            max_shape=shapes[2],
+            workspace_mib=args.workspace_mib,
+            optimization_level=args.opt_level,
+            timing_cache=args.timing_cache,
+            version_compatible=args.version_compatible,
+            hardware_compatible=args.hardware_compatible,
+            fp16=args.fp16,
+            calib_cache=cache,
+            plugins=args.plugins,
+            compute_capabilities=tuple(args.compute_capability),
+        )
+        result = build_engine(config)
+    m = result.manifest
+    unique = list(dict.fromkeys(result.warnings))
+    for warning in unique[:5]:
+        print(f"warning: TensorRT: {warning}")
+    if len(unique) > 5:
+        print(f"warning: TensorRT: ({len(unique) - 5} more warnings)")
+    print(
+        f"wrote {result.engine} ({result.engine.stat().st_size / 1e6:.2f} MB, {m.flavour} {m.tensorrt_version}, "
+        f"{m.device} sm {m.compute_capability}, {m.build_seconds:.1f} s) and {result.manifest_file.name}"
+        + (f"; timing cache {config.timing_cache}" if result.timing_cache_saved else "")
+    )
+    print(json.dumps({"profile": m.profile.describe(), "lowering": m.lowering or "?"}))
+    return 0

@@ -1,0 +1,75 @@
+"""`drq calib-cache`: write a TensorRT calibration cache (TensorRT <= 10.x implicit INT8) from a recipe.
+
+    drq calib-cache --recipe R --onnx MODEL.onnx -o cache.txt [--algorithm entropy2|minmax]
+                    [--tensorrt-version 10.8.0] [--on-conflict error|max]
+
+MODEL.onnx is the float graph of the recipe's model (`drq export --recipe R --lowering fp32`); the cache
+keys are its conv input tensors. The file is also what ModelOpt's `calibration_cache_path` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine_builder.calib_cache import ALGORITHMS, DEFAULT_VERSION
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="drq calib-cache",
+        description="Write a TensorRT calibration cache from a "
+        "uniform symmetric 8-bit recipe, keyed by the float ONNX graph's conv inputs.",
+    )
+    p.add_argument("--recipe", type=Path, required=True, help="recipe JSON (drq quantize)")
+    p.add_argument("--onnx", type=Path, required=True, help="float ONNX of the recipe's model (drq export)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="cache file to write")
+    p.add_argument(
+        "--algorithm", choices=ALGORITHMS, default="entropy2", help="calibrator kind of the header"
+    )
+    p.add_argument(
+        "--tensorrt-version",
+        default=DEFAULT_VERSION,
+        help="version in the header (drq build rewrites it to the running TensorRT's)",
+    )
+    p.add_argument(
+        "--on-conflict",
+        choices=("error", "max"),
+        default="error",
+        help="two layers reading one tensor with different scales: fail, or keep the larger",
+    )
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Run `drq calib-cache`; returns 0 (user errors raise one line, exit 2)."""
+    args = _parser().parse_args(argv)
+    import onnx
+
+    from calib.recipe import load_recipe
+    from engine_builder.calib_cache import CalibCacheError, cache_from_recipe, input_tensor_map, write_cache
+
+    for source in (args.recipe, args.onnx):
+        if args.output.resolve() == source.resolve():
+            raise CalibCacheError(f"{args.output}: is an input of this command; choose another output path")
+    recipe = load_recipe(args.recipe)
+    try:
+        model = onnx.load(str(args.onnx), load_external_data=False)
+    except FileNotFoundError as err:
+        raise CalibCacheError(f"{args.onnx}: no such ONNX file") from err
+    except Exception as err:  # onnx raises DecodeError variants for non-ONNX bytes
+        raise CalibCacheError(f"{args.onnx}: not a readable ONNX model ({err.__class__.__name__})") from err
+    try:
+        names = input_tensor_map(model)
+        cache = cache_from_recipe(
+            recipe,
+            names,
+            algorithm=args.algorithm,
+            version=args.tensorrt_version,
+            on_conflict=args.on_conflict,
+        )
+    except CalibCacheError as err:
+        raise CalibCacheError(f"{args.onnx}: {err}") from err
+    write_cache(cache, args.output)
+    print(f"wrote {args.output} ({cache.header}, {len(cache.scales)} tensors)")
+    return 0

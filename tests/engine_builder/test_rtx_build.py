@@ -1,0 +1,120 @@
+"""Real TensorRT-RTX builds on the CPU through `build_engine` (marker rtx; skipped without tensorrt_rtx).
+
+What was measured with tensorrt_rtx 1.7.1 on this CPU-only machine (and is asserted here):
+* fp16, qdq (INT8 activations + weights as Q/DQ) and drq-split lowerings of a small SR net all build;
+  RTX has no INT8 builder flag, yet it accepts the explicit INT8 Q/DQ graph: the whole network becomes
+  one Myelin "ForeignNode" in the CPU (AOT) build and the kernels are chosen by the runtime JIT on the
+  GPU, so which precision runs there is not observable here.
+* drq-plugin graphs with their ONNX local functions stripped fail to parse (no plugin in RTX):
+  "... (checkFallbackPluginImporter): INVALID_NODE: creator && "Plugin not found, ...", reported by
+  `build_engine` as one BuildError line.
+* timing caches: RTX 1.7.1 writes one, then warns "Failed to deserialize timing cache" when reading it
+  back, and its bindings warn "Deprecated in TensorRT-RTX 1.2. Timing cache operations are no-ops";
+  `build_engine` therefore refuses --timing-cache on RTX >= 1.2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from engine_builder.backends.base import FeatureUnavailable
+from engine_builder.build import BuildConfig, build_engine
+from engine_builder.errors import BuildError
+from engine_builder.manifest import load_manifest, manifest_path
+from tests.fakes.tiny_onnx import float_sr
+
+pytestmark = pytest.mark.rtx
+SHAPES = {"min_shape": (1, 3, 8, 8), "opt_shape": (1, 3, 32, 32), "max_shape": (1, 3, 64, 64)}
+
+
+@pytest.fixture(scope="module")
+def lowered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    pytest.importorskip("torch")
+    from engine_builder.export.torch_export import export_float_onnx
+    from engine_builder.lowerings.common import LoweringOptions
+    from engine_builder.lowerings.registry import lower
+    from plugins.onnx_function import strip_functions
+    from tests.engine_builder.test_export import TinySR, make_recipe
+
+    folder = tmp_path_factory.mktemp("rtx")
+    net = TinySR().eval()
+    graph = export_float_onnx(net, scale=2)
+    out = {}
+    for name, budget, options in (
+        ("fp16", None, LoweringOptions(io_dtype="fp16")),
+        ("qdq", "uniform", LoweringOptions()),
+        ("drq-split", "split", LoweringOptions()),
+        ("drq-plugin", "b-bit", LoweringOptions()),
+    ):
+        model = lower(name, graph, make_recipe(net, budget) if budget else None, options)
+        if name == "drq-plugin":
+            model = strip_functions(model)
+        out[name] = folder / f"{name}.onnx"
+        onnx.save(model, out[name])
+    return out
+
+
+@pytest.mark.parametrize("lowering", ["fp16", "qdq", "drq-split"])
+def test_rtx_builds_engine_and_valid_manifest(lowered: dict[str, Path], lowering: str):
+    import tensorrt_rtx
+
+    onnx_path = lowered[lowering]
+    result = build_engine(
+        BuildConfig(onnx=onnx_path, output=onnx_path.with_suffix(".plan"), backend="tensorrt_rtx", **SHAPES)
+    )
+    assert result.engine.stat().st_size > 100_000
+    manifest = load_manifest(manifest_path(result.engine))
+    assert manifest == result.manifest
+    assert (manifest.flavour, manifest.tensorrt_version) == ("tensorrt_rtx", tensorrt_rtx.__version__)
+    assert (manifest.device, manifest.compute_capability) == ("cpu-build (TensorRT-RTX)", "8.0+")
+    assert manifest.lowering == lowering and manifest.strongly_typed
+    assert manifest.profile.max == (1, 3, 64, 64)
+
+
+def test_rtx_stripped_plugin_graph_is_one_line_build_error(lowered: dict[str, Path]):
+    onnx_path = lowered["drq-plugin"]
+    with pytest.raises(BuildError) as info:
+        build_engine(
+            BuildConfig(
+                onnx=onnx_path, output=onnx_path.with_suffix(".plan"), backend="tensorrt_rtx", **SHAPES
+            )
+        )
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{onnx_path}: TensorRT's ONNX parser rejected the model: In node 0 ")
+    assert "operator: DualRegionQuantize (checkFallbackPluginImporter): INVALID_NODE" in message
+    assert "Plugin not found" in message and message.endswith("more)")
+
+
+def test_rtx_compute_capability_target_and_no_timing_cache(tmp_path: Path):
+    path = tmp_path / "tiny.onnx"
+    onnx.save(float_sr(qdq=True), path)
+    built = build_engine(
+        BuildConfig(
+            onnx=path,
+            output=tmp_path / "a.plan",
+            backend="tensorrt_rtx",
+            compute_capabilities=("8.6",),
+            workspace_mib=64,
+            optimization_level=1,
+            **SHAPES,
+        )
+    )
+    assert built.manifest.compute_capability == "8.6" and built.engine.stat().st_size > 0
+    with pytest.raises(
+        FeatureUnavailable,
+        match=r"--timing-cache needs TensorRT \(not TensorRT-RTX\) >= 8.0; "
+        r"found tensorrt_rtx 1\.",
+    ):
+        build_engine(
+            BuildConfig(
+                onnx=path,
+                output=tmp_path / "b.plan",
+                backend="tensorrt_rtx",
+                timing_cache=tmp_path / "t.cache",
+                **SHAPES,
+            )
+        )

@@ -1,0 +1,143 @@
+"""TrtRunner against the TensorRT + CUDA stand-ins, and the onnxruntime runner on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from engine_builder.build import BuildConfig, build_engine
+from engine_builder.errors import EngineMismatch, MissingDependency
+from engine_builder.manifest import manifest_path
+from engine_builder.runtime.cuda import load_cuda
+from engine_builder.runtime.ort import OrtRunner
+from engine_builder.runtime.trt import TrtRunner
+from tests.fakes import cuda as fake_cuda
+from tests.fakes import tensorrt as fake_trt
+from tests.fakes.tiny_onnx import float_sr
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rt = fake_cuda.install(monkeypatch)
+    trt = fake_trt.install(monkeypatch, "10.13.0.35")
+    trt.STATE.memory = rt.MEMORY
+    path = tmp_path / "m.onnx"
+    onnx.save(float_sr(), path)
+    engine = tmp_path / "m.plan"
+    build_engine(
+        BuildConfig(
+            onnx=path,
+            output=engine,
+            min_shape=(1, 3, 8, 8),
+            opt_shape=(1, 3, 16, 16),
+            max_shape=(1, 3, 32, 48),
+        )
+    )
+    trt.STATE.calls.clear()
+    return trt, rt, engine
+
+
+def test_run_allocates_sets_addresses_executes_and_copies_back(world):
+    trt, rt, engine = world
+    runner = TrtRunner(engine)
+    x = np.random.default_rng(0).random((1, 3, 10, 12), dtype=np.float32)
+    y = runner.run(x)
+    np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(2, axis=3))
+    mem = rt.MEMORY.calls
+    mallocs = [c[1] for c in mem if c[0] == "cudaMalloc"]
+    assert mallocs == [x.nbytes, 4 * 3 * 20 * 24]  # input, output: sized from the shapes
+    addresses = {c.args[0]: c.args[1] for c in trt.STATE.named("set_tensor_address")}
+    assert set(addresses) == {"lr", "sr"} and len(set(addresses.values())) == 2
+    stream = next(c[1] for c in mem if c[0] == "cudaStreamCreate")
+    assert trt.STATE.named("execute_async_v3")[0].args == (stream,)
+    assert trt.STATE.named("set_input_shape")[0].args == ("lr", (1, 3, 10, 12))
+    order = [c[0] if c[0] != "cudaMemcpyAsync" else c[1] for c in mem if c[0] != "cudaMalloc"]
+    assert order[-3:] == ["cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost", "cudaStreamSynchronize"]
+    assert all(c[3] == stream for c in mem if c[0] == "cudaMemcpyAsync")
+    # a smaller input reuses the buffers; a larger one reallocates only what grew
+    runner.run(x[:, :, :8, :8])
+    runner.run(np.zeros((1, 3, 32, 48), np.float32))
+    assert (
+        len([c for c in mem if c[0] == "cudaMalloc"]) == 4
+        and len([c for c in mem if c[0] == "cudaFree"]) == 2
+    )
+    runner.close()
+    assert not rt.MEMORY.blocks and mem[-1][0] == "cudaStreamDestroy"
+
+
+def test_input_outside_profile(world):
+    _, _, engine = world
+    runner = TrtRunner(engine)
+    with pytest.raises(EngineMismatch) as info:
+        runner.run(np.zeros((1, 3, 64, 64), np.float32))
+    assert str(info.value) == (
+        f"{engine}: input shape 1x3x64x64 is outside the engine's profile (min 1x3x8x8, "
+        "opt 1x3x16x16, max 1x3x32x48); rebuild with drq build --min/--opt/--max"
+    )
+
+
+def test_version_mismatch(world, monkeypatch: pytest.MonkeyPatch):
+    _, rt, engine = world
+    newer = fake_trt.install(monkeypatch, "10.14.1.0")
+    newer.STATE.memory = rt.MEMORY
+    with pytest.raises(EngineMismatch) as info:
+        TrtRunner(engine)
+    assert str(info.value) == (
+        f"{engine}: built with tensorrt 10.13.0.35, running 10.14.1.0; rebuild it with "
+        "drq build (or --version-compatible)"
+    )
+    data = json.loads(manifest_path(engine).read_text())
+    data["version_compatible"] = True
+    manifest_path(engine).write_text(json.dumps(data))
+    runner = TrtRunner(engine)  # later 10.x runs a version-compatible engine, with host code allowed
+    assert runner._runtime.engine_host_code_allowed is True
+
+
+def test_gpu_mismatch(world, monkeypatch: pytest.MonkeyPatch):
+    _, rt, engine = world
+    rt.DEVICE_NAME, rt.CC = "NVIDIA A100", (8, 0)
+    with pytest.raises(EngineMismatch) as info:
+        TrtRunner(engine)
+    assert str(info.value) == (
+        "engine built for NVIDIA H200 (sm 9.0); this GPU is NVIDIA A100 (sm 8.0); rebuild "
+        "it here or build with --hardware-compatible"
+    )
+
+
+def test_engine_bytes_must_match_manifest(world):
+    _, _, engine = world
+    engine.write_bytes(engine.read_bytes() + b" ")
+    with pytest.raises(EngineMismatch, match="engine bytes differ from its manifest's engine_sha256"):
+        TrtRunner(engine)
+
+
+def test_missing_cuda_binding(monkeypatch: pytest.MonkeyPatch):
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)
+    with pytest.raises(
+        MissingDependency, match=r"pip install 'drq\[cuda\]' \(cuda-python\) or 'drq\[pycuda\]'"
+    ):
+        load_cuda()
+    with pytest.raises(MissingDependency, match=r"needs cuda-python \(pip install 'drq\[cuda\]'\)"):
+        load_cuda("cuda-python")
+
+
+def test_ort_runner_runs_the_float_graph(tmp_path: Path):
+    path = tmp_path / "m.onnx"
+    onnx.save(float_sr(scale=3), path)
+    runner = OrtRunner(path, threads=1)
+    y = runner.run(np.random.default_rng(1).random((1, 3, 5, 7), dtype=np.float32))
+    assert y.shape == (1, 3, 15, 21) and y.dtype == np.float32
+    assert runner.providers == ("CPUExecutionProvider",)
+    runner.close()
+
+
+def test_ort_runner_cuda_provider_missing(tmp_path: Path):
+    path = tmp_path / "m.onnx"
+    onnx.save(float_sr(), path)
+    with pytest.raises(MissingDependency, match="the CUDA execution provider is not available"):
+        OrtRunner(path, cuda=True)
