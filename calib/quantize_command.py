@@ -123,6 +123,22 @@ def run(args: argparse.Namespace, config: QuantizeConfig,
     return recipe, stats, time.perf_counter() - started
 
 
+def _peak_rss_mib() -> float | None:
+    """Peak resident set size of this process in MiB (None where `resource` does not exist)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib / 1024.0, 1)
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `drq quantize`; returns the exit code (user errors raise CalibError)."""
     args = _parser().parse_args(argv)
@@ -137,7 +153,8 @@ def main(argv: list[str]) -> int:
     recipe, stats, wall = run(args, config, None if args.quiet else Progress)
     save_recipe(recipe, args.output)
     if args.stats is not None:
-        payload = {"command": "drq quantize " + " ".join(argv), "wall_s": wall, **stats.to_dict()}
+        payload = {"command": "drq quantize " + " ".join(argv), "wall_s": wall, "peak_rss_mib": _peak_rss_mib(),
+                   "threads": _threads(), "recipe_sha256": recipe.sha256(), **stats.to_dict()}
         atomic_write_text(args.stats, json.dumps(payload, indent=1) + "\n")
     bits = stats.layer_bits
     low = sum(1 for b in bits.values() if b != 8)

@@ -3,7 +3,8 @@
 Every configuration is quantized with `calib.calibrate.quantize` from the same seeded calibration crops
 and scored with the papers' protocol (`calib.imaging.evaluate`: PSNR/SSIM on Y, `scale` border). Each
 result is cached in the JSON under a key that includes its schedule, and the JSON is rewritten after
-every configuration, so an interrupted or extended run resumes where it stopped.
+every configuration, so an interrupted or extended run resumes where it stopped. Results cached in
+`<out>/*/ptq_results.json` (partial runs, e.g. one process per model) are reused as well.
 
 The finetuning rows (drq+vft, drq+saft) can use a shorter schedule than the paper's 100 images x 10
 epochs (`--ft-images`, `--epochs`); the Markdown states the schedule actually used.
@@ -65,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--budgets", nargs="+", choices=DUAL_BUDGETS, default=list(DUAL_BUDGETS),
                    help="dual-region budgets of the drq rows (baselines always use uniform)")
+    p.add_argument("--ft-budgets", nargs="+", choices=DUAL_BUDGETS, default=None,
+                   help="budgets of the drq+vft / drq+saft rows (default: --budgets)")
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
     p.add_argument("--weights-dir", type=Path, default=Path("../shared/sr_weights"),
                    help="folder holding <arch>_x<scale>.pth")
@@ -77,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--note", default="", help="a sentence added under the schedule in the Markdown")
     p.add_argument("--out", type=Path, required=True, help="output folder (Markdown, JSON, PNG)")
     return p
 
@@ -92,8 +96,9 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs.append(Job(arch, args.scale, "fp", "-", 32, 0, 0, crop))
         for bits in args.bits:
             for method in args.methods:
-                budgets = ["uniform"] if method in BASELINES else list(args.budgets)
                 finetuned = method in ("drq+vft", "drq+saft")
+                budgets = ["uniform"] if method in BASELINES else list(
+                    args.ft_budgets if finetuned and args.ft_budgets else args.budgets)
                 for budget in budgets:
                     jobs.append(Job(arch, args.scale, method, budget, bits, ft_images if finetuned else args.images,
                                     args.epochs if finetuned else 0, crop))
@@ -212,7 +217,9 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
            f"Baselines and drq: {args.images} images. drq+vft / drq+saft: {ft_images} images x {args.epochs} epochs "
            f"(the paper: 100 x 10). Head, upsampler and tail convs at 8 bits. Weights per-channel "
            f"(minmax for baselines, MSE search for drq). Machine: {platform.machine()}, CPU. "
-           f"Wall time of this invocation: {wall / 60:.1f} min.", ""]
+           f"Wall time of this invocation: {wall / 60:.1f} min (cached rows cost nothing).", ""]
+    if args.note:
+        out += [args.note, ""]
     for arch in dict.fromkeys(r["arch"] for r in rows):
         arch_rows = [r for r in rows if r["arch"] == arch]
         out += [f"## {arch} x{arch_rows[0]['scale']}", ""]
@@ -281,7 +288,11 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     command = "drq report " + " ".join(argv)
     json_path = args.out / RESULTS_JSON
-    cache = _load_cache(json_path)
+    cache: dict[str, Any] = {}
+    # Results of partial runs written to subfolders (e.g. one process per model) are reused too.
+    for part in sorted(args.out.glob(f"*/{RESULTS_JSON}")):
+        cache.update(_load_cache(part))
+    cache.update(_load_cache(json_path))
     jobs = plan(args)
     datasets = [open_dataset(args.bench_dir / name / f"x{args.scale}", args.scale) for name in args.sets]
     fp_models: dict[str, Any] = {}
