@@ -86,3 +86,59 @@ def test_no_checkpoint_path_is_a_recipe_error(zoo: list) -> None:
     with pytest.raises(RecipeError, match="model.checkpoint: the recipe records no checkpoint path"):
         load_simulated_model(recipe)
     assert zoo == []
+
+
+@pytest.mark.shared_data
+def test_simulated_imdn_from_a_recipe(shared_dir: Path, tmp_path: Path) -> None:
+    """Real checkpoint: recipe -> JSON -> load_simulated_model reproduces the calibrated model bit for bit."""
+    load_pretrained = getattr(calib.models, "load_pretrained", None)
+    archs = getattr(calib.models, "ARCHS", {})
+    if load_pretrained is None or "imdn" not in archs:
+        pytest.skip("calib.models has no imdn / load_pretrained yet")
+    from calib.quantizers import UniformActQuantizer, output_channel_axis
+    from calib.recipe import load_recipe, save_recipe
+
+    weights = shared_dir / "sr_weights" / "imdn_x4.pth"
+    loaded = load_pretrained("imdn", 4, weights)
+    model = loaded.model.eval()
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        fp = model(x)
+    layers = wrap_model(model)
+    amax: dict[str, float] = {}
+
+    def observe(t: torch.Tensor, name: str) -> None:
+        amax[name] = max(amax.get(name, 0.0), float(t.abs().max()))
+
+    for name, layer in layers.items():
+        layer.input_hook = lambda t, _n=name: observe(t, _n)
+    with torch.no_grad():
+        model(x)
+    for name, layer in layers.items():
+        layer.input_hook = None
+        w = layer.layer.weight.detach()
+        axis = output_channel_axis(layer.layer)
+        reduce = [d for d in range(w.dim()) if d != axis]
+        layer.w_quant = WeightQuantizer(8, w.abs().amax(dim=reduce).clamp(min=1e-8) / 127, axis)
+        layer.a_quant = UniformActQuantizer(8, max(amax[name], 1e-6) / 127)
+    with torch.no_grad():
+        calibrated = model(x)
+    recipe = Recipe(
+        model=ModelIdentity(
+            arch="imdn", scale=4, checkpoint_sha256=loaded.checkpoint_sha256, checkpoint=str(weights)
+        ),
+        method="minmax",
+        w_bits=8,
+        a_bits=8,
+        budget="uniform",
+        weight_mode="per-channel",
+        calibration=CalibrationInfo(images=1, crop=24, seed=0),
+        layers=recipe_layers(layers),
+    )
+    simulated = load_simulated_model(load_recipe(save_recipe(recipe, tmp_path / "r.json")))
+    with torch.no_grad():
+        got = simulated(x)
+    assert np.array_equal(got.numpy().view(np.uint32), calibrated.numpy().view(np.uint32))
+    mse = float(((got.clamp(0, 1) - fp.clamp(0, 1)) ** 2).mean())
+    assert 10 * np.log10(1.0 / mse) > 30.0  # W8A8 stays close to FP
