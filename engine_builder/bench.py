@@ -1,0 +1,511 @@
+"""Latency, throughput and quality of lowerings side by side (`drq bench`), torch-free.
+
+Two kinds of run, one report format:
+
+* CPU (the embedded default): onnxruntime runs each ONNX file on the same LR size with a fixed
+  intra-op thread count. Models are timed round-robin (one run of each per round, `repeat` rounds
+  after `warmup` runs each), so drift of a shared machine hits every model alike; the reported latency
+  is the median of the rounds. With `data`, PSNR-Y / SSIM-Y of every model on that dataset sit in the
+  same table (`calib.imaging.evaluate.evaluate_dataset`).
+* GPU: TensorRT engines (`runtime.trt.TrtRunner`) timed with CUDA events around `execute_async_v3`
+  only (copies excluded) after warm-up; p50/p90/p99 over `iters` launches; device memory of the
+  engine's context plus I/O buffers.
+
+Every row has a speedup against the baseline model of the same run (fp32 on the CPU, the FP16 engine on
+the GPU): baseline p50 / row p50. Throughput is images/s = batch * 1000 / p50 and output (SR)
+megapixels/s. Reports are written atomically as JSON, Markdown (headed by the command) and a PNG.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calib.artifacts import atomic_write_bytes, atomic_write_text
+from engine_builder.errors import BuildError, MissingDependency
+
+SCHEMA_VERSION = 1
+
+
+class BenchError(BuildError):
+    """Bad benchmark arguments (sizes, names, missing baseline)."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "1280x720" (width x height, as video sizes are written) -> (height, width) = (720, 1280).
+
+    Raises:
+        BenchError: not two positive integers joined by "x".
+    """
+    parts = str(text).lower().split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError as err:
+        raise BenchError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from err
+    if width < 1 or height < 1:
+        raise BenchError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720")
+    return height, width
+
+
+def parse_named(items: Sequence[str], what: str) -> dict[str, Path]:
+    """["fp32=a.onnx", "qdq=b.onnx"] -> {"fp32": Path("a.onnx"), ...} (order kept).
+
+    Raises:
+        BenchError: an item without NAME=, a duplicate name, or a missing file.
+    """
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise BenchError(f"{what} {item!r}: expected NAME=PATH, e.g. qdq=model_qdq.onnx")
+        if name in out:
+            raise BenchError(f"{what} {item!r}: name {name!r} given twice")
+        if not Path(path).is_file():
+            raise BenchError(f"{path}: no such file ({what} {name})")
+        out[name] = Path(path)
+    if not out:
+        raise BenchError(f"{what}: give at least one NAME=PATH")
+    return out
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency percentiles in milliseconds over `runs` timed runs (linear interpolation)."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    runs: int
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float]) -> LatencyStats:
+        data = np.asarray(samples_ms, dtype=np.float64)
+        if data.size == 0 or not np.all(np.isfinite(data)) or np.any(data < 0):
+            raise BenchError(f"latency samples: need finite non-negative values, got {list(samples_ms)[:5]}")
+        p50, p90, p99 = np.percentile(data, [50, 90, 99])
+        return cls(float(p50), float(p90), float(p99), float(data.mean()), int(data.size))
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One model at one input size."""
+
+    name: str
+    backend: str  # "onnxruntime-cpu" | "tensorrt" | "tensorrt_rtx"
+    lr_hw: tuple[int, int]
+    scale: int
+    batch: int
+    latency: LatencyStats
+    speedup: float | None = None  # baseline p50 / this p50 (same size, same run)
+    psnr: float | None = None
+    ssim: float | None = None
+    memory_mib: float | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch * 1000.0 / self.latency.p50_ms
+
+    @property
+    def megapixels_per_s(self) -> float:
+        """Output (SR) megapixels per second."""
+        h, w = self.lr_hw
+        return self.batch * h * w * self.scale * self.scale / 1e6 * 1000.0 / self.latency.p50_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["images_per_s"] = self.images_per_s
+        out["megapixels_per_s"] = self.megapixels_per_s
+        return out
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A benchmark run: the command, its settings, where it ran and the rows."""
+
+    command: str
+    kind: str  # "cpu" | "gpu"
+    baseline: str
+    settings: Mapping[str, Any]
+    environment: Mapping[str, Any]
+    rows: tuple[BenchRow, ...]
+    quality_dataset: str = ""
+    schema_version: int = SCHEMA_VERSION
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "command": self.command,
+            "kind": self.kind,
+            "baseline": self.baseline,
+            "settings": dict(self.settings),
+            "environment": dict(self.environment),
+            "quality_dataset": self.quality_dataset,
+            "notes": list(self.notes),
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def with_speedups(rows: Sequence[BenchRow], baseline: str) -> tuple[BenchRow, ...]:
+    """Rows with `speedup` = p50 of the baseline at the same LR size / own p50.
+
+    Raises:
+        BenchError: the baseline is not among the rows (the message lists the names).
+    """
+    names = list(dict.fromkeys(r.name for r in rows))
+    if baseline not in names:
+        raise BenchError(f"--baseline {baseline!r}: not among the benchmarked models ({', '.join(names)})")
+    base = {r.lr_hw: r.latency.p50_ms for r in rows if r.name == baseline}
+    out = []
+    for row in rows:
+        ref = base.get(row.lr_hw)
+        speed = None if ref is None else ref / row.latency.p50_ms
+        out.append(
+            BenchRow(
+                row.name,
+                row.backend,
+                row.lr_hw,
+                row.scale,
+                row.batch,
+                row.latency,
+                speed,
+                row.psnr,
+                row.ssim,
+                row.memory_mib,
+            )
+        )
+    return tuple(out)
+
+
+def _scale_of(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    value = next((p.value for p in model.metadata_props if p.key == "drq.scale"), None)
+    return int(value) if value else None
+
+
+def time_round_robin(
+    runs: Mapping[str, Callable[[], object]],
+    repeat: int,
+    warmup: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Warm each callable up, then time one call of each per round for `repeat` rounds (ms)."""
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            start = clock()
+            fn()
+            samples[name].append((clock() - start) * 1000.0)
+    return samples
+
+
+def bench_onnx_cpu(
+    models: Mapping[str, Path],
+    lr_hw: tuple[int, int],
+    threads: int,
+    repeat: int = 5,
+    warmup: int = 2,
+    data: Path | None = None,
+    baseline: str = "fp32",
+    seed: int = 0,
+    command: str = "",
+) -> BenchReport:
+    """Time ONNX models with onnxruntime on the CPU (and score them on `data` if given).
+
+    Args:
+        models: {name: ONNX path}, e.g. fp32 / qdq / drq-split exports of one model.
+        lr_hw: LR input (height, width); batch 1.
+        threads: onnxruntime intra-op threads.
+        repeat: timed rounds (the median is reported); warmup: untimed runs per model first.
+        data: an SR dataset folder (HR/ and LR/, e.g. Set5/x4) for PSNR-Y / SSIM-Y.
+        baseline: the model the speedups are relative to.
+
+    Raises:
+        BenchError: bad arguments; BuildError: a model onnxruntime cannot load.
+    """
+    from engine_builder.runtime.ort import OrtRunner, import_onnxruntime
+
+    if repeat < 1 or warmup < 0 or threads < 1:
+        raise BenchError(f"need repeat >= 1, warmup >= 0, threads >= 1; got {repeat}, {warmup}, {threads}")
+    if baseline not in models:
+        raise BenchError(f"--baseline {baseline!r}: not among the models ({', '.join(models)})")
+    runners = {name: OrtRunner(path, threads=threads) for name, path in models.items()}
+    x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
+    scales = {}
+    for name, runner in runners.items():
+        out = runner.run(x)
+        if out.shape[2] % lr_hw[0] or out.shape[2] // lr_hw[0] != out.shape[3] // lr_hw[1]:
+            raise BenchError(
+                f"{models[name]}: output {list(out.shape)} is not an integer upscale of {list(x.shape)}"
+            )
+        scales[name] = out.shape[2] // lr_hw[0]
+        declared = _scale_of(models[name])
+        if declared is not None and declared != scales[name]:
+            raise BenchError(f"{models[name]}: drq.scale says x{declared}, output is x{scales[name]}")
+    if len(set(scales.values())) != 1:
+        raise BenchError(f"models upscale differently ({scales}); compare one model's lowerings")
+    samples = time_round_robin({n: (lambda r=r: r.run(x)) for n, r in runners.items()}, repeat, warmup)
+    quality: dict[str, tuple[float, float]] = {}
+    dataset_name = ""
+    if data is not None:
+        from calib.imaging.datasets import open_dataset
+        from calib.imaging.evaluate import evaluate_dataset
+
+        scale = next(iter(scales.values()))
+        dataset = open_dataset(data, scale)
+        dataset_name = f"{dataset.name} x{scale}"
+        for name, runner in runners.items():
+            result = evaluate_dataset(runner.run, dataset, scale)
+            quality[name] = (result.psnr, result.ssim)
+    rows = [
+        BenchRow(
+            name,
+            "onnxruntime-cpu",
+            lr_hw,
+            scales[name],
+            1,
+            LatencyStats.of(samples[name]),
+            psnr=quality.get(name, (None, None))[0],
+            ssim=quality.get(name, (None, None))[1],
+        )
+        for name in models
+    ]
+    for runner in runners.values():
+        runner.close()
+    ort = import_onnxruntime()
+    environment = {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+    }
+    settings = {
+        "lr_hw": list(lr_hw),
+        "threads": threads,
+        "repeat": repeat,
+        "warmup": warmup,
+        "batch": 1,
+        "models": {n: str(p) for n, p in models.items()},
+        "data": str(data) if data else "",
+    }
+    return BenchReport(
+        command,
+        "cpu",
+        baseline,
+        settings,
+        environment,
+        with_speedups(rows, baseline),
+        dataset_name,
+        notes=(
+            f"latency: median of {repeat} round-robin runs after {warmup} warm-up runs each; "
+            f"onnxruntime CPUExecutionProvider, {threads} intra-op threads",
+        ),
+    )
+
+
+def bench_engines(
+    engines: Mapping[str, Path],
+    sizes: Sequence[tuple[int, int]],
+    warmup: int = 20,
+    iters: int = 200,
+    baseline: str = "fp16",
+    cuda: str = "auto",
+    command: str = "",
+) -> BenchReport:
+    """Time TensorRT engines on the GPU with CUDA events, every engine at every LR size, side by side.
+
+    An engine whose profile does not cover a size is skipped at that size (noted in the report).
+
+    Raises:
+        BenchError: bad arguments; EngineMismatch / MissingDependency from loading the engines.
+    """
+    from engine_builder.errors import EngineMismatch
+    from engine_builder.runtime.trt import TrtRunner
+
+    if iters < 1 or warmup < 0:
+        raise BenchError(f"need iters >= 1 and warmup >= 0; got {iters}, {warmup}")
+    if baseline not in engines:
+        raise BenchError(f"--baseline {baseline!r}: not among the engines ({', '.join(engines)})")
+    runners = {name: TrtRunner(path, cuda=cuda) for name, path in engines.items()}  # type: ignore[arg-type]
+    rows: list[BenchRow] = []
+    notes: list[str] = []
+    try:
+        for lr_hw in sizes:
+            x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
+            for name, runner in runners.items():
+                try:
+                    out = runner.run(x)  # sets shapes and addresses, copies x in once
+                except EngineMismatch as err:
+                    notes.append(f"{name} skipped at {lr_hw[1]}x{lr_hw[0]}: {err}")
+                    continue
+                api, stream = runner.cuda, runner.stream
+                handle = api.stream_handle(stream)
+                start, end = api.event_create(), api.event_create()
+                for _ in range(warmup):
+                    runner.context.execute_async_v3(handle)
+                api.stream_synchronize(stream)
+                times = []
+                for _ in range(iters):
+                    api.event_record(start, stream)
+                    runner.context.execute_async_v3(handle)
+                    api.event_record(end, stream)
+                    api.event_synchronize(end)
+                    times.append(api.event_elapsed_ms(start, end))
+                rows.append(
+                    BenchRow(
+                        name,
+                        runner.manifest.flavour,
+                        lr_hw,
+                        out.shape[2] // lr_hw[0],
+                        1,
+                        LatencyStats.of(times),
+                        memory_mib=runner.device_memory_bytes() / 2**20,
+                    )
+                )
+        first = next(iter(runners.values()))
+        device, capability = first.cuda.device()
+        environment = {
+            "device": device,
+            "compute_capability": capability,
+            "tensorrt": first.backend.version,
+            "flavour": first.manifest.flavour,
+            "cuda_binding": first.cuda.name,
+        }
+    finally:
+        for runner in runners.values():
+            runner.close()
+    if not rows:
+        raise BenchError("no engine covered any --size; check the engines' profiles (drq build --min/--max)")
+    settings = {
+        "sizes_wxh": [f"{w}x{h}" for h, w in sizes],
+        "warmup": warmup,
+        "iters": iters,
+        "batch": 1,
+        "engines": {n: str(p) for n, p in engines.items()},
+    }
+    notes.insert(
+        0,
+        f"latency: CUDA events around execute_async_v3 only (copies excluded), {iters} launches "
+        f"after {warmup} warm-up launches; memory: context device memory + I/O buffers",
+    )
+    return BenchReport(
+        command, "gpu", baseline, settings, environment, with_speedups(rows, baseline), notes=tuple(notes)
+    )
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def to_markdown(report: BenchReport) -> str:
+    """The report as Markdown: the command, where it ran, one table, the notes."""
+    lines = [f"# drq bench ({report.kind})", "", "```", report.command or "drq bench", "```", ""]
+    env = ", ".join(f"{k}: {v}" for k, v in report.environment.items())
+    lines += [f"Environment: {env}", ""]
+    quality = f"PSNR-Y {report.quality_dataset}" if report.quality_dataset else "PSNR-Y"
+    header = [
+        "model",
+        "backend",
+        "LR (WxH)",
+        "scale",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "images/s",
+        "SR MP/s",
+        f"speedup vs {report.baseline}",
+        quality,
+        "SSIM-Y",
+    ]
+    if report.kind == "gpu":
+        header.append("memory MiB")
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in report.rows:
+        cells = [
+            r.name,
+            r.backend,
+            f"{r.lr_hw[1]}x{r.lr_hw[0]}",
+            f"x{r.scale}",
+            _fmt(r.latency.p50_ms, 2),
+            _fmt(r.latency.p90_ms, 2),
+            _fmt(r.latency.p99_ms, 2),
+            _fmt(r.images_per_s, 2),
+            _fmt(r.megapixels_per_s, 2),
+            _fmt(r.speedup, 2) + ("x" if r.speedup else ""),
+            _fmt(r.psnr, 2),
+            _fmt(r.ssim, 4),
+        ]
+        if report.kind == "gpu":
+            cells.append(_fmt(r.memory_mib, 1))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot_png(report: BenchReport) -> bytes:
+    """PNG: latency vs PSNR-Y per model when quality was measured, else p50 latency bars per size.
+
+    Raises:
+        MissingDependency: matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise MissingDependency("the benchmark plot needs matplotlib (pip install 'drq[report]')") from err
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    if any(r.psnr is not None for r in report.rows):
+        for r in report.rows:
+            if r.psnr is None:
+                continue
+            ax.scatter(r.latency.p50_ms, r.psnr, s=40)
+            ax.annotate(
+                r.name, (r.latency.p50_ms, r.psnr), textcoords="offset points", xytext=(5, 4), fontsize=9
+            )
+        ax.set_xlabel("p50 latency (ms)")
+        ax.set_ylabel(f"PSNR-Y (dB) {report.quality_dataset}")
+    else:
+        labels = [f"{r.name}\n{r.lr_hw[1]}x{r.lr_hw[0]}" for r in report.rows]
+        ax.bar(range(len(report.rows)), [r.latency.p50_ms for r in report.rows])
+        ax.set_xticks(range(len(report.rows)), labels, fontsize=8)
+        ax.set_ylabel("p50 latency (ms)")
+    ax.set_title(f"drq bench ({report.kind})", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_report(report: BenchReport, stem: Path, plot: bool = True) -> list[Path]:
+    """Write `<stem>.json`, `<stem>.md` and (if `plot`) `<stem>.png` atomically; returns the paths."""
+    stem = Path(stem)
+    paths = [
+        atomic_write_text(
+            stem.with_suffix(".json"), json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n"
+        ),
+        atomic_write_text(stem.with_suffix(".md"), to_markdown(report)),
+    ]
+    if plot:
+        paths.append(atomic_write_bytes(stem.with_suffix(".png"), plot_png(report)))
+    return paths

@@ -1,0 +1,90 @@
+"""`drq bench`: latency / throughput (and PSNR) of lowerings side by side.
+
+    CPU (onnxruntime; the embedded default):
+      drq bench --onnx fp32=a.onnx qdq=b.onnx drq-split=c.onnx --size 256x256 --threads 2 --repeat 5
+                [--warmup 2] [--data ../shared/sr_bench/Set5/x4] [--baseline fp32] [-o results/bench/NAME]
+    GPU (TensorRT engines, each with its .plan.json manifest):
+      drq bench --engine fp16=m_fp16.plan qdq=m_qdq.plan --size 1280x720 --size 960x540
+                [--warmup 20] [--iters 200] [--baseline fp16] [--cuda auto|cuda-python|pycuda] [-o STEM]
+
+Sizes are LR WIDTHxHEIGHT. With -o, STEM.json, STEM.md (headed by this command) and STEM.png are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from engine_builder.bench import (
+    BenchError,
+    bench_engines,
+    bench_onnx_cpu,
+    parse_named,
+    parse_size,
+    to_markdown,
+    write_report,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="drq bench",
+        description="Time lowerings side by side: ONNX files with "
+        "onnxruntime on the CPU, or TensorRT engines on the GPU.",
+    )
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--onnx", nargs="+", metavar="NAME=PATH", help="ONNX files to time with onnxruntime (CPU)"
+    )
+    group.add_argument("--engine", nargs="+", metavar="NAME=PATH", help="TensorRT engines to time (GPU)")
+    p.add_argument(
+        "--size", action="append", metavar="WxH", help="LR size, repeatable (CPU: one; default 256x256)"
+    )
+    p.add_argument("--threads", type=int, default=2, help="CPU: onnxruntime intra-op threads")
+    p.add_argument("--repeat", type=int, default=5, help="CPU: timed rounds (median reported)")
+    p.add_argument("--warmup", type=int, help="untimed runs first (CPU default 2, GPU default 20)")
+    p.add_argument("--iters", type=int, default=200, help="GPU: timed launches per engine and size")
+    p.add_argument("--data", type=Path, help="CPU: SR dataset folder (e.g. Set5/x4) for PSNR-Y/SSIM-Y")
+    p.add_argument("--baseline", help="model the speedups are relative to (default fp32 on CPU, fp16 on GPU)")
+    p.add_argument(
+        "--cuda", choices=("auto", "cuda-python", "pycuda"), default="auto", help="GPU: CUDA binding"
+    )
+    p.add_argument("-o", "--output", type=Path, help="write STEM.json, STEM.md and STEM.png")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Run `drq bench`; returns 0 (user errors raise BuildError: one line, exit 2)."""
+    args = _parser().parse_args(argv)
+    command = "drq bench " + " ".join(shlex.quote(a) for a in argv)
+    sizes = [parse_size(s) for s in (args.size or ["256x256"])]
+    if args.onnx:
+        if len(sizes) != 1:
+            raise BenchError("--size: the CPU benchmark takes one size")
+        report = bench_onnx_cpu(
+            parse_named(args.onnx, "--onnx"),
+            sizes[0],
+            args.threads,
+            args.repeat,
+            2 if args.warmup is None else args.warmup,
+            args.data,
+            args.baseline or "fp32",
+            command=command,
+        )
+    else:
+        report = bench_engines(
+            parse_named(args.engine, "--engine"),
+            sizes,
+            20 if args.warmup is None else args.warmup,
+            args.iters,
+            args.baseline or "fp16",
+            args.cuda,
+            command=command,
+        )
+    if args.output:
+        for path in write_report(report, args.output, plot=not args.no_plot):
+            print(f"wrote {path}")
+    print(to_markdown(report), end="")
+    return 0

@@ -1,0 +1,179 @@
+"""Benchmark table math, round-robin timing, reports, the CPU path on tiny ONNX, the GPU path on stand-ins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from engine_builder.bench import (
+    BenchError,
+    BenchRow,
+    LatencyStats,
+    bench_engines,
+    bench_onnx_cpu,
+    parse_named,
+    parse_size,
+    time_round_robin,
+    to_markdown,
+    with_speedups,
+    write_report,
+)
+from engine_builder.build import BuildConfig, build_engine
+from serve.cli import main as drq
+from tests.fakes import cuda as fake_cuda
+from tests.fakes import tensorrt as fake_trt
+from tests.fakes.tiny_onnx import float_sr
+
+
+def test_latency_stats_percentiles():
+    stats = LatencyStats.of([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert (stats.p50_ms, stats.p90_ms, stats.mean_ms, stats.runs) == (3.0, 4.6, 3.0, 5)
+    assert stats.p99_ms == pytest.approx(4.96)
+    with pytest.raises(BenchError, match="need finite non-negative values"):
+        LatencyStats.of([1.0, float("nan")])
+
+
+def test_throughput_and_speedup_math():
+    rows = [
+        BenchRow("fp32", "onnxruntime-cpu", (256, 256), 4, 1, LatencyStats.of([100.0])),
+        BenchRow("qdq", "onnxruntime-cpu", (256, 256), 4, 1, LatencyStats.of([40.0])),
+        BenchRow("qdq", "onnxruntime-cpu", (540, 960), 4, 1, LatencyStats.of([80.0])),
+    ]
+    out = with_speedups(rows, "fp32")
+    assert [r.speedup for r in out] == [1.0, 2.5, None]  # no fp32 row at 960x540: no ratio
+    assert out[1].images_per_s == 25.0
+    assert out[1].megapixels_per_s == pytest.approx(256 * 256 * 16 / 1e6 * 25)
+    with pytest.raises(
+        BenchError, match=r"--baseline 'fp16': not among the benchmarked models \(fp32, qdq\)"
+    ):
+        with_speedups(rows, "fp16")
+
+
+def test_round_robin_interleaves_and_warms_up():
+    order: list[str] = []
+    ticks = iter(range(1000))
+    runs = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    samples = time_round_robin(runs, repeat=3, warmup=2, clock=lambda: float(next(ticks)))
+    assert order == ["a", "a", "b", "b", "a", "b", "a", "b", "a", "b"]
+    assert samples == {"a": [1000.0] * 3, "b": [1000.0] * 3}
+
+
+def test_parsers(tmp_path: Path):
+    assert parse_size("1280x720") == (720, 1280)
+    with pytest.raises(BenchError, match=r"--size '1280': expected WIDTHxHEIGHT"):
+        parse_size("1280")
+    (tmp_path / "a.onnx").write_bytes(b"x")
+    assert parse_named([f"fp32={tmp_path / 'a.onnx'}"], "--onnx") == {"fp32": tmp_path / "a.onnx"}
+    with pytest.raises(BenchError, match=r"--onnx 'fp32': expected NAME=PATH"):
+        parse_named(["fp32"], "--onnx")
+    with pytest.raises(BenchError, match=r"b.onnx: no such file \(--onnx qdq\)"):
+        parse_named([f"qdq={tmp_path / 'b.onnx'}"], "--onnx")
+
+
+@pytest.fixture
+def two_models(tmp_path: Path) -> dict[str, Path]:
+    a, b = tmp_path / "fp32.onnx", tmp_path / "wide.onnx"
+    onnx.save(float_sr(scale=4), a)
+    onnx.save(float_sr(scale=4, channels=16), b)
+    return {"fp32": a, "wide": b}
+
+
+def test_cpu_bench_and_report_files(two_models: dict[str, Path], tmp_path: Path):
+    report = bench_onnx_cpu(
+        two_models, (12, 16), threads=1, repeat=3, warmup=1, command="drq bench --onnx ..."
+    )
+    assert [r.name for r in report.rows] == ["fp32", "wide"]
+    assert all(r.scale == 4 and r.latency.runs == 3 and r.lr_hw == (12, 16) for r in report.rows)
+    assert report.rows[0].speedup == 1.0
+    assert report.rows[1].speedup == pytest.approx(
+        report.rows[0].latency.p50_ms / report.rows[1].latency.p50_ms
+    )
+    paths = write_report(report, tmp_path / "out" / "bench")
+    assert [p.name for p in paths] == ["bench.json", "bench.md", "bench.png"]
+    md = paths[1].read_text()
+    assert md.startswith("# drq bench (cpu)\n\n```\ndrq bench --onnx ...\n```\n")
+    assert "| fp32 | onnxruntime-cpu | 16x12 | x4 |" in md and "1.00x" in md
+    data = json.loads(paths[0].read_text())
+    assert data["rows"][1]["images_per_s"] == pytest.approx(1000 / data["rows"][1]["latency"]["p50_ms"])
+    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cpu_bench_refuses_mixed_scales(tmp_path: Path):
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(float_sr(scale=2), a)
+    onnx.save(float_sr(scale=4), b)
+    with pytest.raises(BenchError, match="models upscale differently"):
+        bench_onnx_cpu({"fp32": a, "b": b}, (8, 8), threads=1, repeat=1, warmup=0)
+
+
+@pytest.mark.shared_data
+def test_cpu_bench_psnr_on_set5(two_models: dict[str, Path], set5_x4: Path):
+    from calib.imaging.datasets import open_dataset
+    from calib.imaging.evaluate import evaluate_dataset
+    from engine_builder.runtime.ort import OrtRunner
+
+    report = bench_onnx_cpu(
+        {"fp32": two_models["fp32"]}, (16, 16), threads=1, repeat=1, warmup=0, data=set5_x4
+    )
+    expected = evaluate_dataset(OrtRunner(two_models["fp32"], threads=1).run, open_dataset(set5_x4, 4), 4)
+    assert report.rows[0].psnr == expected.psnr and report.rows[0].ssim == expected.ssim
+    assert report.quality_dataset.endswith("x4") and "PSNR-Y" in to_markdown(report)
+
+
+def test_gpu_bench_on_stand_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rt = fake_cuda.install(monkeypatch)
+    trt = fake_trt.install(monkeypatch, "10.13.0.35")
+    trt.STATE.memory = rt.MEMORY
+    engines = {}
+    for name in ("fp16", "qdq"):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(float_sr(), path)
+        engines[name] = tmp_path / f"{name}.plan"
+        build_engine(
+            BuildConfig(
+                onnx=path,
+                output=engines[name],
+                min_shape=(1, 3, 8, 8),
+                opt_shape=(1, 3, 16, 16),
+                max_shape=(1, 3, 540, 960),
+            )
+        )
+    trt.STATE.calls.clear()
+    report = bench_engines(
+        engines, [(540, 960), (720, 1280)], warmup=2, iters=4, command="drq bench --engine ..."
+    )
+    assert [(r.name, r.lr_hw) for r in report.rows] == [("fp16", (540, 960)), ("qdq", (540, 960))]
+    assert any("skipped at 1280x720" in n and "outside the engine's profile" in n for n in report.notes)
+    launches = trt.STATE.named("execute_async_v3")
+    assert len(launches) == 2 * (1 + 2 + 4)  # per engine: the checked run, warm-up, timed
+    assert report.rows[0].latency.runs == 4 and report.rows[0].speedup == 1.0
+    assert report.environment["device"] == "NVIDIA H200" and report.rows[0].memory_mib > 1.0
+    assert "memory MiB" in to_markdown(report)
+
+
+def test_bench_command_cpu(two_models: dict[str, Path], tmp_path: Path, capsys):
+    argv = [
+        "bench",
+        "--onnx",
+        *(f"{k}={v}" for k, v in two_models.items()),
+        "--size",
+        "16x12",
+        "--threads",
+        "1",
+        "--repeat",
+        "2",
+        "--warmup",
+        "0",
+        "-o",
+        str(tmp_path / "r"),
+        "--no-plot",
+    ]
+    assert drq(argv) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'r.json'}" in out and "# drq bench (cpu)" in out
+    assert (tmp_path / "r.md").read_text().splitlines()[3].startswith("drq bench --onnx fp32=")
+    assert drq(["bench", "--onnx", f"fp32={two_models['fp32']}", "--baseline", "int8"]) == 2
+    assert "--baseline 'int8': not among the models (fp32)" in capsys.readouterr().err
