@@ -11,6 +11,9 @@ What was measured with tensorrt_rtx 1.7.1 on this CPU-only machine (and is asser
 * timing caches: RTX 1.7.1 writes one, then warns "Failed to deserialize timing cache" when reading it
   back, and its bindings warn "Deprecated in TensorRT-RTX 1.2. Timing cache operations are no-ops";
   `build_engine` therefore refuses --timing-cache on RTX >= 1.2.
+* --version-compatible fails the RTX build ("Unable to load library: libnvinfer_lean.so.1") and
+  --hardware-compatible is ignored with "setHardwareCompatibilityLevel() is unsupported in TensorRT-RTX";
+  both are refused before building.
 """
 
 from __future__ import annotations
@@ -118,3 +121,20 @@ def test_rtx_compute_capability_target_and_no_timing_cache(tmp_path: Path):
                 **SHAPES,
             )
         )
+
+
+def test_features_probed_from_the_real_module():
+    import tensorrt_rtx
+
+    from engine_builder.backends.trt import get_backend
+
+    backend = get_backend("tensorrt_rtx")
+    f = backend.features
+    assert backend.version == tensorrt_rtx.__version__
+    assert not f.weak_typing and not f.int8_flag and not f.calibrators and f.always_strongly_typed
+    assert f.strongly_typed_flag and f.compute_capability_target and f.optimization_level
+    # the module has these attributes, but RTX 1.7.1 cannot honour them (see RTXBackend): refused up front
+    assert hasattr(tensorrt_rtx.BuilderFlag, "VERSION_COMPATIBLE") and hasattr(
+        tensorrt_rtx, "HardwareCompatibilityLevel"
+    )
+    assert not f.timing_cache and not f.version_compatible and not f.hardware_compatible

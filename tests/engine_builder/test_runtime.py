@@ -141,3 +141,50 @@ def test_ort_runner_cuda_provider_missing(tmp_path: Path):
     onnx.save(float_sr(), path)
     with pytest.raises(MissingDependency, match="the CUDA execution provider is not available"):
         OrtRunner(path, cuda=True)
+
+
+def test_pycuda_fallback_runs_the_engine(world, monkeypatch: pytest.MonkeyPatch):
+    trt, _, engine = world
+    drv = fake_cuda.install_pycuda(monkeypatch)
+    trt.STATE.memory = drv.MEMORY
+    data = json.loads(manifest_path(engine).read_text())
+    data["compute_capability"] = "8.9"  # the fake pycuda device is an L4
+    manifest_path(engine).write_text(json.dumps(data))
+    runner = TrtRunner(engine)
+    assert runner.cuda.name == "pycuda" and runner.cuda.device() == ("NVIDIA L4", "8.9")
+    x = np.arange(3 * 8 * 8, dtype=np.float32).reshape(1, 3, 8, 8)
+    np.testing.assert_array_equal(runner.run(x), x.repeat(2, axis=2).repeat(2, axis=3))
+    calls = [c[0] for c in drv.MEMORY.calls]
+    assert calls[:2] == ["init", "Context.push"]
+    assert calls[-3:] == ["memcpy_htod_async", "memcpy_dtoh_async", "Stream.synchronize"]
+    assert trt.STATE.named("execute_async_v3")[0].args == (runner.stream.handle,)
+    assert (
+        runner.cuda.event_elapsed_ms(runner.cuda.event_create().record(), runner.cuda.event_create().record())
+        == 1.5
+    )
+    runner.close()
+    assert not drv.MEMORY.blocks
+
+
+def test_rtx_runtime_device_checks():
+    from engine_builder.backends.rtx import RTXBackend
+
+    backend = RTXBackend(fake_trt.make_tensorrt("1.7.1", rtx=True))
+    backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.0+", False, ("NVIDIA RTX 4090", "8.9"))
+    backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.6,12.0", False, ("NVIDIA RTX 5090", "12.0"))
+    with pytest.raises(
+        EngineMismatch, match=r"built for compute capability 8.0\+; this GPU NVIDIA T4 is sm 7.5"
+    ):
+        backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.0+", False, ("NVIDIA T4", "7.5"))
+    with pytest.raises(EngineMismatch, match="rebuild with --compute-capability 8.9"):
+        backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.6", False, ("NVIDIA RTX 4090", "8.9"))
+    assert backend.features.timing_cache is False and backend.features.calibrators is False
+
+
+def test_hardware_compatible_engine_runs_on_any_ampere_plus():
+    from engine_builder.backends.trt import TensorRTBackend
+
+    backend = TensorRTBackend(fake_trt.make_tensorrt("10.13.0"))
+    backend.check_runtime_device("NVIDIA H200", "9.0", True, ("NVIDIA A10", "8.6"))
+    with pytest.raises(EngineMismatch, match="engine built hardware-compatible"):
+        backend.check_runtime_device("NVIDIA H200", "9.0", True, ("Tesla T4", "7.5"))

@@ -144,3 +144,101 @@ def install(monkeypatch: Any, memory: Memory | None = None) -> types.ModuleType:
     for name, mod in (("cuda", cuda_pkg), ("cuda.bindings", bindings), ("cuda.bindings.runtime", rt)):
         monkeypatch.setitem(sys.modules, name, mod)
     return rt
+
+
+def install_pycuda(monkeypatch: Any, memory: Memory | None = None) -> types.ModuleType:
+    """Install a fake `pycuda` + `pycuda.driver` (pycuda's documented driver API subset) and block cuda-python."""
+    memory = memory or Memory()
+    drv = types.ModuleType("pycuda.driver")
+    drv.MEMORY = memory
+    clock = {"t": 0.0}
+
+    class DeviceAllocation:
+        def __init__(self, ptr: int) -> None:
+            self.ptr = ptr
+
+        def __int__(self) -> int:
+            return self.ptr
+
+        def free(self) -> None:
+            memory.calls.append(("free", self.ptr))
+            memory.blocks.pop(self.ptr)
+
+    class Stream:
+        def __init__(self, flags: int = 0) -> None:
+            self.handle = 0x5000 + len(memory.calls)
+
+        def synchronize(self) -> None:
+            memory.calls.append(("Stream.synchronize", self.handle))
+
+    class Event:
+        def __init__(self, flags: int = 0) -> None:
+            self.t = 0.0
+
+        def record(self, stream: Stream | None = None) -> Event:
+            clock["t"] += 1.5
+            self.t = clock["t"]
+            return self
+
+        def synchronize(self) -> Event:
+            return self
+
+        def time_since(self, event: Event) -> float:
+            return self.t - event.t
+
+    class Context:
+        def push(self) -> None:
+            memory.calls.append(("Context.push",))
+
+    class Device:
+        def __init__(self, number: int) -> None:
+            self.number = number
+
+        def retain_primary_context(self) -> Context:
+            return Context()
+
+        def name(self) -> str:
+            return "NVIDIA L4"
+
+        def compute_capability(self) -> tuple[int, int]:
+            return (8, 9)
+
+    def init(flags: int = 0) -> None:
+        memory.calls.append(("init",))
+
+    def mem_alloc(bytesize: int) -> DeviceAllocation:
+        memory.calls.append(("mem_alloc", int(bytesize)))
+        return DeviceAllocation(memory.alloc(int(bytesize)))
+
+    def memcpy_htod_async(dest: int, src: np.ndarray, stream: Stream | None = None) -> None:
+        memory.calls.append(("memcpy_htod_async", stream.handle if stream else None))
+        memory.blocks[int(dest)][: src.nbytes] = src.tobytes()
+
+    def memcpy_dtoh_async(dest: np.ndarray, src: int, stream: Stream | None = None) -> None:
+        memory.calls.append(("memcpy_dtoh_async", stream.handle if stream else None))
+        dest[...] = np.frombuffer(bytes(memory.blocks[int(src)][: dest.nbytes]), dtype=dest.dtype).reshape(
+            dest.shape
+        )
+
+    def mem_get_info() -> tuple[int, int]:
+        return 20 << 30, 24 << 30
+
+    for obj in (
+        DeviceAllocation,
+        Stream,
+        Event,
+        Device,
+        init,
+        mem_alloc,
+        memcpy_htod_async,
+        memcpy_dtoh_async,
+        mem_get_info,
+    ):
+        setattr(drv, obj.__name__, obj)
+    pkg = types.ModuleType("pycuda")
+    pkg.driver, pkg.__path__ = drv, []
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)  # no cuda-python: "auto" must fall back to pycuda
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    return drv
