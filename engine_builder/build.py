@@ -300,7 +300,8 @@ def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> B
         previous = config.timing_cache.read_bytes() if config.timing_cache.is_file() else b""
         timing_cache = build_config.create_timing_cache(previous)
         # ignore_mismatch=False: a cache from another GPU is refused rather than silently misused
-        # (ITimingCache docs: combining caches of different devices "may lead to functional/performance bugs").
+        # (ITimingCache docs: combining caches of different devices "may lead to
+        # functional/performance bugs").
         if not build_config.set_timing_cache(timing_cache, False):
             raise BuildError(
                 f"{config.timing_cache}: TensorRT refused the timing cache (another TensorRT "

@@ -118,7 +118,8 @@ def main(argv: list[str]) -> int:
     if len(unique) > 5:
         print(f"warning: TensorRT: ({len(unique) - 5} more warnings)")
     print(
-        f"wrote {result.engine} ({result.engine.stat().st_size / 1e6:.2f} MB, {m.flavour} {m.tensorrt_version}, "
+        f"wrote {result.engine} ({result.engine.stat().st_size / 1e6:.2f} MB, "
+        f"{m.flavour} {m.tensorrt_version}, "
         f"{m.device} sm {m.compute_capability}, {m.build_seconds:.1f} s) and {result.manifest_file.name}"
         + (f"; timing cache {config.timing_cache}" if result.timing_cache_saved else "")
     )

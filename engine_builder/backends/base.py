@@ -49,7 +49,8 @@ def import_tensorrt(flavour: Flavour) -> ModuleType:
             f"building and running engines with --backend {flavour} needs the '{flavour}' "
             f"package (pip install 'drq[{EXTRA[flavour]}]')"
         ) from err
-    # A namespace stub (e.g. the PyPI 'tensorrt' meta package whose libraries failed to download) has no Builder.
+    # A namespace stub (e.g. the PyPI 'tensorrt' meta package whose libraries failed to download)
+    # has no Builder.
     if not hasattr(module, "Builder"):
         raise MissingDependency(
             f"the installed '{flavour}' package has no Builder (an incomplete install); "

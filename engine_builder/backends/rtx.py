@@ -34,8 +34,9 @@ class RTXBackend:
             # operations are no-ops in TensorRT-RTX" (measured with 1.7.1): refuse rather than pretend.
             features = replace(features, timing_cache=False)
         # Measured with 1.7.1 on the CPU: VERSION_COMPATIBLE fails the build ("Unable to load library:
-        # libnvinfer_lean.so.1") and hardware_compatibility_level only logs "setHardwareCompatibilityLevel() is
-        # unsupported in TensorRT-RTX"; RTX engines are portable through compute-capability targets instead.
+        # libnvinfer_lean.so.1") and hardware_compatibility_level only logs
+        # "setHardwareCompatibilityLevel() is unsupported in TensorRT-RTX"; RTX engines are portable
+        # through compute-capability targets instead.
         features = replace(features, version_compatible=False, hardware_compatible=False)
         self.features = features
         self._targets: tuple[str, ...] = ()

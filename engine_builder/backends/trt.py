@@ -36,7 +36,8 @@ class TensorRTBackend:
         return str(getattr(self.trt, "__version__", "unknown"))
 
     def create_network(self, builder: Any, strongly_typed: bool) -> Any:
-        # Python API, Builder.create_network(flags): "pass 1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)".
+        # Python API, Builder.create_network(flags):
+        # "pass 1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)".
         # On 11.x the flag is accepted and ignored (always strongly typed), so setting it is harmless there.
         flags = 0
         if strongly_typed or self.features.always_strongly_typed:

@@ -147,7 +147,7 @@ def install(monkeypatch: Any, memory: Memory | None = None) -> types.ModuleType:
 
 
 def install_pycuda(monkeypatch: Any, memory: Memory | None = None) -> types.ModuleType:
-    """Install a fake `pycuda` + `pycuda.driver` (pycuda's documented driver API subset) and block cuda-python."""
+    """Install a fake `pycuda` + `pycuda.driver` (documented driver API subset); block cuda-python."""
     memory = memory or Memory()
     drv = types.ModuleType("pycuda.driver")
     drv.MEMORY = memory
