@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,7 +71,12 @@ PROTECTED_BITS = 8
 
 
 def _int(value: Any, name: str, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
         span = f"{low}..{high}" if high is not None else f">= {low}"
         raise CalibError(f"{name}: must be an integer {span}, got {value!r}")
 
@@ -116,11 +122,17 @@ class QuantizeConfig:
         if self.budget not in BUDGETS:
             raise CalibError(f"budget: must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
         if self.weight_mode not in WEIGHT_MODES:
-            raise CalibError(f"weight_mode: must be one of {', '.join(WEIGHT_MODES)}, got {self.weight_mode!r}")
+            raise CalibError(
+                f"weight_mode: must be one of {', '.join(WEIGHT_MODES)}, got {self.weight_mode!r}"
+            )
         if self.method in BASELINE_METHODS and self.budget != "uniform":
-            raise CalibError(f"budget: method {self.method!r} needs the 'uniform' budget, got {self.budget!r}")
+            raise CalibError(
+                f"budget: method {self.method!r} needs the 'uniform' budget, got {self.budget!r}"
+            )
         if self.method in DRQ_METHODS and self.budget not in DUAL_BUDGETS:
-            raise CalibError(f"budget: method {self.method!r} needs one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}")
+            raise CalibError(
+                f"budget: method {self.method!r} needs one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}"
+            )
         _int(self.w_bits, "w_bits", 2, 8)
         _int(self.a_bits, "a_bits", 2, 8)
         if self.budget == "b-bit" and self.a_bits < 3:
@@ -160,9 +172,14 @@ class QuantizeStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layer_bits": dict(self.layer_bits), "skipped": list(self.skipped),
-                "sensitivity": dict(self.sensitivity), "calibrate_s": self.calibrate_s,
-                "finetune": None if self.finetune is None else self.finetune.to_dict(), "wall_s": self.wall_s}
+        return {
+            "layer_bits": dict(self.layer_bits),
+            "skipped": list(self.skipped),
+            "sensitivity": dict(self.sensitivity),
+            "calibrate_s": self.calibrate_s,
+            "finetune": None if self.finetune is None else self.finetune.to_dict(),
+            "wall_s": self.wall_s,
+        }
 
 
 def make_batches(crops: Sequence[Any], batch: int) -> list[torch.Tensor]:
@@ -177,8 +194,10 @@ def make_batches(crops: Sequence[Any], batch: int) -> list[torch.Tensor]:
     shape = tensors[0].shape
     for i, t in enumerate(tensors):
         if t.shape != shape or t.dim() != 3:
-            raise CalibError(f"calibration data: crop {i} has shape {tuple(t.shape)}, expected {tuple(shape)} (C, H, W)")
-    return [torch.stack(tensors[i:i + batch]) for i in range(0, len(tensors), batch)]
+            raise CalibError(
+                f"calibration data: crop {i} has shape {tuple(t.shape)}, expected {tuple(shape)} (C, H, W)"
+            )
+    return [torch.stack(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
 
 
 @dataclass
@@ -188,14 +207,22 @@ class _Observed:
     dual: DualRegionObserver | None
 
 
-def _observe(model: nn.Module, layers: dict[str, QuantLayer], batches: Sequence[torch.Tensor],
-             config: QuantizeConfig, progress: ProgressFactory | None) -> dict[str, _Observed]:
+def _observe(
+    model: nn.Module,
+    layers: dict[str, QuantLayer],
+    batches: Sequence[torch.Tensor],
+    config: QuantizeConfig,
+    progress: ProgressFactory | None,
+) -> dict[str, _Observed]:
     needs_hist = config.method in ("percentile", "mse", "entropy")
     needs_dual = config.method in DRQ_METHODS
     observed: dict[str, _Observed] = {}
     for name, layer in layers.items():
-        obs = _Observed(MinMaxObserver(config.ema_beta), AbsHistogram() if needs_hist else None,
-                        DualRegionObserver(config.bp_percentile, config.ema_beta) if needs_dual else None)
+        obs = _Observed(
+            MinMaxObserver(config.ema_beta),
+            AbsHistogram() if needs_hist else None,
+            DualRegionObserver(config.bp_percentile, config.ema_beta) if needs_dual else None,
+        )
         observed[name] = obs
         hooks = [o.collect for o in (obs.minmax, obs.hist, obs.dual) if o is not None]
         layer.input_hook = chain_hooks(*hooks)
@@ -237,7 +264,9 @@ def _uniform_amax(obs: _Observed, bits: int, config: QuantizeConfig) -> float:
     return entropy_amax(obs.hist)
 
 
-def _act_quantizer(obs: _Observed, bits: int, config: QuantizeConfig) -> UniformActQuantizer | DualRegionActQuantizer:
+def _act_quantizer(
+    obs: _Observed, bits: int, config: QuantizeConfig
+) -> UniformActQuantizer | DualRegionActQuantizer:
     if config.method in BASELINE_METHODS:
         amax = max(_uniform_amax(obs, bits, config), 1e-8)
         return UniformActQuantizer(bits, amax / (2 ** (bits - 1) - 1), 0, True)
@@ -246,9 +275,16 @@ def _act_quantizer(obs: _Observed, bits: int, config: QuantizeConfig) -> Uniform
     return DualRegionActQuantizer(config.budget, bits, init.lower, init.breakpoint, init.upper)
 
 
-def quantize(model: nn.Module, arch: str, scale: int, checkpoint_sha256: str, checkpoint_path: str,
-             calib_batches: Sequence[torch.Tensor], config: QuantizeConfig,
-             progress: ProgressFactory | None = None) -> tuple[Recipe, QuantizeStats]:
+def quantize(
+    model: nn.Module,
+    arch: str,
+    scale: int,
+    checkpoint_sha256: str,
+    checkpoint_path: str,
+    calib_batches: Sequence[torch.Tensor],
+    config: QuantizeConfig,
+    progress: ProgressFactory | None = None,
+) -> tuple[Recipe, QuantizeStats]:
     """Quantize `model` in place (its layers become QuantLayers) and return the recipe.
 
     Args:
@@ -282,8 +318,9 @@ def quantize(model: nn.Module, arch: str, scale: int, checkpoint_sha256: str, ch
     ft_stats = None
     if config.finetunes:
         sensitivity = saft_weights(stds) if config.method == "drq+saft" else {name: 1.0 for name in layers}
-        ft_stats = finetune(model, layers, batches, sensitivity, config.finetune_config(), progress,
-                            label=config.method)
+        ft_stats = finetune(
+            model, layers, batches, sensitivity, config.finetune_config(), progress, label=config.method
+        )
     entries: dict[str, LayerRecipe] = {}
     for name, layer in layers.items():
         chans = None
@@ -294,16 +331,32 @@ def quantize(model: nn.Module, arch: str, scale: int, checkpoint_sha256: str, ch
     wall = time.perf_counter() - started
     images = sum(int(b.shape[0]) for b in batches)
     recipe = Recipe(
-        model=ModelIdentity(arch=arch, scale=scale, checkpoint_sha256=checkpoint_sha256, checkpoint=checkpoint_path),
-        method=config.method, w_bits=config.w_bits, a_bits=config.a_bits, budget=config.budget,
+        model=ModelIdentity(
+            arch=arch, scale=scale, checkpoint_sha256=checkpoint_sha256, checkpoint=checkpoint_path
+        ),
+        method=config.method,
+        w_bits=config.w_bits,
+        a_bits=config.a_bits,
+        budget=config.budget,
         weight_mode=config.weight_mode,
-        calibration=CalibrationInfo(images=images, crop=int(batches[0].shape[-1]), seed=config.seed,
-                                    source=config.source, epochs=config.epochs if config.finetunes else 0,
-                                    wall_s=round(wall, 3)),
+        calibration=CalibrationInfo(
+            images=images,
+            crop=int(batches[0].shape[-1]),
+            seed=config.seed,
+            source=config.source,
+            epochs=config.epochs if config.finetunes else 0,
+            wall_s=round(wall, 3),
+        ),
         layers=entries,
     )
     skipped = graph.skipped + tuple(n for n in graph.executed if n not in layers)
-    stats = QuantizeStats(layer_bits={n: layer_bits[n] for n in layers}, skipped=skipped,
-                          sensitivity=sensitivity, calibrate_s=calibrate_s, finetune=ft_stats, wall_s=wall,
-                          extra={"mean_std": stds, "weight_bits": w_bits})
+    stats = QuantizeStats(
+        layer_bits={n: layer_bits[n] for n in layers},
+        skipped=skipped,
+        sensitivity=sensitivity,
+        calibrate_s=calibrate_s,
+        finetune=ft_stats,
+        wall_s=wall,
+        extra={"mean_std": stds, "weight_bits": w_bits},
+    )
     return recipe, stats

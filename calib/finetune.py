@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -63,7 +64,11 @@ class FinetuneConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise CalibError(f"{name}: must be a positive number, got {value!r}")
-        if not (isinstance(self.rec_weight, (int, float)) and math.isfinite(self.rec_weight) and self.rec_weight >= 0):
+        if not (
+            isinstance(self.rec_weight, (int, float))
+            and math.isfinite(self.rec_weight)
+            and self.rec_weight >= 0
+        ):
             raise CalibError(f"rec_weight: must be a non-negative number, got {self.rec_weight!r}")
 
 
@@ -84,15 +89,14 @@ class FinetuneStats:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "seconds": self.seconds,
-                "epochs": [vars(e).copy() for e in self.epochs]}
+        return {"steps": self.steps, "seconds": self.seconds, "epochs": [vars(e).copy() for e in self.epochs]}
 
 
 def saft_weights(mean_stds: dict[str, float]) -> dict[str, float]:
     """s_k = softmax over layers of each layer's mean input standard deviation."""
     names = list(mean_stds)
     s = torch.softmax(torch.tensor([mean_stds[n] for n in names], dtype=torch.float64), dim=0)
-    return {n: float(v) for n, v in zip(names, s.tolist())}
+    return {n: float(v) for n, v in zip(names, s.tolist(), strict=True)}
 
 
 def parameter_groups(layers: dict[str, QuantLayer]) -> dict[str, list[nn.Parameter]]:
@@ -151,7 +155,9 @@ def _normalised(f: torch.Tensor) -> torch.Tensor:
     return flat / _safe_norm(flat).unsqueeze(1)
 
 
-def sensitivity_loss(fp: dict[str, torch.Tensor], q: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+def sensitivity_loss(
+    fp: dict[str, torch.Tensor], q: dict[str, torch.Tensor], weights: dict[str, float]
+) -> torch.Tensor:
     """L_sen: weighted mean over layers of the per-sample L2 distance of L2-normalised features."""
     total = None
     norm = 0.0
@@ -168,15 +174,23 @@ def sensitivity_loss(fp: dict[str, torch.Tensor], q: dict[str, torch.Tensor], we
 
 def _capture(layers: dict[str, QuantLayer], store: dict[str, torch.Tensor]) -> None:
     for name, layer in layers.items():
+
         def hook(x: torch.Tensor, _name: str = name) -> None:
             # First call only: a layer executed twice keeps its first input (weight sharing is rare).
             store.setdefault(_name, x)
+
         layer.input_hook = hook
 
 
-def finetune(model: nn.Module, layers: dict[str, QuantLayer], batches: Sequence[torch.Tensor],
-             weights: dict[str, float], config: FinetuneConfig = FinetuneConfig(),
-             progress: ProgressFactory | None = None, label: str = "finetune") -> FinetuneStats:
+def finetune(
+    model: nn.Module,
+    layers: dict[str, QuantLayer],
+    batches: Sequence[torch.Tensor],
+    weights: dict[str, float],
+    config: FinetuneConfig = FinetuneConfig(),
+    progress: ProgressFactory | None = None,
+    label: str = "finetune",
+) -> FinetuneStats:
     """Train the quantizer parameters of `layers` (in `model`) with L_sen + rec_weight * L_rec.
 
     Args:
@@ -248,19 +262,31 @@ def finetune(model: nn.Module, layers: dict[str, QuantLayer], batches: Sequence[
                 sums[1] += float(l_rec.detach())
                 sums[2] += float(loss.detach())
                 if bar is not None:
-                    bar.update(1, epoch=epoch + 1, L_sen=f"{float(l_sen.detach()):.4f}",
-                               L_rec=f"{float(l_rec.detach()):.5f}",
-                               lr=f"{lr:.2e}")
+                    bar.update(
+                        1,
+                        epoch=epoch + 1,
+                        L_sen=f"{float(l_sen.detach()):.4f}",
+                        L_rec=f"{float(l_rec.detach()):.5f}",
+                        lr=f"{lr:.2e}",
+                    )
             n = len(batches)
-            logs.append(EpochLog(epoch=epoch + 1, group=group, lr=lr, l_sen=sums[0] / n, l_rec=sums[1] / n,
-                                 loss=sums[2] / n))
+            logs.append(
+                EpochLog(
+                    epoch=epoch + 1,
+                    group=group,
+                    lr=lr,
+                    l_sen=sums[0] / n,
+                    l_rec=sums[1] / n,
+                    loss=sums[2] / n,
+                )
+            )
             sched.step()
     finally:
         for layer in layers.values():
             layer.input_hook = None
         for p in every:
             p.requires_grad_(False)
-        for p, flag in zip(frozen, saved_grad):
+        for p, flag in zip(frozen, saved_grad, strict=True):
             p.requires_grad_(flag)
         set_quant_enabled(model, True)
         model.train(was_training)

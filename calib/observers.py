@@ -22,8 +22,8 @@ range in 1% steps and keeps the lowest quantization MSE), per output channel or 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -62,9 +62,13 @@ class MinMaxObserver:
         dim = _channel_dim(x)
         reduce = [d for d in range(x.dim()) if d != dim]
         chan = x.abs().amax(dim=reduce)
-        self.channel_absmax = chan if self.channel_absmax is None else torch.maximum(self.channel_absmax, chan)
+        self.channel_absmax = (
+            chan if self.channel_absmax is None else torch.maximum(self.channel_absmax, chan)
+        )
         # SAFT sensitivity: the standard deviation of each sample's feature map, averaged over samples.
-        per_sample = x.reshape(x.shape[0], -1).std(dim=1, unbiased=False) if x.dim() > 1 else x.std().reshape(1)
+        per_sample = (
+            x.reshape(x.shape[0], -1).std(dim=1, unbiased=False) if x.dim() > 1 else x.std().reshape(1)
+        )
         self._std_sum += float(per_sample.sum())
         self._samples += int(per_sample.numel())
         self.batches += 1
@@ -148,13 +152,17 @@ def mse_amax(hist: AbsHistogram, bits: int, start_bin: int = ENTROPY_START_BIN, 
     best, best_err = last * hist.width, math.inf
     for i in range(min(start_bin, last), last + 1, stride):
         amax = i * hist.width
-        err = float(np.sum(hist.counts[:last] * (centres[:last] - _symmetric_qdq(centres[:last], amax, bits)) ** 2))
+        err = float(
+            np.sum(hist.counts[:last] * (centres[:last] - _symmetric_qdq(centres[:last], amax, bits)) ** 2)
+        )
         if err < best_err:
             best, best_err = amax, err
     return float(best)
 
 
-def entropy_amax(hist: AbsHistogram, levels: int = ENTROPY_LEVELS, start_bin: int = ENTROPY_START_BIN) -> float:
+def entropy_amax(
+    hist: AbsHistogram, levels: int = ENTROPY_LEVELS, start_bin: int = ENTROPY_START_BIN
+) -> float:
     """KL-divergence calibration as TensorRT's IInt8EntropyCalibrator2 describes it.
 
     For each candidate threshold of i bins (i = start_bin .. bins): the reference P is the first i bins
@@ -268,8 +276,9 @@ def weight_scale_minmax(w: torch.Tensor, bits: int, axis: int | None) -> torch.T
     return torch.clamp(absmax, min=1e-12) / qmax
 
 
-def weight_scale_mse(w: torch.Tensor, bits: int, axis: int | None, steps: int = 100,
-                     shrink: float = 0.01) -> torch.Tensor:
+def weight_scale_mse(
+    w: torch.Tensor, bits: int, axis: int | None, steps: int = 100, shrink: float = 0.01
+) -> torch.Tensor:
     """Clip range search of Wang et al.: u = absmax * (1 - shrink * k), k = 0..steps-1, lowest MSE wins.
 
     Done independently per channel when `axis` is given. Returns the scale u / (2^(b-1)-1).

@@ -34,11 +34,22 @@ from torch.utils._pytree import tree_flatten
 from calib.errors import CalibError
 from calib.quantizers import quantizable_layers
 
-UPSAMPLING_FUNCS = frozenset({
-    "pixel_shuffle", "interpolate", "upsample", "upsample_nearest", "upsample_bilinear",
-    "upsample_nearest2d", "upsample_bilinear2d", "upsample_bicubic2d", "conv_transpose2d",
-    "conv_transpose1d", "conv_transpose3d", "repeat_interleave",
-})
+UPSAMPLING_FUNCS = frozenset(
+    {
+        "pixel_shuffle",
+        "interpolate",
+        "upsample",
+        "upsample_nearest",
+        "upsample_bilinear",
+        "upsample_nearest2d",
+        "upsample_bilinear2d",
+        "upsample_bicubic2d",
+        "conv_transpose2d",
+        "conv_transpose1d",
+        "conv_transpose3d",
+        "repeat_interleave",
+    }
+)
 
 
 @dataclass
@@ -174,7 +185,9 @@ def probe_layers(model: nn.Module, size: int = 32, channels: int | None = None) 
             h.remove()
         model.train(was_training)
     if not order:
-        raise CalibError(f"{type(model).__name__}: the probe forward pass executed no Conv2d, ConvTranspose2d or Linear")
+        raise CalibError(
+            f"{type(model).__name__}: the probe forward pass executed no Conv2d, ConvTranspose2d or Linear"
+        )
     return _classify(rec.nodes, order, list(layers), (size, size))
 
 
@@ -182,7 +195,9 @@ def _bigger(hw: tuple[int, int] | None, ref: tuple[int, int]) -> bool:
     return hw is not None and (hw[0] > ref[0] or hw[1] > ref[1])
 
 
-def _classify(nodes: list[_Node], order: list[str], all_layers: list[str], probe_hw: tuple[int, int]) -> LayerGraph:
+def _classify(
+    nodes: list[_Node], order: list[str], all_layers: list[str], probe_hw: tuple[int, int]
+) -> LayerGraph:
     succ: dict[int, list[int]] = {}
     for i, node in enumerate(nodes):
         for j in node.inputs:
@@ -225,13 +240,20 @@ def _classify(nodes: list[_Node], order: list[str], all_layers: list[str], probe
                 break
             queue.extend(succ.get(j, []))
     skipped = tuple(name for name in all_layers if name not in order)
-    return LayerGraph(executed=tuple(order), head=order[0], upsampler=frozenset(upsampler),
-                      high_res=frozenset(high_res), skipped=skipped, probe_hw=probe_hw,
-                      pooled=frozenset(pooled) - {order[0]})
+    return LayerGraph(
+        executed=tuple(order),
+        head=order[0],
+        upsampler=frozenset(upsampler),
+        high_res=frozenset(high_res),
+        skipped=skipped,
+        probe_hw=probe_hw,
+        pooled=frozenset(pooled) - {order[0]},
+    )
 
 
-def layer_policy(model: nn.Module, bits: int, all_layers: bool = False, probe_size: int = 32,
-                 protected_bits: int = 8) -> dict[str, int]:
+def layer_policy(
+    model: nn.Module, bits: int, all_layers: bool = False, probe_size: int = 32, protected_bits: int = 8
+) -> dict[str, int]:
     """Ordered `layer name -> bits` of the layers to quantize.
 
     The head, upsampler and tail layers get `protected_bits` (8), pooled-input layers are left out (FP),
@@ -244,9 +266,14 @@ def layer_policy(model: nn.Module, bits: int, all_layers: bool = False, probe_si
     return policy_bits(graph, bits, all_layers, protected_bits)
 
 
-def policy_bits(graph: LayerGraph, bits: int, all_layers: bool = False, protected_bits: int = 8) -> dict[str, int]:
+def policy_bits(
+    graph: LayerGraph, bits: int, all_layers: bool = False, protected_bits: int = 8
+) -> dict[str, int]:
     """`layer_policy` for an already probed graph."""
     if all_layers:
         return {name: bits for name in graph.executed}
-    return {name: (protected_bits if name in graph.protected else bits)
-            for name in graph.executed if name not in graph.pooled}
+    return {
+        name: (protected_bits if name in graph.protected else bits)
+        for name in graph.executed
+        if name not in graph.pooled
+    }

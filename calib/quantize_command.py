@@ -44,20 +44,31 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="drq quantize", description="Post-training quantization of an SR network into a recipe "
-                "(Wang et al., ICCV 2025: dual-region quantization + sensitivity-aware finetuning).")
+    p = _Parser(
+        prog="drq quantize",
+        description="Post-training quantization of an SR network into a recipe "
+        "(Wang et al., ICCV 2025: dual-region quantization + sensitivity-aware finetuning).",
+    )
     p.add_argument("--arch", required=True, help="architecture name (calib.models.ARCHS)")
     p.add_argument("--weights", type=Path, required=True, help="pretrained checkpoint (.pth state_dict)")
     p.add_argument("--scale", type=int, required=True, help="upscaling factor")
-    p.add_argument("--calib", type=Path, required=True, help="folder of HR calibration images (LR made by bicubic)")
+    p.add_argument(
+        "--calib", type=Path, required=True, help="folder of HR calibration images (LR made by bicubic)"
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="recipe JSON to write")
     p.add_argument("--method", choices=METHODS, default="drq+saft")
     p.add_argument("--w-bits", type=int, default=4)
     p.add_argument("--a-bits", type=int, default=4)
-    p.add_argument("--budget", choices=("uniform", *DUAL_BUDGETS), default=None,
-                   help="activation code budget (default: uniform for baselines, split for drq methods)")
+    p.add_argument(
+        "--budget",
+        choices=("uniform", *DUAL_BUDGETS),
+        default=None,
+        help="activation code budget (default: uniform for baselines, split for drq methods)",
+    )
     p.add_argument("--weight-mode", choices=WEIGHT_MODES, default="per-channel")
-    p.add_argument("--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too")
+    p.add_argument(
+        "--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too"
+    )
     p.add_argument("--images", type=int, default=100, help="calibration images (one crop each)")
     p.add_argument("--crop", type=int, default=None, help="LR crop side (default 96; 80 at x4)")
     p.add_argument("--epochs", type=int, default=10, help="finetuning epochs (drq+vft, drq+saft)")
@@ -65,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
-    p.add_argument("--stats", type=Path, default=None, help="also write per-layer bits, losses and timings here (JSON)")
+    p.add_argument(
+        "--stats", type=Path, default=None, help="also write per-layer bits, losses and timings here (JSON)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -81,7 +94,11 @@ def _check_paths(args: argparse.Namespace) -> None:
         if out.is_dir():
             raise CalibError(f"{out}: is a folder; give a file path")
         resolved = out.resolve()
-        if resolved == args.weights.resolve() or resolved == args.calib.resolve() or args.calib.resolve() in resolved.parents:
+        if (
+            resolved == args.weights.resolve()
+            or resolved == args.calib.resolve()
+            or args.calib.resolve() in resolved.parents
+        ):
             raise CalibError(f"{out}: refusing to overwrite an input; choose another output path")
     if args.stats is not None and args.stats.resolve() == args.output.resolve():
         raise CalibError(f"{args.stats}: --stats must differ from -o")
@@ -96,14 +113,26 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     from calib.calibrate import QuantizeConfig
 
     crop = args.crop if args.crop is not None else default_crop(args.scale)
-    return QuantizeConfig(method=args.method, w_bits=args.w_bits, a_bits=args.a_bits,
-                          budget=args.budget or default_budget(args.method), weight_mode=args.weight_mode,
-                          all_layers=args.all_layers, images=args.images, crop=crop, batch=args.batch,
-                          epochs=args.epochs, lr=args.lr, seed=args.seed, source=args.calib.name)
+    return QuantizeConfig(
+        method=args.method,
+        w_bits=args.w_bits,
+        a_bits=args.a_bits,
+        budget=args.budget or default_budget(args.method),
+        weight_mode=args.weight_mode,
+        all_layers=args.all_layers,
+        images=args.images,
+        crop=crop,
+        batch=args.batch,
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+        source=args.calib.name,
+    )
 
 
-def run(args: argparse.Namespace, config: QuantizeConfig,
-        progress: Any | None) -> tuple[Recipe, QuantizeStats, float]:
+def run(
+    args: argparse.Namespace, config: QuantizeConfig, progress: Any | None
+) -> tuple[Recipe, QuantizeStats, float]:
     """Load the model and data, quantize, return (recipe, stats, wall seconds). Torch imported here."""
     import torch
 
@@ -118,8 +147,16 @@ def run(args: argparse.Namespace, config: QuantizeConfig,
     loaded = load_pretrained(args.arch, args.scale, args.weights)
     crops = calib_crops(args.calib, args.scale, crop, args.images, args.seed)
     batches = make_batches(crops, args.batch)
-    recipe, stats = quantize(loaded.model, args.arch, args.scale, loaded.checkpoint_sha256, str(args.weights),
-                             batches, config, progress)
+    recipe, stats = quantize(
+        loaded.model,
+        args.arch,
+        args.scale,
+        loaded.checkpoint_sha256,
+        str(args.weights),
+        batches,
+        config,
+        progress,
+    )
     return recipe, stats, time.perf_counter() - started
 
 
@@ -153,12 +190,20 @@ def main(argv: list[str]) -> int:
     recipe, stats, wall = run(args, config, None if args.quiet else Progress)
     save_recipe(recipe, args.output)
     if args.stats is not None:
-        payload = {"command": "drq quantize " + " ".join(argv), "wall_s": wall, "peak_rss_mib": _peak_rss_mib(),
-                   "threads": _threads(), "recipe_sha256": recipe.sha256(), **stats.to_dict()}
+        payload = {
+            "command": "drq quantize " + " ".join(argv),
+            "wall_s": wall,
+            "peak_rss_mib": _peak_rss_mib(),
+            "threads": _threads(),
+            "recipe_sha256": recipe.sha256(),
+            **stats.to_dict(),
+        }
         atomic_write_text(args.stats, json.dumps(payload, indent=1) + "\n")
     bits = stats.layer_bits
     low = sum(1 for b in bits.values() if b != 8)
-    print(f"wrote {args.output}: {recipe.method} W{recipe.w_bits}A{recipe.a_bits} {recipe.budget}, "
-          f"{len(bits)} layers ({low} at the target bits), wall time {wall:.1f} s")
+    print(
+        f"wrote {args.output}: {recipe.method} W{recipe.w_bits}A{recipe.a_bits} {recipe.budget}, "
+        f"{len(bits)} layers ({low} at the target bits), wall time {wall:.1f} s"
+    )
     sys.stdout.flush()
     return 0

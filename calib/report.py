@@ -49,7 +49,9 @@ class Job:
     def key(self) -> str:
         if self.method == "fp":
             return f"{self.arch}_x{self.scale}/fp"
-        sched = f"i{self.images}c{self.crop}" + (f"e{self.epochs}" if self.method in ("drq+vft", "drq+saft") else "")
+        sched = f"i{self.images}c{self.crop}" + (
+            f"e{self.epochs}" if self.method in ("drq+vft", "drq+saft") else ""
+        )
         return f"{self.arch}_x{self.scale}/{self.method}/{self.budget}/W{self.bits}A{self.bits}/{sched}"
 
 
@@ -59,22 +61,45 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="drq report", description="PTQ results grid: PSNR/SSIM-Y of every method x bits x budget.")
+    p = _Parser(
+        prog="drq report", description="PTQ results grid: PSNR/SSIM-Y of every method x bits x budget."
+    )
     p.add_argument("--archs", nargs="+", default=["imdn", "pan"])
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--bits", nargs="+", type=int, default=[4, 6, 8])
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--budgets", nargs="+", choices=DUAL_BUDGETS, default=list(DUAL_BUDGETS),
-                   help="dual-region budgets of the drq rows (baselines always use uniform)")
-    p.add_argument("--ft-budgets", nargs="+", choices=DUAL_BUDGETS, default=None,
-                   help="budgets of the drq+vft / drq+saft rows (default: --budgets)")
+    p.add_argument(
+        "--budgets",
+        nargs="+",
+        choices=DUAL_BUDGETS,
+        default=list(DUAL_BUDGETS),
+        help="dual-region budgets of the drq rows (baselines always use uniform)",
+    )
+    p.add_argument(
+        "--ft-budgets",
+        nargs="+",
+        choices=DUAL_BUDGETS,
+        default=None,
+        help="budgets of the drq+vft / drq+saft rows (default: --budgets)",
+    )
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
-    p.add_argument("--weights-dir", type=Path, default=Path("../shared/sr_weights"),
-                   help="folder holding <arch>_x<scale>.pth")
-    p.add_argument("--bench-dir", type=Path, default=Path("../shared/sr_bench"), help="folder of <set>/x<scale>/{HR,LR}")
+    p.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=Path("../shared/sr_weights"),
+        help="folder holding <arch>_x<scale>.pth",
+    )
+    p.add_argument(
+        "--bench-dir", type=Path, default=Path("../shared/sr_bench"), help="folder of <set>/x<scale>/{HR,LR}"
+    )
     p.add_argument("--calib", type=Path, default=Path("../shared/sr_calib/bsd200"))
     p.add_argument("--images", type=int, default=100, help="calibration images of the non-finetuned rows")
-    p.add_argument("--ft-images", type=int, default=None, help="calibration images of drq+vft / drq+saft (default --images)")
+    p.add_argument(
+        "--ft-images",
+        type=int,
+        default=None,
+        help="calibration images of drq+vft / drq+saft (default --images)",
+    )
     p.add_argument("--epochs", type=int, default=10, help="finetuning epochs of drq+vft / drq+saft")
     p.add_argument("--crop", type=int, default=None, help="LR crop side (default 96; 80 at x4)")
     p.add_argument("--seed", type=int, default=0)
@@ -97,11 +122,24 @@ def plan(args: argparse.Namespace) -> list[Job]:
         for bits in args.bits:
             for method in args.methods:
                 finetuned = method in ("drq+vft", "drq+saft")
-                budgets = ["uniform"] if method in BASELINES else list(
-                    args.ft_budgets if finetuned and args.ft_budgets else args.budgets)
+                budgets = (
+                    ["uniform"]
+                    if method in BASELINES
+                    else list(args.ft_budgets if finetuned and args.ft_budgets else args.budgets)
+                )
                 for budget in budgets:
-                    jobs.append(Job(arch, args.scale, method, budget, bits, ft_images if finetuned else args.images,
-                                    args.epochs if finetuned else 0, crop))
+                    jobs.append(
+                        Job(
+                            arch,
+                            args.scale,
+                            method,
+                            budget,
+                            bits,
+                            ft_images if finetuned else args.images,
+                            args.epochs if finetuned else 0,
+                            crop,
+                        )
+                    )
     return jobs
 
 
@@ -129,15 +167,23 @@ def _load_cache(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise CalibError(f"{path}: cannot read the cached results ({err.__class__.__name__}); move it away") from err
+        raise CalibError(
+            f"{path}: cannot read the cached results ({err.__class__.__name__}); move it away"
+        ) from err
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, dict):
         raise CalibError(f"{path}: not a drq report JSON (no 'results' object)")
     return results
 
 
-def _run_job(job: Job, args: argparse.Namespace, fp_models: dict[str, Any], crops_cache: dict[tuple[int, int], Any],
-             datasets: list[Any], progress: Any) -> dict[str, Any]:
+def _run_job(
+    job: Job,
+    args: argparse.Namespace,
+    fp_models: dict[str, Any],
+    crops_cache: dict[tuple[int, int], Any],
+    datasets: list[Any],
+    progress: Any,
+) -> dict[str, Any]:
     import torch
 
     from calib.calibrate import QuantizeConfig, make_batches, quantize
@@ -147,21 +193,47 @@ def _run_job(job: Job, args: argparse.Namespace, fp_models: dict[str, Any], crop
     from calib.models import load_pretrained
 
     if job.arch not in fp_models:
-        fp_models[job.arch] = load_pretrained(job.arch, job.scale, args.weights_dir / f"{job.arch}_x{job.scale}.pth")
+        fp_models[job.arch] = load_pretrained(
+            job.arch, job.scale, args.weights_dir / f"{job.arch}_x{job.scale}.pth"
+        )
     loaded = fp_models[job.arch]
     model = copy.deepcopy(loaded.model)
-    row: dict[str, Any] = {"arch": job.arch, "scale": job.scale, "method": job.method, "budget": job.budget,
-                           "bits": job.bits, "images": job.images, "epochs": job.epochs, "crop": job.crop}
+    row: dict[str, Any] = {
+        "arch": job.arch,
+        "scale": job.scale,
+        "method": job.method,
+        "budget": job.budget,
+        "bits": job.bits,
+        "images": job.images,
+        "epochs": job.epochs,
+        "crop": job.crop,
+    }
     started = time.perf_counter()
     if job.method != "fp":
         key = (job.images, job.crop)
         if key not in crops_cache:
             crops_cache[key] = calib_crops(args.calib, job.scale, job.crop, job.images, args.seed)
-        config = QuantizeConfig(method=job.method, w_bits=job.bits, a_bits=job.bits, budget=job.budget,
-                                images=job.images, crop=job.crop, epochs=job.epochs,
-                                seed=args.seed, source=args.calib.name)
-        recipe, stats = quantize(model, job.arch, job.scale, loaded.checkpoint_sha256, "", make_batches(crops_cache[key], 2),
-                                 config, progress)
+        config = QuantizeConfig(
+            method=job.method,
+            w_bits=job.bits,
+            a_bits=job.bits,
+            budget=job.budget,
+            images=job.images,
+            crop=job.crop,
+            epochs=job.epochs,
+            seed=args.seed,
+            source=args.calib.name,
+        )
+        recipe, stats = quantize(
+            model,
+            job.arch,
+            job.scale,
+            loaded.checkpoint_sha256,
+            "",
+            make_batches(crops_cache[key], 2),
+            config,
+            progress,
+        )
         row["quantize_s"] = round(stats.wall_s, 2)
         row["recipe_sha256"] = recipe.sha256()
         if stats.finetune is not None:
@@ -178,7 +250,11 @@ def _run_job(job: Job, args: argparse.Namespace, fp_models: dict[str, Any], crop
 
 
 def _row_label(row: dict[str, Any]) -> str:
-    return "FP32" if row["method"] == "fp" else (row["method"] if row["budget"] == "uniform" else f"{row['method']} ({row['budget']})")
+    return (
+        "FP32"
+        if row["method"] == "fp"
+        else (row["method"] if row["budget"] == "uniform" else f"{row['method']} ({row['budget']})")
+    )
 
 
 def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
@@ -193,18 +269,32 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
             saft4 = by.get((arch, "drq+saft", budget, 4))
             if saft4 is not None:
                 base = [r for (a, m, _, b), r in by.items() if a == arch and m in BASELINES and b == 4]
-                beats = all(saft4["sets"][s]["psnr"] > r["sets"][s]["psnr"] for r in base for s in sets
-                            if s in saft4["sets"] and s in r["sets"])
-                gap = fp["sets"]["Set5"]["psnr"] - saft4["sets"]["Set5"]["psnr"] if "Set5" in saft4["sets"] else float("nan")
-                lines.append(f"- {arch} W4A4 drq+saft ({budget}): better than all {len(base)} baselines on every set: "
-                             f"{'yes' if beats and base else 'NO'}; Set5 gap to FP {gap:.2f} dB "
-                             f"({'within' if gap <= 0.6 else 'OUTSIDE'} 0.6 dB)")
+                beats = all(
+                    saft4["sets"][s]["psnr"] > r["sets"][s]["psnr"]
+                    for r in base
+                    for s in sets
+                    if s in saft4["sets"] and s in r["sets"]
+                )
+                gap = (
+                    fp["sets"]["Set5"]["psnr"] - saft4["sets"]["Set5"]["psnr"]
+                    if "Set5" in saft4["sets"]
+                    else float("nan")
+                )
+                lines.append(
+                    f"- {arch} W4A4 drq+saft ({budget}): better than all {len(base)} baselines on every set: "
+                    f"{'yes' if beats and base else 'NO'}; Set5 gap to FP {gap:.2f} dB "
+                    f"({'within' if gap <= 0.6 else 'OUTSIDE'} 0.6 dB)"
+                )
             saft8 = by.get((arch, "drq+saft", budget, 8))
             if saft8 is not None and budget in ("split", "b-bit"):
-                gaps = {s: fp["sets"][s]["psnr"] - saft8["sets"][s]["psnr"] for s in sets if s in saft8["sets"]}
+                gaps = {
+                    s: fp["sets"][s]["psnr"] - saft8["sets"][s]["psnr"] for s in sets if s in saft8["sets"]
+                }
                 worst = max(gaps.values()) if gaps else float("nan")
-                lines.append(f"- {arch} W8A8 drq+saft ({budget}): largest gap to FP {worst:.3f} dB "
-                             f"({'within' if worst <= 0.05 else 'OUTSIDE'} 0.05 dB)")
+                lines.append(
+                    f"- {arch} W8A8 drq+saft ({budget}): largest gap to FP {worst:.3f} dB "
+                    f"({'within' if worst <= 0.05 else 'OUTSIDE'} 0.05 dB)"
+                )
     return lines
 
 
@@ -212,12 +302,19 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
     sets = list(args.sets)
     bits = sorted({r["bits"] for r in rows if r["method"] != "fp"})
     ft_images = args.ft_images if args.ft_images is not None else args.images
-    out = [f"`{command}`", "", "# PTQ results: PSNR-Y (dB) / SSIM-Y", "",
-           f"Calibration: {args.calib.name}, seed {args.seed}, LR crops {rows[0]['crop'] if rows else '-'} px, batch 2. "
-           f"Baselines and drq: {args.images} images. drq+vft / drq+saft: {ft_images} images x {args.epochs} epochs "
-           f"(the paper: 100 x 10). Head, upsampler and tail convs at 8 bits. Weights per-channel "
-           f"(minmax for baselines, MSE search for drq). Machine: {platform.machine()}, CPU. "
-           f"Wall time of this invocation: {wall / 60:.1f} min (cached rows cost nothing).", ""]
+    out = [
+        f"`{command}`",
+        "",
+        "# PTQ results: PSNR-Y (dB) / SSIM-Y",
+        "",
+        f"Calibration: {args.calib.name}, seed {args.seed}, LR crops {rows[0]['crop'] if rows else '-'} px, "
+        f"batch 2. Baselines and drq: {args.images} images. "
+        f"drq+vft / drq+saft: {ft_images} images x {args.epochs} epochs "
+        f"(the paper: 100 x 10). Head, upsampler and tail convs at 8 bits. Weights per-channel "
+        f"(minmax for baselines, MSE search for drq). Machine: {platform.machine()}, CPU. "
+        f"Wall time of this invocation: {wall / 60:.1f} min (cached rows cost nothing).",
+        "",
+    ]
     if args.note:
         out += [args.note, ""]
     for arch in dict.fromkeys(r["arch"] for r in rows):
@@ -229,7 +326,9 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
         for label in labels:
             cells = []
             for b in bits:
-                match = [r for r in arch_rows if _row_label(r) == label and (r["bits"] == b or r["method"] == "fp")]
+                match = [
+                    r for r in arch_rows if _row_label(r) == label and (r["bits"] == b or r["method"] == "fp")
+                ]
                 for s in sets:
                     if match and s in match[0]["sets"]:
                         sc = match[0]["sets"][s]
@@ -255,7 +354,7 @@ def render_plot(rows: list[dict[str, Any]], path: Path, dataset: str = "Set5") -
         raise MissingDependency("the report plot needs matplotlib (pip install 'drq[report]')") from err
     archs = list(dict.fromkeys(r["arch"] for r in rows))
     fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 4.5), squeeze=False)
-    for ax, arch in zip(axes[0], archs):
+    for ax, arch in zip(axes[0], archs, strict=True):
         arch_rows = [r for r in rows if r["arch"] == arch and dataset in r["sets"]]
         for label in dict.fromkeys(_row_label(r) for r in arch_rows if r["method"] != "fp"):
             pts = sorted((r["bits"], r["sets"][dataset]["psnr"]) for r in arch_rows if _row_label(r) == label)
@@ -308,8 +407,12 @@ def main(argv: list[str]) -> int:
         row = _run_job(job, args, fp_models, crops, datasets, None if args.quiet else Progress)
         cache[job.key] = row
         rows.append(row)
-        print("    " + "  ".join(f"{s} {v['psnr']:.2f}" for s, v in row["sets"].items()) + f"  ({row['seconds']:.0f} s)",
-              flush=True)
+        print(
+            "    "
+            + "  ".join(f"{s} {v['psnr']:.2f}" for s, v in row["sets"].items())
+            + f"  ({row['seconds']:.0f} s)",
+            flush=True,
+        )
         atomic_write_text(json_path, json.dumps({"command": command, "results": cache}, indent=1) + "\n")
     wall = time.perf_counter() - started
     atomic_write_text(json_path, json.dumps({"command": command, "results": cache}, indent=1) + "\n")

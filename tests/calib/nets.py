@@ -13,7 +13,9 @@ class TinyShuffle(nn.Module):
     def __init__(self, nf: int = 8) -> None:
         super().__init__()
         self.head = nn.Conv2d(3, nf, 3, padding=1)
-        self.body = nn.Sequential(nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(nf, nf, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(nf, nf, 3, padding=1)
+        )
         self.unused = nn.Conv2d(nf, nf, 1)
         self.fuse = nn.Conv2d(nf, nf, 1)
         self.up = nn.Conv2d(nf, nf * 4, 3, padding=1)

@@ -13,8 +13,17 @@ from calib.quantizers import apply_recipe
 from calib.recipe import DualRegionAct, UniformAct, recipe_from_dict
 from tests.calib.nets import TinyShuffle, tiny_batches
 
-COMBOS = [("minmax", "uniform"), ("percentile", "uniform"), ("mse", "uniform"), ("entropy", "uniform"),
-          ("drq", "paper"), ("drq", "b-bit"), ("drq", "split"), ("drq+vft", "split"), ("drq+saft", "paper")]
+COMBOS = [
+    ("minmax", "uniform"),
+    ("percentile", "uniform"),
+    ("mse", "uniform"),
+    ("entropy", "uniform"),
+    ("drq", "paper"),
+    ("drq", "b-bit"),
+    ("drq", "split"),
+    ("drq+vft", "split"),
+    ("drq+saft", "paper"),
+]
 
 
 def _run(method: str, budget: str, **kw):
@@ -72,14 +81,26 @@ def test_same_seed_same_recipe():
     assert first.layers == second.layers
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"method": "minmax", "budget": "split"}, "budget: method 'minmax' needs the 'uniform' budget, got 'split'"),
-    ({"method": "drq", "budget": "uniform"}, "budget: method 'drq' needs one of paper, b-bit, split, got 'uniform'"),
-    ({"method": "drq", "budget": "b-bit", "a_bits": 2}, "a_bits: the b-bit budget needs at least 3 bits, got 2"),
-    ({"method": "nope"}, "method: must be one of"),
-    ({"w_bits": 9}, "w_bits: must be an integer 2..8, got 9"),
-    ({"method": "drq+saft", "epochs": 0}, "epochs: must be a positive integer, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"method": "minmax", "budget": "split"},
+            "budget: method 'minmax' needs the 'uniform' budget, got 'split'",
+        ),
+        (
+            {"method": "drq", "budget": "uniform"},
+            "budget: method 'drq' needs one of paper, b-bit, split, got 'uniform'",
+        ),
+        (
+            {"method": "drq", "budget": "b-bit", "a_bits": 2},
+            "a_bits: the b-bit budget needs at least 3 bits, got 2",
+        ),
+        ({"method": "nope"}, "method: must be one of"),
+        ({"w_bits": 9}, "w_bits: must be an integer 2..8, got 9"),
+        ({"method": "drq+saft", "epochs": 0}, "epochs: must be a positive integer, got 0"),
+    ],
+)
 def test_invalid_configs(kwargs, message):
     with pytest.raises(CalibError) as info:
         QuantizeConfig(**kwargs)

@@ -33,8 +33,15 @@ def test_saft_loss_falls_and_only_quantizers_change():
     model = TinyShuffle()
     batches = tiny_batches(4)
     # Initialise with drq (no finetuning), then finetune for a few epochs by hand.
-    quantize(model, "tiny", 2, "", "", batches, QuantizeConfig(method="drq", budget="split", probe_size=16, a_bits=3,
-                                                               w_bits=3, all_layers=True))
+    quantize(
+        model,
+        "tiny",
+        2,
+        "",
+        "",
+        batches,
+        QuantizeConfig(method="drq", budget="split", probe_size=16, a_bits=3, w_bits=3, all_layers=True),
+    )
     layers = quant_layers(model)
     weights_before = {n: l.layer.weight.clone() for n, l in layers.items()}
     scales_before = {n: l.w_quant.scale.detach().clone() for n, l in layers.items()}
@@ -60,8 +67,24 @@ def test_saft_improves_over_drq_init_on_tiny_net():
     errors = {}
     for method in ("drq", "drq+saft"):
         model = copy.deepcopy(base)
-        quantize(model, "tiny", 2, "", "", batches, QuantizeConfig(method=method, budget="split", epochs=6, lr=2e-3,
-                                                                   probe_size=16, w_bits=3, a_bits=3, all_layers=True))
+        quantize(
+            model,
+            "tiny",
+            2,
+            "",
+            "",
+            batches,
+            QuantizeConfig(
+                method=method,
+                budget="split",
+                epochs=6,
+                lr=2e-3,
+                probe_size=16,
+                w_bits=3,
+                a_bits=3,
+                all_layers=True,
+            ),
+        )
         with torch.no_grad():
             errors[method] = float((model(x) - base(x)).abs().mean())
     assert errors["drq+saft"] < errors["drq"]

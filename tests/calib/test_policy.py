@@ -20,7 +20,14 @@ def test_pixel_shuffle_net():
     assert graph.high_res == {"tail"}
     assert graph.skipped == ("unused",)
     policy = layer_policy(TinyShuffle(), 4, probe_size=16)
-    assert list(policy.items()) == [("head", 8), ("body.0", 4), ("body.2", 4), ("fuse", 4), ("up", 8), ("tail", 8)]
+    assert list(policy.items()) == [
+        ("head", 8),
+        ("body.0", 4),
+        ("body.2", 4),
+        ("fuse", 4),
+        ("up", 8),
+        ("tail", 8),
+    ]
     assert set(layer_policy(TinyShuffle(), 4, all_layers=True, probe_size=16).values()) == {4}
 
 
@@ -81,4 +88,9 @@ def test_pooled_attention_layers_stay_fp_unless_all_layers():
     assert graph.pooled == {"du.0", "du.2"}
     assert layer_policy(TinyAttention(), 4, probe_size=16) == {"head": 8, "body": 4, "up": 8}
     assert layer_policy(TinyAttention(), 4, all_layers=True, probe_size=16) == {
-        "head": 4, "du.0": 4, "du.2": 4, "body": 4, "up": 4}
+        "head": 4,
+        "du.0": 4,
+        "du.2": 4,
+        "body": 4,
+        "up": 4,
+    }

@@ -27,14 +27,40 @@ def test_quantize_imdn_x4_writes_a_loadable_recipe(shared_dir: Path, tmp_path: P
     weights = shared_dir / "sr_weights" / "imdn_x4.pth"
     out = tmp_path / "imdn_w4a4.json"
     stats = tmp_path / "stats.json"
-    code = drq(["quantize", "--arch", "imdn", "--weights", str(weights), "--scale", "4",
-                "--calib", str(shared_dir / "sr_calib" / "bsd200"), "-o", str(out), "--method", "drq+saft",
-                "--images", "4", "--crop", "48", "--epochs", "1", "--threads", "1", "--stats", str(stats)])
+    code = drq(
+        [
+            "quantize",
+            "--arch",
+            "imdn",
+            "--weights",
+            str(weights),
+            "--scale",
+            "4",
+            "--calib",
+            str(shared_dir / "sr_calib" / "bsd200"),
+            "-o",
+            str(out),
+            "--method",
+            "drq+saft",
+            "--images",
+            "4",
+            "--crop",
+            "48",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--stats",
+            str(stats),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "wall time" in printed
     recipe = load_recipe(out)
-    assert recipe.method == "drq+saft" and recipe.budget == "split" and (recipe.w_bits, recipe.a_bits) == (4, 4)
+    assert (
+        recipe.method == "drq+saft" and recipe.budget == "split" and (recipe.w_bits, recipe.a_bits) == (4, 4)
+    )
     assert recipe.calibration.images == 4 and recipe.calibration.crop == 48 and recipe.calibration.epochs == 1
     assert recipe.model.arch == "imdn" and len(recipe.model.checkpoint_sha256) == 64
     acts = [layer.act for layer in recipe.layers.values()]
@@ -61,18 +87,51 @@ def test_bad_inputs_fail_with_one_line(tmp_path: Path, capsys):
     calib = tmp_path / "calib"
     calib.mkdir()
     base = ["quantize", "--arch", "imdn", "--scale", "4"]
-    line = _err(base + ["--weights", str(tmp_path / "nope.pth"), "--calib", str(calib), "-o", str(tmp_path / "r.json")], capsys)
+    line = _err(
+        base
+        + ["--weights", str(tmp_path / "nope.pth"), "--calib", str(calib), "-o", str(tmp_path / "r.json")],
+        capsys,
+    )
     assert line == f"drq quantize: {tmp_path / 'nope.pth'}: no such checkpoint file"
-    line = _err(base + ["--weights", str(weights), "--calib", str(tmp_path / "none"), "-o", str(tmp_path / "r.json")], capsys)
+    line = _err(
+        base + ["--weights", str(weights), "--calib", str(tmp_path / "none"), "-o", str(tmp_path / "r.json")],
+        capsys,
+    )
     assert line == f"drq quantize: {tmp_path / 'none'}: no such calibration folder"
     line = _err(base + ["--weights", str(weights), "--calib", str(calib), "-o", str(weights)], capsys)
     assert line == f"drq quantize: {weights}: refusing to overwrite an input; choose another output path"
     assert weights.read_bytes() == b"not a checkpoint"
-    line = _err(base + ["--weights", str(weights), "--calib", str(calib), "-o", str(tmp_path / "r.json"),
-                        "--method", "minmax", "--budget", "split"], capsys)
+    line = _err(
+        base
+        + [
+            "--weights",
+            str(weights),
+            "--calib",
+            str(calib),
+            "-o",
+            str(tmp_path / "r.json"),
+            "--method",
+            "minmax",
+            "--budget",
+            "split",
+        ],
+        capsys,
+    )
     assert line == "drq quantize: budget: method 'minmax' needs the 'uniform' budget, got 'split'"
-    line = _err(base + ["--weights", str(weights), "--calib", str(calib), "-o", str(tmp_path / "r.json"),
-                        "--method", "bogus"], capsys)
+    line = _err(
+        base
+        + [
+            "--weights",
+            str(weights),
+            "--calib",
+            str(calib),
+            "-o",
+            str(tmp_path / "r.json"),
+            "--method",
+            "bogus",
+        ],
+        capsys,
+    )
     assert line.startswith("drq quantize: argument --method: invalid choice: 'bogus'")
     line = _err(["quantize", "--arch", "imdn"], capsys)
     assert line.startswith("drq quantize: the following arguments are required:")
@@ -80,8 +139,26 @@ def test_bad_inputs_fail_with_one_line(tmp_path: Path, capsys):
 
 
 def test_subprocess_error_has_no_traceback(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-m", "serve.cli", "quantize", "--arch", "imdn", "--scale", "4",
-                           "--weights", str(tmp_path / "x.pth"), "--calib", str(tmp_path), "-o", str(tmp_path / "o.json")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serve.cli",
+            "quantize",
+            "--arch",
+            "imdn",
+            "--scale",
+            "4",
+            "--weights",
+            str(tmp_path / "x.pth"),
+            "--calib",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "o.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"drq quantize: {tmp_path / 'x.pth'}: no such checkpoint file"
