@@ -200,3 +200,13 @@ def test_modelopt_parses_our_cache_to_the_recipe_scales(tmp_path: Path):
         "lr_scale": float(np.float32(0.0123)),
         "r_scale": float(np.float32(1e-40)),
     }
+
+
+def test_real_modelopt_reads_our_cache(tmp_path: Path):
+    """Runs only where nvidia-modelopt (with its [onnx] extras) imports; measured with 0.47.0:
+    {'lr_scale': 0.0123, 'r_scale': 0.25}, and quantize(..., calibration_cache_path=) put scale 0.0123 on
+    the QuantizeLinear of `lr`."""
+    calib_utils = pytest.importorskip("modelopt.onnx.quantization.calib_utils")
+    recipe = make_recipe({"head": 0.0123, "tail": 0.25})
+    path = write_cache(cache_from_recipe(recipe, input_tensor_map(float_sr())), tmp_path / "c.txt")
+    assert calib_utils.import_scales_from_calib_cache(str(path)) == modelopt_import_scales(path)
