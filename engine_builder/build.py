@@ -232,12 +232,9 @@ def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> B
     if config.fp16:
         require(features.weak_typing, "--fp16 (BuilderFlag.FP16)", backend.flavour, version)
     if config.uses_int8_calibration:
-        require(
-            features.int8_flag and features.calibrators,
-            "--int8-calibrator (BuilderFlag.INT8 + calibrator)",
-            backend.flavour,
-            version,
-        )
+        require(features.int8_flag, "INT8 weak typing (BuilderFlag.INT8)", backend.flavour, version)
+    if config.calib_cache is not None:
+        require(features.calibrators, "--int8-calibrator (IInt8EntropyCalibrator2)", backend.flavour, version)
     if config.version_compatible:
         require(features.version_compatible, "--version-compatible", backend.flavour, version, ">= 8.6")
     if config.hardware_compatible:

@@ -109,7 +109,7 @@ def test_fp16_and_calibrator_make_a_weakly_typed_10x_network(model: Path, monkey
     ("kwargs", "what"),
     [
         ({"fp16": True}, "--fp16 (BuilderFlag.FP16)"),
-        ({"int8": True}, "--int8-calibrator (BuilderFlag.INT8 + calibrator)"),
+        ({"int8": True}, "INT8 weak typing (BuilderFlag.INT8)"),
     ],
 )
 def test_tensorrt_11_refuses_weak_typing_flags(model: Path, monkeypatch: pytest.MonkeyPatch, kwargs, what):
@@ -118,6 +118,24 @@ def test_tensorrt_11_refuses_weak_typing_flags(model: Path, monkeypatch: pytest.
         build_engine(config(model, **kwargs))
     assert str(info.value) == f"{what} needs TensorRT <= 10.x; found tensorrt 11.4.0"
     assert not trt.STATE.named("create_network")  # refused before any TensorRT work
+
+
+def test_tensorrt_11_refuses_calibration_cache(model: Path, monkeypatch: pytest.MonkeyPatch):
+    install(monkeypatch, "11.4.0")
+    cal = write_cache(CalibCache({"lr": 0.02}), model.parent / "cal.txt")
+    with pytest.raises(
+        FeatureUnavailable,
+        match=r"^INT8 weak typing \(BuilderFlag.INT8\) needs TensorRT <= 10.x; "
+        r"found tensorrt 11.4.0$",
+    ):
+        build_engine(config(model, calib_cache=cal))
+
+
+def test_int8_flag_without_cache_sets_no_calibrator(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch, "10.8.0")
+    result = build_engine(config(model, int8=True))
+    assert [c.args[0] for c in trt.STATE.named("set_flag")] == ["INT8"]
+    assert not trt.STATE.named("int8_calibrator") and result.manifest.int8
 
 
 def test_tensorrt_11_network_is_strongly_typed(model: Path, monkeypatch: pytest.MonkeyPatch):
