@@ -27,10 +27,6 @@ from engine_builder.manifest import Manifest, load_manifest, manifest_path
 from engine_builder.runtime.cuda import Binding, CudaApi, load_cuda
 
 
-def _major(version: str) -> str:
-    return version.split(".")[0]
-
-
 def _version_key(version: str) -> tuple[int, ...]:
     out = []
     for part in version.split("."):
@@ -51,12 +47,10 @@ def check_versions(engine: Path, manifest: Manifest, flavour: str, running: str)
         raise EngineMismatch(f"{engine}: built with {manifest.flavour}, loaded with {flavour}")
     if manifest.tensorrt_version == running:
         return
-    if (
-        manifest.version_compatible
-        and _major(manifest.tensorrt_version) == _major(running)
-        and _version_key(running) >= _version_key(manifest.tensorrt_version)
-    ):
-        return  # BuilderFlag.VERSION_COMPATIBLE: runs on later releases of the same major
+    if manifest.version_compatible and _version_key(running) >= _version_key(manifest.tensorrt_version):
+        # BuilderFlag.VERSION_COMPATIBLE: "engines built with TensorRT 8 work with TensorRT 9 and TensorRT 10
+        # runtimes", never with older ones ("Version Compatibility", TensorRT developer guide).
+        return
     hint = "rebuild it with drq build" + ("" if manifest.version_compatible else " (or --version-compatible)")
     raise EngineMismatch(
         f"{engine}: built with {manifest.flavour} {manifest.tensorrt_version}, running {running}; {hint}"

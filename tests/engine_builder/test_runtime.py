@@ -93,8 +93,17 @@ def test_version_mismatch(world, monkeypatch: pytest.MonkeyPatch):
     data = json.loads(manifest_path(engine).read_text())
     data["version_compatible"] = True
     manifest_path(engine).write_text(json.dumps(data))
-    runner = TrtRunner(engine)  # later 10.x runs a version-compatible engine, with host code allowed
+    runner = TrtRunner(engine)  # a later release runs a version-compatible engine, with host code allowed
     assert runner._runtime.engine_host_code_allowed is True
+    older = fake_trt.install(monkeypatch, "10.12.0")
+    older.STATE.memory = rt.MEMORY
+    with pytest.raises(
+        EngineMismatch, match=r"built with tensorrt 10.13.0.35, running 10.12.0; rebuild it with drq build$"
+    ):
+        TrtRunner(engine)  # never on an older one
+    eleven = fake_trt.install(monkeypatch, "11.4.0")
+    eleven.STATE.memory = rt.MEMORY
+    assert TrtRunner(engine).backend.version == "11.4.0"  # across the major boundary too
 
 
 def test_gpu_mismatch(world, monkeypatch: pytest.MonkeyPatch):
