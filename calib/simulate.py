@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from torch import nn
 
 import calib.models as models
+from calib.artifacts import sha256_file
 from calib.errors import RecipeError
 from calib.quantizers import apply_recipe
 from calib.recipe import Recipe
@@ -33,14 +35,21 @@ def load_simulated_model(recipe: Recipe, weights: str | os.PathLike[str] | None 
         raise RecipeError(
             "model.checkpoint: the recipe records no checkpoint path; pass the weights explicitly"
         )
-    loaded = models.load_pretrained(recipe.model.arch, recipe.model.scale, path)
     expected = recipe.model.checkpoint_sha256
     # An empty sha256 means the recipe was made without a checkpoint file (nothing to compare).
-    if expected and loaded.checkpoint_sha256 != expected:
-        raise RecipeError(
-            f"{path}: checkpoint sha256 differs from the recipe's "
-            f"({loaded.checkpoint_sha256[:12]}... vs {expected[:12]}...)"
-        )
+    # Hash first: a wrong checkpoint gets this message rather than the zoo's shape mismatch.
+    if expected and Path(path).is_file():
+        _check_sha256(path, sha256_file(path), expected)
+    loaded = models.load_pretrained(recipe.model.arch, recipe.model.scale, path)
+    if expected:
+        _check_sha256(path, loaded.checkpoint_sha256, expected)
     model = loaded.model
     apply_recipe(model, recipe)
     return model.eval()
+
+
+def _check_sha256(path: str, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise RecipeError(
+            f"{path}: checkpoint sha256 differs from the recipe's ({actual[:12]}... vs {expected[:12]}...)"
+        )

@@ -81,6 +81,14 @@ def test_checkpoint_hash_mismatch_is_a_recipe_error(zoo: list) -> None:
         load_simulated_model(recipe)
 
 
+@pytest.mark.shared_data
+def test_another_checkpoint_is_refused_by_hash_before_loading(shared_dir: Path, zoo: list) -> None:
+    recipe, _ = _recipe(checkpoint=str(shared_dir / "sr_weights" / "imdn_x3.pth"))
+    with pytest.raises(RecipeError, match=r"imdn_x3\.pth: checkpoint sha256 differs from the recipe's \("):
+        load_simulated_model(recipe)
+    assert zoo == []  # refused before the model was built
+
+
 def test_no_checkpoint_path_is_a_recipe_error(zoo: list) -> None:
     recipe, _ = _recipe(checkpoint="")
     with pytest.raises(RecipeError, match="model.checkpoint: the recipe records no checkpoint path"):
