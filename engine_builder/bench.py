@@ -315,7 +315,8 @@ def bench_onnx_cpu(
         dataset_name,
         notes=(
             f"latency: median of {repeat} round-robin runs after {warmup} warm-up runs each; "
-            f"onnxruntime CPUExecutionProvider, {threads} intra-op threads",
+            f"onnxruntime CPUExecutionProvider, {threads} intra-op threads; p90/p99 of so few rounds are "
+            "interpolated, not tail latencies",
         ),
     )
 
