@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--engine", nargs="+", metavar="NAME=PATH", help="TensorRT engines to time (GPU)")
     p.add_argument(
-        "--size", action="append", metavar="WxH", help="LR size, repeatable (CPU: one; default 256x256)"
+        "--size",
+        action="append",
+        metavar="WxH",
+        help="LR size, repeatable (CPU: one, default 256x256; GPU default 1280x720 and 960x540)",
     )
     p.add_argument("--threads", type=int, default=2, help="CPU: onnxruntime intra-op threads")
     p.add_argument("--repeat", type=int, default=5, help="CPU: timed rounds (median reported)")
@@ -59,7 +62,10 @@ def main(argv: list[str]) -> int:
     """Run `drq bench`; returns 0 (user errors raise BuildError: one line, exit 2)."""
     args = _parser().parse_args(argv)
     command = "drq bench " + " ".join(shlex.quote(a) for a in argv)
-    sizes = [parse_size(s) for s in (args.size or ["256x256"])]
+    # GPU default: the two deployment sizes (x2 from 720p, x4 from 540p, both to 1440p/4K); an engine
+    # whose profile does not cover one is skipped there with a note.
+    default = ["256x256"] if args.onnx else ["1280x720", "960x540"]
+    sizes = [parse_size(s) for s in (args.size or default)]
     if args.onnx:
         if len(sizes) != 1:
             raise BenchError("--size: the CPU benchmark takes one size")

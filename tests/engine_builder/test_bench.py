@@ -177,3 +177,26 @@ def test_bench_command_cpu(two_models: dict[str, Path], tmp_path: Path, capsys):
     assert (tmp_path / "r.md").read_text().splitlines()[3].startswith("drq bench --onnx fp32=")
     assert drq(["bench", "--onnx", f"fp32={two_models['fp32']}", "--baseline", "int8"]) == 2
     assert "--baseline 'int8': not among the models (fp32)" in capsys.readouterr().err
+
+
+def test_bench_command_gpu_defaults_to_both_deployment_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    rt = fake_cuda.install(monkeypatch)
+    trt = fake_trt.install(monkeypatch, "10.13.0.35")
+    trt.STATE.memory, trt.STATE.scale = rt.MEMORY, 4
+    path = tmp_path / "m.onnx"
+    onnx.save(float_sr(scale=4), path)
+    engine = tmp_path / "m.plan"
+    build_engine(
+        BuildConfig(
+            onnx=path,
+            output=engine,
+            min_shape=(1, 3, 8, 8),
+            opt_shape=(1, 3, 540, 960),
+            max_shape=(1, 3, 540, 960),
+        )
+    )
+    assert drq(["bench", "--engine", f"fp16={engine}", "--iters", "2", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| fp16 | tensorrt | 960x540 | x4 |" in out and "skipped at 1280x720" in out
