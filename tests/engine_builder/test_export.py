@@ -62,32 +62,40 @@ class TinySR(nn.Module):
 LAYERS = ("head", "body.0.c1", "body.0.c2", "body.1.c1", "body.1.c2", "up.0", "tail")
 
 
-def observe(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[float, float, np.ndarray]]:
-    """(min, max, per-channel max |x|) of every conv input on `x`."""
+def observe(model: nn.Module, x: torch.Tensor | list[torch.Tensor],
+            names: tuple[str, ...] = LAYERS) -> dict[str, tuple[float, float, np.ndarray]]:
+    """(min, max, per-channel max |x|) of every named conv's input over `x` (a batch or a list)."""
     stats: dict[str, tuple[float, float, np.ndarray]] = {}
     hooks = []
     for name, module in model.named_modules():
-        if name in LAYERS:
+        if name in names:
             def hook(mod, inp, name=name):
                 t = inp[0].detach()
-                stats[name] = (float(t.min()), float(t.max()), t.abs().amax(dim=(0, 2, 3)).numpy())
+                new = (float(t.min()), float(t.max()), t.abs().amax(dim=(0, 2, 3)).numpy())
+                if name in stats:
+                    old = stats[name]
+                    new = (min(old[0], new[0]), max(old[1], new[1]), np.maximum(old[2], new[2]))
+                stats[name] = new
             hooks.append(module.register_forward_pre_hook(hook))
     with torch.no_grad():
-        model(x)
+        for batch in x if isinstance(x, list) else [x]:
+            model(batch)
     for h in hooks:
         h.remove()
     return stats
 
 
-def make_recipe(model: nn.Module, budget: str, a_bits: int = 8, w_bits: int = 8, *, x: torch.Tensor | None = None,
-                signed: bool = True) -> Recipe:
+def make_recipe(model: nn.Module, budget: str, a_bits: int = 8, w_bits: int = 8, *,
+                x: torch.Tensor | list[torch.Tensor] | None = None, signed: bool = True,
+                names: tuple[str, ...] = LAYERS, identity: ModelIdentity | None = None) -> Recipe:
     """A recipe from observed ranges (min/max; dual-region breakpoint at 40% of the largest magnitude)."""
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) if x is None else x
-    stats = observe(model, x)
+    stats = observe(model, x, names)
     layers = {}
     modules = dict(model.named_modules())
-    for name in LAYERS:
+    for name in names:
         lo, hi, per_ch = stats[name]
+        lo, hi = min(lo, -1e-3), max(hi, 1e-3)  # a dead input (all zeros) still needs a valid grid
         w = modules[name].weight.detach()
         axis = 1 if isinstance(modules[name], nn.ConvTranspose2d) else 0
         dims = tuple(d for d in range(w.ndim) if d != axis)
@@ -109,7 +117,8 @@ def make_recipe(model: nn.Module, budget: str, a_bits: int = 8, w_bits: int = 8,
             act = DualRegionAct(budget=budget, bits=a_bits, lower=lower, breakpoint=bp, upper=upper,
                                 outlier_scale=s_o, outlier_channels=chans)
         layers[name] = LayerRecipe(op="conv_transpose2d" if axis == 1 else "conv2d", weight=weight, act=act)
-    return Recipe(model=ModelIdentity(arch="tiny", scale=2, checkpoint_sha256=""), method="minmax", w_bits=w_bits,
+    identity = identity or ModelIdentity(arch="tiny", scale=2, checkpoint_sha256="")
+    return Recipe(model=identity, method="minmax" if budget == "uniform" else "drq", w_bits=w_bits,
                   a_bits=a_bits, budget=budget, weight_mode="per-channel",
                   calibration=CalibrationInfo(images=2, crop=16, seed=1), layers=layers)
 
