@@ -105,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--cached-only", action="store_true",
+                   help="render the tables from cached results only; configurations not cached are left out")
     p.add_argument("--note", default="", help="a sentence added under the schedule in the Markdown")
     p.add_argument("--out", type=Path, required=True, help="output folder (Markdown, JSON, PNG)")
     return p
@@ -402,6 +404,8 @@ def main(argv: list[str]) -> int:
         cached = cache.get(job.key)
         if cached is not None and all(s in cached.get("sets", {}) for s in datasets_names(datasets)):
             rows.append(cached)
+            continue
+        if args.cached_only:
             continue
         print(f"[{i + 1}/{len(jobs)}] {job.key}", flush=True)
         row = _run_job(job, args, fp_models, crops, datasets, None if args.quiet else Progress)
