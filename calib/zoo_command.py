@@ -20,7 +20,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -73,6 +73,13 @@ class ZooRow:
     checkpoint_sha256: str
     published: float | None
     tolerance: float | None
+    reused: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ZooRow:
+        """Rebuild a row written by `to_dict` (extra keys ignored), marked as reused."""
+        names = [f.name for f in fields(cls) if f.name != "reused"]
+        return cls(**{name: data[name] for name in names}, reused=True)
 
     @property
     def diff(self) -> float | None:
@@ -113,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scales", nargs="+", type=int, default=None, help="only these scales (default: all)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse rows of an existing <out>.json with the same checkpoint sha256 and image count",
+    )
     return p
 
 
@@ -125,7 +137,8 @@ def plan_jobs(
 ) -> list[ZooJob]:
     """Every (pretrained model, scale, set) with a checkpoint and a benchmark folder.
 
-    Ordered by scale, largest first (most published numbers are x4), then registry order, then `sets`.
+    Ordered by scale, largest first (most published numbers are x4), then by `sets`, then registry order,
+    so an interrupted run has every model on the first sets.
 
     Raises:
         ModelError: The weights folder or a needed checkpoint is missing, or an unknown arch.
@@ -161,7 +174,8 @@ def plan_jobs(
     for name in sets:
         if not any(job.dataset == name for job in jobs):
             raise ImageError(f"{bench_dir / name}: no x<scale> folder for any selected model's scale")
-    return sorted(jobs, key=lambda job: -job.scale)  # stable: registry and set order kept per scale
+    # Stable sort: registry order kept within a (scale, set); every model gets the small sets first.
+    return sorted(jobs, key=lambda job: (-job.scale, sets.index(job.dataset)))
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -189,10 +203,17 @@ def render_markdown(command: str, rows: list[ZooRow], complete: bool, threads: i
     ]
     for r in rows:
         tol = "-" if r.tolerance is None else f"{r.tolerance:.2f}"
+        mark = "*" if r.reused else ""
         lines.append(
             f"| {r.arch} | x{r.scale} | {r.dataset} | {r.images} | {r.psnr:.4f} | {r.ssim:.4f} | "
-            f"{_fmt(r.published)} | {_fmt(r.diff, signed=True)} | {tol} | {r.seconds:.1f} |"
+            f"{_fmt(r.published)} | {_fmt(r.diff, signed=True)} | {tol} | {r.seconds:.1f}{mark} |"
         )
+    if any(r.reused for r in rows):
+        lines += [
+            "",
+            "\\* measured by an earlier run of this command (`--resume`: same checkpoint sha256 and "
+            "image count); the time is that run's.",
+        ]
     checkpoints = sorted({(r.checkpoint, r.checkpoint_sha256) for r in rows})
     lines += ["", "Checkpoints (sha256):", ""]
     lines += [f"- `{Path(name).name}`: `{sha}`" for name, sha in checkpoints]
@@ -238,6 +259,35 @@ def evaluate_job(job: ZooJob, loaded: Any) -> ZooRow:
     )
 
 
+def load_previous_rows(path: Path) -> dict[tuple[str, int, str, str], ZooRow]:
+    """Rows of an earlier run's JSON, keyed by (arch, scale, dataset, checkpoint sha256); {} if absent.
+
+    Raises:
+        CalibError: The file exists but is not a zoo results file of this schema version.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        if payload.get("schema_version") != SCHEMA_VERSION:
+            raise CalibError(
+                f"{path}: schema_version {payload.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+            )
+        rows = [ZooRow.from_dict(item) for item in payload["results"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CalibError(f"{path}: not a drq zoo results file ({type(err).__name__}: {err})") from err
+    return {(r.arch, r.scale, r.dataset, r.checkpoint_sha256): r for r in rows}
+
+
+def _print_row(row: ZooRow) -> None:
+    print(
+        f"{row.arch:<11} x{row.scale} {row.dataset:<6} PSNR-Y {row.psnr:8.4f} dB  SSIM-Y {row.ssim:.4f}  "
+        f"published {_fmt(row.published):>5} ({_fmt(row.diff, signed=True):>5})  {row.seconds:6.1f} s"
+        + ("  (earlier run)" if row.reused else "")
+    )
+    sys.stdout.flush()
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `drq zoo`; returns the exit code (user errors raise CalibError subclasses)."""
     args = _parser().parse_args(argv)
@@ -252,19 +302,25 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     threads = int(torch.get_num_threads())
     command = "drq zoo " + " ".join(argv)
+    from calib.artifacts import sha256_file
+    from calib.imaging.datasets import open_dataset
+
+    previous = load_previous_rows(args.out.with_name(args.out.name + ".json")) if args.resume else {}
     rows: list[ZooRow] = []
     loaded = None
     started = time.perf_counter()
     for job in jobs:
-        if loaded is None or (loaded.spec.name, loaded.scale) != (job.arch, job.scale):
-            loaded = load_pretrained(job.arch, job.scale, job.checkpoint)
-        row = evaluate_job(job, loaded)
-        rows.append(row)
-        print(
-            f"{row.arch:<11} x{row.scale} {row.dataset:<6} PSNR-Y {row.psnr:8.4f} dB  SSIM-Y {row.ssim:.4f}  "
-            f"published {_fmt(row.published):>5} ({_fmt(row.diff, signed=True):>5})  {row.seconds:6.1f} s"
+        row = (
+            previous.get((job.arch, job.scale, job.dataset, sha256_file(job.checkpoint)))
+            if previous
+            else None
         )
-        sys.stdout.flush()
+        if row is None or row.images != len(open_dataset(job.folder, job.scale)):
+            if loaded is None or (loaded.spec.name, loaded.scale) != (job.arch, job.scale):
+                loaded = load_pretrained(job.arch, job.scale, job.checkpoint)
+            row = evaluate_job(job, loaded)
+        rows.append(row)
+        _print_row(row)
         write_results(args.out, command, rows, complete=len(rows) == len(jobs), threads=threads)
     print(
         f"wrote {args.out}.json and {args.out}.md: {len(rows)} rows in {time.perf_counter() - started:.0f} s"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from calib.errors import ImageError, ModelError
+from calib.errors import CalibError, ImageError, ModelError
 from calib.imaging.io import write_image
 from calib.zoo_command import PUBLISHED, ZooRow, main, plan_jobs, render_markdown
 from serve.cli import main as drq
@@ -58,23 +58,18 @@ def test_plan_covers_every_pretrained_model_and_benchmark_scale(tmp_path):
     weights = _weights(tmp_path / "w", ALL_WEIGHTS)
     jobs = plan_jobs(weights, bench, ["Set5", "B100"])
     got = [(j.arch, j.scale, j.dataset, j.checkpoint.name) for j in jobs]
-    x4 = [
-        (a, 4, s, f)
-        for a, f in (
-            ("imdn", "imdn_x4.pth"),
-            ("imdn_ntire", "imdn_ntire_x4.pth"),
-            ("pan", "pan_x4.pth"),
-            ("carn_m", "carn_m_multiscale.pth"),
-            ("rfdn", "rfdn_x4.pth"),
-            ("rlfn", "rlfn_x4.pth"),
-        )
-        for s in ("Set5", "B100")
-    ]
-    x2 = [
-        (a, 2, "Set5", f)
-        for a, f in (("imdn", "imdn_x2.pth"), ("pan", "pan_x2.pth"), ("carn_m", "carn_m_multiscale.pth"))
-    ]
-    assert got == x4 + x2  # x4 first; no x3 (no benchmark folder); B100 has no x2 folder here
+    x4 = (
+        ("imdn", "imdn_x4.pth"),
+        ("imdn_ntire", "imdn_ntire_x4.pth"),
+        ("pan", "pan_x4.pth"),
+        ("carn_m", "carn_m_multiscale.pth"),
+        ("rfdn", "rfdn_x4.pth"),
+        ("rlfn", "rlfn_x4.pth"),
+    )
+    x2 = (("imdn", "imdn_x2.pth"), ("pan", "pan_x2.pth"), ("carn_m", "carn_m_multiscale.pth"))
+    # x4 first, each set for every model before the next set; no x3 (no benchmark folder); no B100 x2 here
+    expected = [(a, 4, s, f) for s in ("Set5", "B100") for a, f in x4] + [(a, 2, "Set5", f) for a, f in x2]
+    assert got == expected
     assert [(j.arch, j.scale) for j in plan_jobs(weights, bench, ["Set5"], ["pan"], [2])] == [("pan", 2)]
 
 
@@ -166,3 +161,44 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err == f"drq zoo: {tmp_path / 'none'}: no such weights folder\n"
     assert drq(["zoo", "--weights-dir", str(tmp_path), "--bench-dir", str(tmp_path), "--threads", "-1"]) == 2
     assert capsys.readouterr().err == "drq zoo: --threads must be >= 0, got -1\n"
+
+
+def test_resume_reuses_matching_rows_only(tmp_path, capsys):
+    bench = _bench(tmp_path / "bench", {"Set5": (4,)}, images=1, lr=12)
+    weights = tmp_path / "w"
+    weights.mkdir()
+    torch.manual_seed(0)
+    from calib.models import build_model
+
+    torch.save(build_model("imdn", 4).state_dict(), weights / "imdn_x4.pth")
+    out = tmp_path / "zoo"
+    argv = [
+        "--weights-dir",
+        str(weights),
+        "--bench-dir",
+        str(bench),
+        "--out",
+        str(out),
+        "--archs",
+        "imdn",
+        "--sets",
+        "Set5",
+    ]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "zoo.json").read_text())["results"][0]
+    fake = dict(first, psnr=99.0)  # a value no evaluation gives: proves the row was reused, not recomputed
+    (tmp_path / "zoo.json").write_text(json.dumps({"schema_version": 1, "results": [fake]}))
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    row = json.loads((tmp_path / "zoo.json").read_text())["results"][0]
+    assert row["psnr"] == 99.0 and row["reused"] is True
+    assert "(earlier run)" in capsys.readouterr().out
+    assert "measured by an earlier run" in (tmp_path / "zoo.md").read_text()
+    # Another checkpoint (different sha256): measured again.
+    torch.save(build_model("imdn", 4).state_dict(), weights / "imdn_x4.pth")
+    assert main([*argv, "--resume"]) == 0
+    row = json.loads((tmp_path / "zoo.json").read_text())["results"][0]
+    assert row["psnr"] < 99.0 and row["reused"] is False
+    (tmp_path / "zoo.json").write_text("{}")
+    with pytest.raises(CalibError, match=r"zoo.json: schema_version None, expected 1$"):
+        main([*argv, "--resume"])
