@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -205,6 +206,7 @@ def main(argv: list[str]) -> int:
     for label, graph in graphs.items():
         quality[label] = evaluate_dataset(ort_upscaler(graph, args.threads), dataset, recipe.model.scale)
     latency: dict[str, float] = {}
+    load_note = ""
     if args.latency:
         cpu_graphs = dict(graphs)
         if args.calib:
@@ -217,7 +219,9 @@ def main(argv: list[str]) -> int:
             for label in list(cpu_graphs)[len(graphs):]:
                 quality[label] = evaluate_dataset(ort_upscaler(cpu_graphs[label], args.threads), dataset,
                                                   recipe.model.scale)
+        load_before = os.getloadavg()[0]
         latency = cpu_latencies(cpu_graphs, height, width, args.threads, args.repeats)
+        load_note = f"; 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)"
     rows = traffic(recipe, conv_input_shapes(float_model, height, width))
     command = "drq plugin-bench " + " ".join(shlex.quote(a) for a in argv)
     report = {
@@ -231,7 +235,7 @@ def main(argv: list[str]) -> int:
         "quality": {k: {"dataset": v.name, "images": v.images, "psnr_y": v.psnr, "ssim_y": v.ssim}
                     for k, v in quality.items()},
         "latency_note": f"onnxruntime {_ort().__version__} CPUExecutionProvider, {args.threads} threads, "
-                        f"median of {args.repeats} interleaved rounds, 1x3x{height}x{width}; measured",
+                        f"median of {args.repeats} interleaved rounds, 1x3x{height}x{width}; measured{load_note}",
         "latency_s": latency,
     }
     from calib.artifacts import atomic_write_text

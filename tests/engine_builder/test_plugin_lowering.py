@@ -69,3 +69,22 @@ def test_plugin_lowering_rejects_other_budgets(setup) -> None:
     net, float_model, _ = setup
     with pytest.raises(ExportError, match=r"drq-plugin lowers the 'b-bit' budget.*'split'; use --lowering drq-split"):
         lower("drq-plugin", float_model, make_recipe(net, "split"))
+
+
+def test_plugin_bench_traffic_accounting(setup) -> None:
+    """Bytes per conv input: fp16 4N, plugin 2N + 20 (params), split 2N + 2N + 8N (float32 residual)."""
+    from engine_builder.plugin_bench import conv_input_shapes, derived_recipes, traffic
+
+    net, float_model, recipe = setup
+    shapes = conv_input_shapes(float_model, 10, 6)
+    assert shapes["head"] == (3, 10, 6) and shapes["tail"] == (3, 20, 12)  # after the x2 pixel shuffle
+    rows = {r.layer: r for r in traffic(recipe, shapes)}
+    n = 8 * 10 * 6
+    row = rows["body.0.c1"]
+    assert (row.fp16, row.plugin, row.split) == (4 * n, 2 * n + 20, 12 * n)
+    k = len(recipe.layers["body.0.c1"].act.outlier_channels)
+    assert 0 < k < 8 and row.split_outlier_channels_only == 2 * n + (2 + 8) * k * 10 * 6  # dense + k channels
+    uniform, split = derived_recipes(recipe)
+    act = recipe.layers["head"].act
+    assert uniform.layers["head"].act.scale == pytest.approx(max(act.upper, -act.lower) / 127, rel=1e-6)
+    assert split.budget == "split" and split.layers["head"].act.breakpoint == act.breakpoint
