@@ -39,6 +39,31 @@ def _weights(root: Path, names: tuple[str, ...]) -> Path:
     return root
 
 
+def _random_imdn_x4(folder: Path, seed: int = 0) -> Path:
+    """`folder` with an ``imdn_x4.pth`` of random weights."""
+    from calib.models import build_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(build_model("imdn", 4).state_dict(), folder / "imdn_x4.pth")
+    return folder
+
+
+def _imdn_argv(weights: Path, bench: Path, out: Path, *sets: str) -> list[str]:
+    return [
+        "--weights-dir",
+        str(weights),
+        "--bench-dir",
+        str(bench),
+        "--out",
+        str(out),
+        "--archs",
+        "imdn",
+        "--sets",
+        *sets,
+    ]
+
+
 ALL_WEIGHTS = (
     "imdn_x2.pth",
     "imdn_x3.pth",
@@ -116,26 +141,8 @@ def test_published_table_is_the_shared_readme():
 
 def test_zoo_run_writes_json_and_markdown(tmp_path, capsys):
     bench = _bench(tmp_path / "bench", {"Set5": (4,), "Mini": (4,)}, images=2, lr=12)
-    weights = tmp_path / "w"
-    weights.mkdir()
-    torch.manual_seed(0)
-    from calib.models import build_model
-
-    torch.save(build_model("imdn", 4).state_dict(), weights / "imdn_x4.pth")
-    out = tmp_path / "res" / "zoo"
-    argv = [
-        "--weights-dir",
-        str(weights),
-        "--bench-dir",
-        str(bench),
-        "--out",
-        str(out),
-        "--archs",
-        "imdn",
-        "--sets",
-        "Set5",
-        "Mini",
-    ]
+    weights = _random_imdn_x4(tmp_path / "w")
+    argv = _imdn_argv(weights, bench, tmp_path / "res" / "zoo", "Set5", "Mini")
     assert main(argv) == 0
     payload = json.loads((tmp_path / "res" / "zoo.json").read_text())
     assert payload["schema_version"] == 1 and payload["complete"] is True
@@ -165,25 +172,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
 
 def test_resume_reuses_matching_rows_only(tmp_path, capsys):
     bench = _bench(tmp_path / "bench", {"Set5": (4,)}, images=1, lr=12)
-    weights = tmp_path / "w"
-    weights.mkdir()
-    torch.manual_seed(0)
-    from calib.models import build_model
-
-    torch.save(build_model("imdn", 4).state_dict(), weights / "imdn_x4.pth")
-    out = tmp_path / "zoo"
-    argv = [
-        "--weights-dir",
-        str(weights),
-        "--bench-dir",
-        str(bench),
-        "--out",
-        str(out),
-        "--archs",
-        "imdn",
-        "--sets",
-        "Set5",
-    ]
+    weights = _random_imdn_x4(tmp_path / "w")
+    argv = _imdn_argv(weights, bench, tmp_path / "zoo", "Set5")
     assert main(argv) == 0
     first = json.loads((tmp_path / "zoo.json").read_text())["results"][0]
     fake = dict(first, psnr=99.0)  # a value no evaluation gives: proves the row was reused, not recomputed
@@ -195,7 +185,7 @@ def test_resume_reuses_matching_rows_only(tmp_path, capsys):
     assert "(earlier run)" in capsys.readouterr().out
     assert "measured by an earlier run" in (tmp_path / "zoo.md").read_text()
     # Another checkpoint (different sha256): measured again.
-    torch.save(build_model("imdn", 4).state_dict(), weights / "imdn_x4.pth")
+    _random_imdn_x4(weights, seed=1)
     assert main([*argv, "--resume"]) == 0
     row = json.loads((tmp_path / "zoo.json").read_text())["results"][0]
     assert row["psnr"] < 99.0 and row["reused"] is False
