@@ -24,20 +24,34 @@ def _parser() -> argparse.ArgumentParser:
         description="Export a model to ONNX, lowered for TensorRT (or onnxruntime). With --recipe the "
         "weights come from --weights or the recipe's checkpoint path (sha256 checked); the default "
         "lowering follows the recipe's budget (uniform INT8: qdq, split: drq-split, b-bit: drq-plugin, "
-        "else fakequant). Without a recipe give --arch/--weights/--scale and fp32 or fp16.")
+        "else fakequant). Without a recipe give --arch/--weights/--scale and fp32 or fp16.",
+    )
     parser.add_argument("--recipe", type=Path, help="recipe JSON from `drq quantize`")
     parser.add_argument("--arch", help="architecture (FP export without a recipe)")
     parser.add_argument("--weights", type=Path, help="checkpoint (.pth); with --recipe overrides its path")
     parser.add_argument("--scale", type=int, help="upscaling factor (FP export)")
     parser.add_argument("--lowering", choices=list(LOWERINGS), help="how to lower (default: from the recipe)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
-    parser.add_argument("--io-dtype", choices=("fp32", "fp16"), default="fp32", help="fp16 lowering: I/O type")
-    parser.add_argument("--target", choices=("tensorrt", "ort-cpu"), default="tensorrt",
-                        help="ort-cpu: integer convs onnxruntime's CPU kernels run (qdq, drq-split)")
-    parser.add_argument("--calib", type=Path, help="--target ort-cpu: HR images whose LR crops give the conv "
-                        "output ranges onnxruntime's QLinearConv needs")
-    parser.add_argument("--outlier-channels-only", action="store_true",
-                        help="drq-split: outlier branch only on the recipe's outlier channels")
+    parser.add_argument(
+        "--io-dtype", choices=("fp32", "fp16"), default="fp32", help="fp16 lowering: I/O type"
+    )
+    parser.add_argument(
+        "--target",
+        choices=("tensorrt", "ort-cpu"),
+        default="tensorrt",
+        help="ort-cpu: integer convs onnxruntime's CPU kernels run (qdq, drq-split)",
+    )
+    parser.add_argument(
+        "--calib",
+        type=Path,
+        help="--target ort-cpu: HR images whose LR crops give the conv "
+        "output ranges onnxruntime's QLinearConv needs",
+    )
+    parser.add_argument(
+        "--outlier-channels-only",
+        action="store_true",
+        help="drq-split: outlier branch only on the recipe's outlier channels",
+    )
     return parser
 
 
@@ -50,8 +64,9 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from engine_builder.lowerings.common import LoweringOptions
 
-    options = LoweringOptions(io_dtype=args.io_dtype, target=args.target,
-                              outlier_channels_only=args.outlier_channels_only)
+    options = LoweringOptions(
+        io_dtype=args.io_dtype, target=args.target, outlier_channels_only=args.outlier_channels_only
+    )
     for source in (args.recipe, args.weights):
         if _same_file(args.output, source):
             raise ExportError(f"{args.output}: is an input of this export; choose another output path")
@@ -62,7 +77,11 @@ def main(argv: list[str]) -> int:
         from engine_builder.export.pipeline import export_recipe
 
         recipe = load_recipe(args.recipe)
-        if args.weights is None and recipe.model.checkpoint and _same_file(args.output, Path(recipe.model.checkpoint)):
+        if (
+            args.weights is None
+            and recipe.model.checkpoint
+            and _same_file(args.output, Path(recipe.model.checkpoint))
+        ):
             raise ExportError(f"{args.output}: is the recipe's checkpoint; choose another output path")
         calib_inputs = None
         if args.target == "ort-cpu" and args.calib is not None:

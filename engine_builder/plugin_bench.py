@@ -65,7 +65,9 @@ def _session(model: onnx.ModelProto, threads: int):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def conv_input_shapes(float_model: onnx.ModelProto, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+def conv_input_shapes(
+    float_model: onnx.ModelProto, height: int, width: int
+) -> dict[str, tuple[int, int, int]]:
     """(C, H, W) of every mapped layer's input for a 1 x 3 x height x width LR image (one ORT run)."""
     from engine_builder.lowerings.graph import layer_map
 
@@ -78,7 +80,7 @@ def conv_input_shapes(float_model: onnx.ModelProto, height: int, width: int) -> 
         probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
     sess = _session(probe, 1)
     x = np.zeros((1, 3, height, width), dtype=np.float32)
-    values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"lr": x})))
+    values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"lr": x}), strict=True))
     values["lr"] = x
     return {layer: tuple(int(d) for d in values[t].shape[1:]) for layer, t in wanted.items()}  # type: ignore[misc]
 
@@ -92,11 +94,17 @@ def traffic(recipe: Recipe, shapes: dict[str, tuple[int, int, int]]) -> list[Tra
         chans = layer.act.outlier_channels if isinstance(layer.act, DualRegionAct) else None
         k = len(chans) if chans is not None else c
         n_out = k * h * w
-        rows.append(TrafficRow(
-            layer=name, shape=(c, h, w), outlier_channels=None if chans is None else len(chans),
-            fp16=2 * n * 2, plugin=2 * n + PARAMS_BYTES,
-            split=2 * n + 2 * n + 2 * 4 * n,
-            split_outlier_channels_only=2 * n + 2 * n_out + 2 * 4 * n_out))
+        rows.append(
+            TrafficRow(
+                layer=name,
+                shape=(c, h, w),
+                outlier_channels=None if chans is None else len(chans),
+                fp16=2 * n * 2,
+                plugin=2 * n + PARAMS_BYTES,
+                split=2 * n + 2 * n + 2 * 4 * n,
+                split_outlier_channels_only=2 * n + 2 * n_out + 2 * 4 * n_out,
+            )
+        )
     return rows
 
 
@@ -108,14 +116,27 @@ def derived_recipes(recipe: Recipe) -> tuple[Recipe, Recipe]:
         if not isinstance(act, DualRegionAct):
             raise BuildError(f"recipe layer {name!r}: plugin-bench needs a dual-region recipe")
         amax = max(act.upper, -act.lower)
-        uniform[name] = LayerRecipe(op=layer.op, weight=layer.weight,
-                                    act=UniformAct(bits=8, scale=f32(amax / 127.0)))
+        uniform[name] = LayerRecipe(
+            op=layer.op, weight=layer.weight, act=UniformAct(bits=8, scale=f32(amax / 127.0))
+        )
         s_o = split_outlier_scale(act.lower, act.breakpoint, act.upper, act.bits)
-        split[name] = LayerRecipe(op=layer.op, weight=layer.weight, act=DualRegionAct(
-            budget="split", bits=act.bits, lower=act.lower, breakpoint=act.breakpoint, upper=act.upper,
-            outlier_scale=s_o, outlier_channels=act.outlier_channels))
-    return (replace(recipe, budget="uniform", a_bits=8, layers=uniform),
-            replace(recipe, budget="split", layers=split))
+        split[name] = LayerRecipe(
+            op=layer.op,
+            weight=layer.weight,
+            act=DualRegionAct(
+                budget="split",
+                bits=act.bits,
+                lower=act.lower,
+                breakpoint=act.breakpoint,
+                upper=act.upper,
+                outlier_scale=s_o,
+                outlier_channels=act.outlier_channels,
+            ),
+        )
+    return (
+        replace(recipe, budget="uniform", a_bits=8, layers=uniform),
+        replace(recipe, budget="split", layers=split),
+    )
 
 
 def ort_upscaler(model: onnx.ModelProto, threads: int):
@@ -129,8 +150,9 @@ def ort_upscaler(model: onnx.ModelProto, threads: int):
     return upscale
 
 
-def cpu_latencies(graphs: dict[str, onnx.ModelProto], height: int, width: int, threads: int,
-                  repeats: int) -> dict[str, float]:
+def cpu_latencies(
+    graphs: dict[str, onnx.ModelProto], height: int, width: int, threads: int, repeats: int
+) -> dict[str, float]:
     """Median wall seconds of one 1 x 3 x height x width run of each graph.
 
     Runs are interleaved (one run of every graph per round, after one warm-up round) so that load from
@@ -138,8 +160,10 @@ def cpu_latencies(graphs: dict[str, onnx.ModelProto], height: int, width: int, t
     """
     sessions = {label: _session(graph, threads) for label, graph in graphs.items()}
     x = np.random.default_rng(0).random((1, 3, height, width))
-    feeds = {label: {"lr": x.astype(np.float16 if s.get_inputs()[0].type == "tensor(float16)" else np.float32)}
-             for label, s in sessions.items()}
+    feeds = {
+        label: {"lr": x.astype(np.float16 if s.get_inputs()[0].type == "tensor(float16)" else np.float32)}
+        for label, s in sessions.items()
+    }
     times: dict[str, list[float]] = {label: [] for label in sessions}
     for round_ in range(repeats + 1):
         for label, sess in sessions.items():
@@ -155,7 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", type=Path, required=True, help="a b-bit recipe")
     p.add_argument("--weights", type=Path, help="checkpoint (default: the recipe's)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (HR/ + LR/) for PSNR")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output stem: writes <stem>.json and <stem>.md")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="output stem: writes <stem>.json and <stem>.md"
+    )
     p.add_argument("--size", default="256x256", help="LR input HxW for the traffic table and latency")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
     p.add_argument("--latency", action="store_true", help="also measure onnxruntime CPU latency")
@@ -213,29 +239,42 @@ def main(argv: list[str]) -> int:
             crops = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
             opts = LoweringOptions()
             cpu_graphs["qdq --target ort-cpu"] = lower_for_ort_cpu("qdq", float_model, uniform, opts, crops)
-            cpu_graphs["drq-split --target ort-cpu"] = lower_for_ort_cpu("drq-split", float_model, split, opts, crops)
+            cpu_graphs["drq-split --target ort-cpu"] = lower_for_ort_cpu(
+                "drq-split", float_model, split, opts, crops
+            )
             cpu_graphs["drq-split --target ort-cpu --outlier-channels-only"] = lower_for_ort_cpu(
-                "drq-split", float_model, split, replace(opts, outlier_channels_only=True), crops)
-            for label in list(cpu_graphs)[len(graphs):]:
-                quality[label] = evaluate_dataset(ort_upscaler(cpu_graphs[label], args.threads), dataset,
-                                                  recipe.model.scale)
+                "drq-split", float_model, split, replace(opts, outlier_channels_only=True), crops
+            )
+            for label in list(cpu_graphs)[len(graphs) :]:
+                quality[label] = evaluate_dataset(
+                    ort_upscaler(cpu_graphs[label], args.threads), dataset, recipe.model.scale
+                )
         load_before = os.getloadavg()[0]
         latency = cpu_latencies(cpu_graphs, height, width, args.threads, args.repeats)
-        load_note = f"; 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)"
+        load_after = os.getloadavg()[0]
+        load_note = (f"; 1-min load average {load_before:.1f} before, {load_after:.1f} after "
+                     f"({os.cpu_count()} CPUs)")
     rows = traffic(recipe, conv_input_shapes(float_model, height, width))
     command = "drq plugin-bench " + " ".join(shlex.quote(a) for a in argv)
     report = {
         "command": command,
-        "recipe": str(args.recipe), "recipe_sha256": recipe.sha256(), "arch": recipe.model.arch,
-        "scale": recipe.model.scale, "input_size": [height, width],
+        "recipe": str(args.recipe),
+        "recipe_sha256": recipe.sha256(),
+        "arch": recipe.model.arch,
+        "scale": recipe.model.scale,
+        "input_size": [height, width],
         "traffic_note": "computed from the recipe and exported shapes, not measured",
         "traffic": [asdict(r) for r in rows],
-        "traffic_total": {k: sum(getattr(r, k) for r in rows) for k in ("fp16", "plugin", "split",
-                                                                        "split_outlier_channels_only")},
-        "quality": {k: {"dataset": v.name, "images": v.images, "psnr_y": v.psnr, "ssim_y": v.ssim}
-                    for k, v in quality.items()},
+        "traffic_total": {
+            k: sum(getattr(r, k) for r in rows)
+            for k in ("fp16", "plugin", "split", "split_outlier_channels_only")
+        },
+        "quality": {
+            k: {"dataset": v.name, "images": v.images, "psnr_y": v.psnr, "ssim_y": v.ssim}
+            for k, v in quality.items()
+        },
         "latency_note": f"onnxruntime {_ort().__version__} CPUExecutionProvider, {args.threads} threads, "
-                        f"median of {args.repeats} interleaved rounds, 1x3x{height}x{width}; measured{load_note}",
+        f"median of {args.repeats} interleaved rounds, 1x3x{height}x{width}; measured{load_note}",
         "latency_s": latency,
     }
     from calib.artifacts import atomic_write_text
@@ -250,26 +289,54 @@ def main(argv: list[str]) -> int:
 def _markdown(r: dict) -> str:
     mb = 1e6
     t = r["traffic_total"]
-    lines = [f"# Dual-region plugin path: {r['arch']} x{r['scale']}", "", "Produced by:", "",
-             f"    {r['command']}", "", f"Recipe sha256 `{r['recipe_sha256']}`.", "",
-             f"## Memory traffic per image ({r['input_size'][0]}x{r['input_size'][1]} LR), {r['traffic_note']}", "",
-             "Bytes between each quantized conv input's producer and the conv (write + read).", "",
-             "| layer | C x H x W | outlier ch. | fp16 | plugin (int8 codes) | drq-split | split, outlier ch. only |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Dual-region plugin path: {r['arch']} x{r['scale']}",
+        "",
+        "Produced by:",
+        "",
+        f"    {r['command']}",
+        "",
+        f"Recipe sha256 `{r['recipe_sha256']}`.",
+        "",
+        f"## Memory traffic per image ({r['input_size'][0]}x{r['input_size'][1]} LR), {r['traffic_note']}",
+        "",
+        "Bytes between each quantized conv input's producer and the conv (write + read).",
+        "",
+        "| layer | C x H x W | outlier ch. | fp16 | plugin (int8 codes) | drq-split "
+        "| split, outlier ch. only |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in r["traffic"]:
         c, h, w = row["shape"]
-        lines.append(f"| {row['layer']} | {c}x{h}x{w} | {row['outlier_channels']} | {row['fp16'] / mb:.2f} MB | "
-                     f"{row['plugin'] / mb:.2f} MB | {row['split'] / mb:.2f} MB | "
-                     f"{row['split_outlier_channels_only'] / mb:.2f} MB |")
-    lines += [f"| **total** | | | {t['fp16'] / mb:.1f} MB | {t['plugin'] / mb:.1f} MB "
-              f"({t['plugin'] / t['fp16']:.2f}x fp16) | {t['split'] / mb:.1f} MB ({t['split'] / t['fp16']:.2f}x) | "
-              f"{t['split_outlier_channels_only'] / mb:.1f} MB ({t['split_outlier_channels_only'] / t['fp16']:.2f}x) |",
-              "", "## Quality (onnxruntime CPU unless noted)", "", "| graph | dataset | PSNR-Y | SSIM-Y |", "|---|---|---|---|"]
+        lines.append(
+            f"| {row['layer']} | {c}x{h}x{w} | {row['outlier_channels']} | {row['fp16'] / mb:.2f} MB | "
+            f"{row['plugin'] / mb:.2f} MB | {row['split'] / mb:.2f} MB | "
+            f"{row['split_outlier_channels_only'] / mb:.2f} MB |"
+        )
+    lines += [
+        f"| **total** | | | {t['fp16'] / mb:.1f} MB | {t['plugin'] / mb:.1f} MB "
+        f"({t['plugin'] / t['fp16']:.2f}x fp16) | {t['split'] / mb:.1f} MB ({t['split'] / t['fp16']:.2f}x) | "
+        f"{t['split_outlier_channels_only'] / mb:.1f} MB "
+        f"({t['split_outlier_channels_only'] / t['fp16']:.2f}x) |",
+        "",
+        "## Quality (onnxruntime CPU unless noted)",
+        "",
+        "| graph | dataset | PSNR-Y | SSIM-Y |",
+        "|---|---|---|---|",
+    ]
     for label, q in r["quality"].items():
         lines.append(f"| {label} | {q['dataset']} ({q['images']}) | {q['psnr_y']:.3f} | {q['ssim_y']:.4f} |")
     if r["latency_s"]:
         base = r["latency_s"].get("fp32")
-        lines += ["", f"## CPU latency ({r['latency_note']})", "", "| graph | ms | vs fp32 |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## CPU latency ({r['latency_note']})",
+            "",
+            "| graph | ms | vs fp32 |",
+            "|---|---|---|",
+        ]
         for label, s in r["latency_s"].items():
-            lines.append(f"| {label} | {s * 1e3:.1f} | {s / base:.2f} |" if base else f"| {label} | {s * 1e3:.1f} | |")
+            lines.append(
+                f"| {label} | {s * 1e3:.1f} | {s / base:.2f} |" if base else f"| {label} | {s * 1e3:.1f} | |"
+            )
     return "\n".join(lines) + "\n"

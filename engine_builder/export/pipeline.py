@@ -26,9 +26,15 @@ ARCH_KEY = "drq.arch"
 CHECKPOINT_SHA_KEY = "drq.checkpoint_sha256"
 
 
-def lower_module(model: nn.Module, scale: int, lowering: str, recipe: Recipe | None = None,
-                 options: LoweringOptions | None = None, arch: str = "",
-                 calib_inputs: Sequence[np.ndarray] | None = None) -> onnx.ModelProto:
+def lower_module(
+    model: nn.Module,
+    scale: int,
+    lowering: str,
+    recipe: Recipe | None = None,
+    options: LoweringOptions | None = None,
+    arch: str = "",
+    calib_inputs: Sequence[np.ndarray] | None = None,
+) -> onnx.ModelProto:
     """Export `model` (float or calib-wrapped) to a float graph and lower it.
 
     `calib_inputs` (LR arrays, NCHW float32) are required by `target="ort-cpu"` for quantizing
@@ -41,8 +47,10 @@ def lower_module(model: nn.Module, scale: int, lowering: str, recipe: Recipe | N
     float_model = export_float_onnx(model, scale=scale)
     if options.target == "ort-cpu" and lowering in ("qdq", "drq-split"):
         if not calib_inputs:
-            raise ExportError(f"--target ort-cpu: {lowering} needs calibration images (--calib DIR) to observe "
-                              "conv output ranges")
+            raise ExportError(
+                f"--target ort-cpu: {lowering} needs calibration images (--calib DIR) to observe "
+                "conv output ranges"
+            )
         out = lower_for_ort_cpu(lowering, float_model, recipe, options, calib_inputs)
     else:
         out = lower(lowering, float_model, recipe, options)
@@ -51,9 +59,13 @@ def lower_module(model: nn.Module, scale: int, lowering: str, recipe: Recipe | N
     return out
 
 
-def export_recipe(recipe: Recipe, weights: str | Path | None = None, lowering: str | None = None,
-                  options: LoweringOptions | None = None,
-                  calib_inputs: Sequence[np.ndarray] | None = None) -> onnx.ModelProto:
+def export_recipe(
+    recipe: Recipe,
+    weights: str | Path | None = None,
+    lowering: str | None = None,
+    options: LoweringOptions | None = None,
+    calib_inputs: Sequence[np.ndarray] | None = None,
+) -> onnx.ModelProto:
     """The lowered graph of a recipe's model (weights from `weights` or the recipe's checkpoint path).
 
     Raises:
@@ -64,15 +76,23 @@ def export_recipe(recipe: Recipe, weights: str | Path | None = None, lowering: s
 
     name = lowering or default_lowering(recipe)
     model = load_simulated_model(recipe, weights)
-    out = lower_module(model, recipe.model.scale, name, None if name in FLOAT_LOWERINGS else recipe, options,
-                       arch=recipe.model.arch, calib_inputs=calib_inputs)
+    out = lower_module(
+        model,
+        recipe.model.scale,
+        name,
+        None if name in FLOAT_LOWERINGS else recipe,
+        options,
+        arch=recipe.model.arch,
+        calib_inputs=calib_inputs,
+    )
     if recipe.model.checkpoint_sha256:
         set_metadata(out, {CHECKPOINT_SHA_KEY: recipe.model.checkpoint_sha256})
     return out
 
 
-def export_checkpoint(arch: str, weights: str | Path, scale: int, lowering: str = "fp32",
-                      options: LoweringOptions | None = None) -> onnx.ModelProto:
+def export_checkpoint(
+    arch: str, weights: str | Path, scale: int, lowering: str = "fp32", options: LoweringOptions | None = None
+) -> onnx.ModelProto:
     """The FP graph (fp32 or fp16) of a pretrained checkpoint, without a recipe.
 
     Raises:
@@ -80,7 +100,9 @@ def export_checkpoint(arch: str, weights: str | Path, scale: int, lowering: str 
         ModelError: unknown architecture / scale, or a checkpoint that does not fit (from calib.models).
     """
     if lowering not in FLOAT_LOWERINGS:
-        raise ExportError(f"lowering {lowering!r}: needs --recipe; without one choose from {', '.join(FLOAT_LOWERINGS)}")
+        raise ExportError(
+            f"lowering {lowering!r}: needs --recipe; without one choose from {', '.join(FLOAT_LOWERINGS)}"
+        )
     from calib.models import load_pretrained
 
     loaded = load_pretrained(arch, scale, weights)

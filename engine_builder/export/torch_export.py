@@ -48,7 +48,7 @@ def unwrap_quant_layers(model: nn.Module) -> nn.Module:
     exporter never runs a fake quantizer: quantization is the lowering's job.
     """
     model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
+    for _, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if hasattr(child, "layer") and hasattr(child, "a_quant") and hasattr(child, "w_quant"):
                 setattr(module, child_name, child.layer)
@@ -83,22 +83,37 @@ def _map_layers(model: onnx.ModelProto, layers: dict[str, nn.Module]) -> dict[st
             if name in layers and _OP_OF[type(layers[name])] == node.op_type:
                 candidates.append(name)
         # Verify by value: the exporter may have folded something into the weight (e.g. BatchNorm).
-        matched = [n for n in candidates if weights[n].shape == value.shape and np.array_equal(weights[n], value)]
+        matched = [
+            n for n in candidates if weights[n].shape == value.shape and np.array_equal(weights[n], value)
+        ]
         if not matched:  # last resort: a unique bitwise-equal weight among all layers of the right op
-            matched = [n for n, w in weights.items() if w.shape == value.shape and np.array_equal(w, value)
-                       and _OP_OF[type(layers[n])] == node.op_type]
+            matched = [
+                n
+                for n, w in weights.items()
+                if w.shape == value.shape
+                and np.array_equal(w, value)
+                and _OP_OF[type(layers[n])] == node.op_type
+            ]
             if len(matched) != 1:
                 continue
         name = matched[0]
         if name in mapping:
-            raise ExportError(f"model: layer {name!r} is called more than once; a recipe cannot address "
-                              "each call (shared layers are not supported)")
+            raise ExportError(
+                f"model: layer {name!r} is called more than once; a recipe cannot address "
+                "each call (shared layers are not supported)"
+            )
         mapping[name] = node.name
     return mapping
 
 
-def export_float_onnx(model: nn.Module, *, scale: int | None = None, in_channels: int = 3,
-                      sample_hw: tuple[int, int] = (24, 24), opset: int = OPSET) -> onnx.ModelProto:
+def export_float_onnx(
+    model: nn.Module,
+    *,
+    scale: int | None = None,
+    in_channels: int = 3,
+    sample_hw: tuple[int, int] = (24, 24),
+    opset: int = OPSET,
+) -> onnx.ModelProto:
     """Export an FP model ([0,1] NCHW float32 in and out) to a float ONNX graph with a layer map.
 
     Args:
@@ -123,13 +138,21 @@ def export_float_onnx(model: nn.Module, *, scale: int | None = None, in_channels
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(
-                model, (sample,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], do_constant_folding=True,
+                model,
+                (sample,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                do_constant_folding=True,
                 dynamic_axes={INPUT_NAME: {0: "N", 2: "H", 3: "W"}, OUTPUT_NAME: {0: "N", 2: "SH", 3: "SW"}},
             )
     except Exception as err:  # the exporter raises many unrelated types for untraceable models
-        raise ExportError(f"model {type(model).__name__}: torch.onnx.export failed ({err.__class__.__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else ''})") from err
+        raise ExportError(
+            f"model {type(model).__name__}: torch.onnx.export failed ({err.__class__.__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
     onnx_model = onnx.load_from_string(buffer.getvalue())
     mapping = _map_layers(onnx_model, _layers(model))
     meta = {LAYER_MAP_KEY: json.dumps(mapping, sort_keys=False)}

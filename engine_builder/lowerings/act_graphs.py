@@ -19,8 +19,15 @@ from engine_builder.lowerings.graph import GraphEditor
 _F32 = np.float32
 
 
-def qdq_pair(ed: GraphEditor, x: str, scale: float | np.float32, before: onnx.NodeProto, base: str,
-             zero_point: int = 0, dtype: type = np.int8) -> str:
+def qdq_pair(
+    ed: GraphEditor,
+    x: str,
+    scale: float | np.float32,
+    before: onnx.NodeProto,
+    base: str,
+    zero_point: int = 0,
+    dtype: type = np.int8,
+) -> str:
     """QuantizeLinear -> DequantizeLinear with a per-tensor constant scale; returns the DQ output."""
     s = ed.scalar(f"{base}_scale", _F32(scale))
     z = ed.scalar(f"{base}_zero_point", zero_point, dtype)
@@ -28,9 +35,16 @@ def qdq_pair(ed: GraphEditor, x: str, scale: float | np.float32, before: onnx.No
     return ed.make1("DequantizeLinear", [q, s, z], f"{base}_DequantizeLinear", before)
 
 
-def qlinear_conv(ed: GraphEditor, node: onnx.NodeProto, branches: list[tuple[str, np.float32, np.ndarray]],
-                 w_scale: np.ndarray, w_axis: int | None, out_range: tuple[float, float], base: str,
-                 with_bias: bool = True) -> str:
+def qlinear_conv(
+    ed: GraphEditor,
+    node: onnx.NodeProto,
+    branches: list[tuple[str, np.float32, np.ndarray]],
+    w_scale: np.ndarray,
+    w_axis: int | None,
+    out_range: tuple[float, float],
+    base: str,
+    with_bias: bool = True,
+) -> str:
     """onnxruntime-CPU form of a Conv over quantized inputs: one QDQ group per branch that onnxruntime
     fuses into QLinearConv (x86 MLAS u8s8 kernels).
 
@@ -50,7 +64,9 @@ def qlinear_conv(ed: GraphEditor, node: onnx.NodeProto, branches: list[tuple[str
     lo, hi = min(float(out_range[0]), 0.0), max(float(out_range[1]), 0.0)
     y_scale = _F32(max(hi - lo, 1e-8) / 255.0)
     y_zp = int(np.clip(np.rint(-lo / y_scale), 0, 255))
-    ws = np.broadcast_to(w_scale.reshape(-1) if w_axis is not None else w_scale.reshape(1), (out_ch,)).astype(_F32)
+    ws = np.broadcast_to(w_scale.reshape(-1) if w_axis is not None else w_scale.reshape(1), (out_ch,)).astype(
+        _F32
+    )
     terms: list[str] = []
     for i, (x, act_scale, codes) in enumerate(branches):
         tag = f"{base}_b{i}"
@@ -62,14 +78,22 @@ def qlinear_conv(ed: GraphEditor, node: onnx.NodeProto, branches: list[tuple[str
         inputs = [x_dq, w_dq]
         if with_bias and i == 0 and len(node.input) > 2 and node.input[2]:
             b_scale = (_F32(act_scale) * ws).astype(_F32)
-            b_int = np.clip(np.rint(ed.array(node.input[2]).astype(np.float64) / b_scale), -2**31, 2**31 - 1)
+            b_int = np.clip(
+                np.rint(ed.array(node.input[2]).astype(np.float64) / b_scale), -(2**31), 2**31 - 1
+            )
             b = ed.add_init(f"{tag}_bias_int32", b_int.astype(np.int32))
             b_s = ed.add_init(f"{tag}_bias_scale", b_scale)
-            inputs.append(ed.make1("DequantizeLinear", [b, b_s], f"{tag}_bias_DequantizeLinear", node, axis=0))
-        conv = onnx.helper.make_node("Conv", inputs, [ed.unique(f"{tag}_conv_out")], name=ed.unique(f"{tag}_Conv"))
+            inputs.append(
+                ed.make1("DequantizeLinear", [b, b_s], f"{tag}_bias_DequantizeLinear", node, axis=0)
+            )
+        conv = onnx.helper.make_node(
+            "Conv", inputs, [ed.unique(f"{tag}_conv_out")], name=ed.unique(f"{tag}_Conv")
+        )
         conv.attribute.extend(node.attribute)
         ed.place(conv, node)
-        terms.append(qdq_pair(ed, conv.output[0], y_scale, node, f"{tag}_output", zero_point=y_zp, dtype=np.uint8))
+        terms.append(
+            qdq_pair(ed, conv.output[0], y_scale, node, f"{tag}_output", zero_point=y_zp, dtype=np.uint8)
+        )
     total = terms[0]
     for i, term in enumerate(terms[1:]):
         total = ed.make1("Add", [total, term], f"{base}_Sum{i}", node)
@@ -82,7 +106,9 @@ def qlinear_conv(ed: GraphEditor, node: onnx.NodeProto, branches: list[tuple[str
 
 def _round_clip(ed: GraphEditor, v: str, lo: float, hi: float, base: str, before: onnx.NodeProto) -> str:
     r = ed.make1("Round", [v], f"{base}_Round", before)  # ONNX Round: half to even, like torch.round / rint
-    return ed.make1("Clip", [r, ed.scalar(f"{base}_qmin", lo), ed.scalar(f"{base}_qmax", hi)], f"{base}_Clip", before)
+    return ed.make1(
+        "Clip", [r, ed.scalar(f"{base}_qmin", lo), ed.scalar(f"{base}_qmax", hi)], f"{base}_Clip", before
+    )
 
 
 def fake_uniform(ed: GraphEditor, x: str, act: UniformAct, before: onnx.NodeProto, base: str) -> str:
@@ -90,8 +116,16 @@ def fake_uniform(ed: GraphEditor, x: str, act: UniformAct, before: onnx.NodeProt
     s * (clamp(rint(x / s) + z, qmin, qmax) - z) because the clamp bounds are integers)."""
     s = ed.scalar(f"{base}_scale", _F32(act.scale))
     v = ed.make1("Div", [x, s], f"{base}_Div", before)
-    v = ed.make1("Clip", [v, ed.scalar(f"{base}_qmin", act.qmin - act.zero_point),
-                          ed.scalar(f"{base}_qmax", act.qmax - act.zero_point)], f"{base}_Clip", before)
+    v = ed.make1(
+        "Clip",
+        [
+            v,
+            ed.scalar(f"{base}_qmin", act.qmin - act.zero_point),
+            ed.scalar(f"{base}_qmax", act.qmax - act.zero_point),
+        ],
+        f"{base}_Clip",
+        before,
+    )
     v = ed.make1("Round", [v], f"{base}_Round", before)
     return ed.make1("Mul", [v, s], f"{base}_Mul", before)
 
@@ -99,15 +133,31 @@ def fake_uniform(ed: GraphEditor, x: str, act: UniformAct, before: onnx.NodeProt
 def fake_split(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProto, base: str) -> str:
     """x_hat = s_d * q_d + s_o * q_o of the split budget (`calib.grids` docstring)."""
     g = split_grid(act)
-    c = ed.make1("Clip", [x, ed.scalar(f"{base}_neg_bp", -g.breakpoint), ed.scalar(f"{base}_bp", g.breakpoint)],
-                 f"{base}_ClipDense", before)
+    c = ed.make1(
+        "Clip",
+        [x, ed.scalar(f"{base}_neg_bp", -g.breakpoint), ed.scalar(f"{base}_bp", g.breakpoint)],
+        f"{base}_ClipDense",
+        before,
+    )
     s_d = ed.scalar(f"{base}_s_d", g.s_d)
-    qd = _round_clip(ed, ed.make1("Div", [c, s_d], f"{base}_DivDense", before), -g.dense_qmax, g.dense_qmax,
-                     f"{base}_dense", before)
+    qd = _round_clip(
+        ed,
+        ed.make1("Div", [c, s_d], f"{base}_DivDense", before),
+        -g.dense_qmax,
+        g.dense_qmax,
+        f"{base}_dense",
+        before,
+    )
     r = ed.make1("Sub", [x, c], f"{base}_Residual", before)
     s_o = ed.scalar(f"{base}_s_o", g.s_o)
-    qo = _round_clip(ed, ed.make1("Div", [r, s_o], f"{base}_DivOutlier", before), g.outlier_qmin, g.outlier_qmax,
-                     f"{base}_outlier", before)
+    qo = _round_clip(
+        ed,
+        ed.make1("Div", [r, s_o], f"{base}_DivOutlier", before),
+        g.outlier_qmin,
+        g.outlier_qmax,
+        f"{base}_outlier",
+        before,
+    )
     dense = ed.make1("Mul", [qd, s_d], f"{base}_MulDense", before)
     outl = ed.make1("Mul", [qo, s_o], f"{base}_MulOutlier", before)
     return ed.make1("Add", [dense, outl], f"{base}_Add", before)
@@ -121,30 +171,62 @@ def fake_bbit(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProt
     s_d = ed.scalar(f"{base}_s_d", g.s_d)
     s_p = ed.scalar(f"{base}_s_p", g.s_p)
     dd = ed.scalar(f"{base}_D", d)
-    dense = _round_clip(ed, ed.make1("Div", [x, s_d], f"{base}_DivDense", before), -d, d, f"{base}_dense", before)
+    dense = _round_clip(
+        ed, ed.make1("Div", [x, s_d], f"{base}_DivDense", before), -d, d, f"{base}_dense", before
+    )
     xp = ed.make1("Sub", [x, bp], f"{base}_SubPos", before)
     kp = _round_clip(ed, ed.make1("Div", [xp, s_p], f"{base}_DivPos", before), 0.0, d, f"{base}_pos", before)
     pos = ed.make1("Add", [dd, kp], f"{base}_PosCode", before)
     if g.s_n > 0:
         s_n = ed.scalar(f"{base}_s_n", g.s_n)
         xn = ed.make1("Sub", [ed.make1("Neg", [x], f"{base}_NegX", before), bp], f"{base}_SubNeg", before)
-        kn = _round_clip(ed, ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before), 0.0, d, f"{base}_neg", before)
-        neg = ed.make1("Neg", [ed.make1("Add", [dd, kn], f"{base}_NegSum", before)], f"{base}_NegCode", before)
+        kn = _round_clip(
+            ed, ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before), 0.0, d, f"{base}_neg", before
+        )
+        neg = ed.make1(
+            "Neg", [ed.make1("Add", [dd, kn], f"{base}_NegSum", before)], f"{base}_NegCode", before
+        )
     else:
         neg = ed.scalar(f"{base}_minus_D", -d)
-    in_dense = ed.make1("LessOrEqual", [ed.make1("Abs", [x], f"{base}_Abs", before), bp], f"{base}_InDense", before)
+    in_dense = ed.make1(
+        "LessOrEqual", [ed.make1("Abs", [x], f"{base}_Abs", before), bp], f"{base}_InDense", before
+    )
     above = ed.make1("Greater", [x, bp], f"{base}_Above", before)
-    q = ed.make1("Where", [in_dense, dense, ed.make1("Where", [above, pos, neg], f"{base}_WhereTail", before)],
-                 f"{base}_Code", before)
+    q = ed.make1(
+        "Where",
+        [in_dense, dense, ed.make1("Where", [above, pos, neg], f"{base}_WhereTail", before)],
+        f"{base}_Code",
+        before,
+    )
     # decode: dense q * s_d; q > D: bp + (q - D) * s_p; q < -D: -(bp + (-q - D) * s_n)
     v_dense = ed.make1("Mul", [q, s_d], f"{base}_DecDense", before)
-    v_pos = ed.make1("Add", [bp, ed.make1("Mul", [ed.make1("Sub", [q, dd], f"{base}_QmD", before), s_p],
-                                          f"{base}_PosStep", before)], f"{base}_DecPos", before)
+    v_pos = ed.make1(
+        "Add",
+        [
+            bp,
+            ed.make1(
+                "Mul", [ed.make1("Sub", [q, dd], f"{base}_QmD", before), s_p], f"{base}_PosStep", before
+            ),
+        ],
+        f"{base}_DecPos",
+        before,
+    )
     hi = ed.make1("Greater", [q, dd], f"{base}_IsPos", before)
     if g.s_n > 0:
         qn = ed.make1("Sub", [ed.make1("Neg", [q], f"{base}_NegQ", before), dd], f"{base}_NqmD", before)
-        v_neg = ed.make1("Neg", [ed.make1("Add", [bp, ed.make1("Mul", [qn, s_n], f"{base}_NegStep", before)],
-                                          f"{base}_NegAbs", before)], f"{base}_DecNeg", before)
+        v_neg = ed.make1(
+            "Neg",
+            [
+                ed.make1(
+                    "Add",
+                    [bp, ed.make1("Mul", [qn, s_n], f"{base}_NegStep", before)],
+                    f"{base}_NegAbs",
+                    before,
+                )
+            ],
+            f"{base}_DecNeg",
+            before,
+        )
         lo = ed.make1("Less", [q, ed.make1("Neg", [dd], f"{base}_MinusD", before)], f"{base}_IsNeg", before)
         v_dense = ed.make1("Where", [lo, v_neg, v_dense], f"{base}_WhereNeg", before)
     return ed.make1("Where", [hi, v_pos, v_dense], f"{base}_Decoded", before)
@@ -161,26 +243,63 @@ def fake_paper(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodePro
     s_d = ed.scalar(f"{base}_s_d", g.s_d)
     s_p = ed.scalar(f"{base}_s_p", g.s_p)
     # upper piece: bp + clamp(rint((x - bp) / s_p), 0, tail) * s_p
-    kp = _round_clip(ed, ed.make1("Div", [ed.make1("Sub", [x, bp], f"{base}_SubPos", before), s_p], f"{base}_DivPos",
-                                  before), 0.0, float(g.tail_levels), f"{base}_pos", before)
-    v_pos = ed.make1("Add", [bp, ed.make1("Mul", [kp, s_p], f"{base}_PosStep", before)], f"{base}_DecPos", before)
+    kp = _round_clip(
+        ed,
+        ed.make1("Div", [ed.make1("Sub", [x, bp], f"{base}_SubPos", before), s_p], f"{base}_DivPos", before),
+        0.0,
+        float(g.tail_levels),
+        f"{base}_pos",
+        before,
+    )
+    v_pos = ed.make1(
+        "Add", [bp, ed.make1("Mul", [kp, s_p], f"{base}_PosStep", before)], f"{base}_DecPos", before
+    )
     above = ed.make1("Greater", [x, bp], f"{base}_Above", before)
     if g.bounded_below:
         lo = ed.scalar(f"{base}_lower", g.lower)
-        kd = _round_clip(ed, ed.make1("Div", [ed.make1("Sub", [x, lo], f"{base}_SubLo", before), s_d],
-                                      f"{base}_DivLo", before), 0.0, float(g.dense_levels), f"{base}_lo", before)
-        v_low = ed.make1("Add", [lo, ed.make1("Mul", [kd, s_d], f"{base}_LoStep", before)], f"{base}_DecLo", before)
+        kd = _round_clip(
+            ed,
+            ed.make1(
+                "Div", [ed.make1("Sub", [x, lo], f"{base}_SubLo", before), s_d], f"{base}_DivLo", before
+            ),
+            0.0,
+            float(g.dense_levels),
+            f"{base}_lo",
+            before,
+        )
+        v_low = ed.make1(
+            "Add", [lo, ed.make1("Mul", [kd, s_d], f"{base}_LoStep", before)], f"{base}_DecLo", before
+        )
         return ed.make1("Where", [above, v_pos, v_low], f"{base}_Decoded", before)
     neg_bp = ed.scalar(f"{base}_neg_bp", -g.breakpoint)
-    kd = _round_clip(ed, ed.make1("Div", [ed.make1("Add", [x, bp], f"{base}_AddBp", before), s_d], f"{base}_DivDense",
-                                  before), 0.0, float(g.dense_levels), f"{base}_dense", before)
-    v_dense = ed.make1("Add", [neg_bp, ed.make1("Mul", [kd, s_d], f"{base}_DenseStep", before)], f"{base}_DecDense",
-                       before)
+    kd = _round_clip(
+        ed,
+        ed.make1("Div", [ed.make1("Add", [x, bp], f"{base}_AddBp", before), s_d], f"{base}_DivDense", before),
+        0.0,
+        float(g.dense_levels),
+        f"{base}_dense",
+        before,
+    )
+    v_dense = ed.make1(
+        "Add", [neg_bp, ed.make1("Mul", [kd, s_d], f"{base}_DenseStep", before)], f"{base}_DecDense", before
+    )
     s_n = ed.scalar(f"{base}_s_n", g.s_n)
     xn = ed.make1("Sub", [ed.make1("Neg", [x], f"{base}_NegX", before), bp], f"{base}_SubNeg", before)
-    kn = _round_clip(ed, ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before), 0.0, float(g.tail_levels),
-                     f"{base}_neg", before)
-    v_neg = ed.make1("Sub", [neg_bp, ed.make1("Mul", [kn, s_n], f"{base}_NegStep", before)], f"{base}_DecNeg", before)
+    kn = _round_clip(
+        ed,
+        ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before),
+        0.0,
+        float(g.tail_levels),
+        f"{base}_neg",
+        before,
+    )
+    v_neg = ed.make1(
+        "Sub", [neg_bp, ed.make1("Mul", [kn, s_n], f"{base}_NegStep", before)], f"{base}_DecNeg", before
+    )
     below = ed.make1("Less", [x, neg_bp], f"{base}_Below", before)
-    return ed.make1("Where", [above, v_pos, ed.make1("Where", [below, v_neg, v_dense], f"{base}_WhereNeg", before)],
-                    f"{base}_Decoded", before)
+    return ed.make1(
+        "Where",
+        [above, v_pos, ed.make1("Where", [below, v_neg, v_dense], f"{base}_WhereNeg", before)],
+        f"{base}_Decoded",
+        before,
+    )

@@ -76,7 +76,9 @@ def recipe_nodes(model: onnx.ModelProto, recipe: Recipe, lowering: str) -> list[
     for name, layer in recipe.layers.items():
         if name not in mapping:
             known = ", ".join(list(mapping)[:6])
-            raise ExportError(f"recipe layer {name!r}: not in the exported graph ({lowering}); graph layers: {known}, ...")
+            raise ExportError(
+                f"recipe layer {name!r}: not in the exported graph ({lowering}); graph layers: {known}, ..."
+            )
         out.append((name, layer, mapping[name]))
     return out
 
@@ -91,8 +93,10 @@ def weight_scale_array(weight: np.ndarray, wq: WeightQuant, layer: str) -> tuple
     if wq.axis is None:
         return scale.reshape(()), None
     if wq.axis >= weight.ndim or weight.shape[wq.axis] != scale.size:
-        raise ExportError(f"recipe layer {layer!r}: weight.scale has {scale.size} entries but the weight has "
-                          f"shape {tuple(weight.shape)} (axis {wq.axis})")
+        raise ExportError(
+            f"recipe layer {layer!r}: weight.scale has {scale.size} entries but the weight has "
+            f"shape {tuple(weight.shape)} (axis {wq.axis})"
+        )
     return scale, wq.axis
 
 
@@ -104,7 +108,9 @@ def _broadcast(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
     return scale.reshape(shape)
 
 
-def weight_codes(weight: np.ndarray, wq: WeightQuant, layer: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+def weight_codes(
+    weight: np.ndarray, wq: WeightQuant, layer: str
+) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Offline symmetric narrow-range weight codes: clamp(rint(w / s), -qmax, qmax) as int8.
 
     Returns:
@@ -122,8 +128,15 @@ def fake_quant_weight(weight: np.ndarray, wq: WeightQuant, layer: str) -> np.nda
     return (codes.astype(_F32) * _broadcast(scale, axis, weight.ndim)).astype(_F32)
 
 
-def add_weight_dq(ed: GraphEditor, node: onnx.NodeProto, weight: np.ndarray, wq: WeightQuant, layer: str,
-                  codes: np.ndarray | None = None, base: str | None = None) -> str:
+def add_weight_dq(
+    ed: GraphEditor,
+    node: onnx.NodeProto,
+    weight: np.ndarray,
+    wq: WeightQuant,
+    layer: str,
+    codes: np.ndarray | None = None,
+    base: str | None = None,
+) -> str:
     """Add int8 weight codes + DequantizeLinear before `node`; return the DQ output.
 
     `codes` overrides the codes (e.g. a channel slice); scales and axis follow the recipe.
@@ -138,7 +151,9 @@ def add_weight_dq(ed: GraphEditor, node: onnx.NodeProto, weight: np.ndarray, wq:
     return ed.make1("DequantizeLinear", [q_name, s_name, zp_name], f"{base}_DequantizeLinear", node, **attrs)
 
 
-def cpu_output_range(options: LoweringOptions, node: onnx.NodeProto, suffix: str = "") -> tuple[float, float] | None:
+def cpu_output_range(
+    options: LoweringOptions, node: onnx.NodeProto, suffix: str = ""
+) -> tuple[float, float] | None:
     """The observed output range of `node` (+ suffix) when lowering for onnxruntime's CPU QLinearConv."""
     if options.target != "ort-cpu" or node.op_type != "Conv" or not options.output_ranges:
         return None

@@ -27,8 +27,10 @@ def check_bbit_recipe(recipe: Recipe | None) -> Recipe:
     if recipe is None:
         raise ExportError("drq-plugin: needs a recipe with the b-bit budget")
     if recipe.budget != "b-bit":
-        raise ExportError(f"recipe: drq-plugin lowers the 'b-bit' budget, this recipe has {recipe.budget!r}; use "
-                          f"--lowering {'drq-split' if recipe.budget == 'split' else 'fakequant'}")
+        raise ExportError(
+            f"recipe: drq-plugin lowers the 'b-bit' budget, this recipe has {recipe.budget!r}; use "
+            f"--lowering {'drq-split' if recipe.budget == 'split' else 'fakequant'}"
+        )
     return recipe
 
 
@@ -51,9 +53,15 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
         params = ed.add_init(f"{name}.input_params", values)
         codes = ed.unique(f"{name}.input_codes")
         x_hat = ed.unique(f"{name}.input_dequant")
-        ed.place(make_quantize_node(node.input[0], params, codes, name=ed.unique(f"{name}.input_DualRegionQuantize")),
-                 node)
-        ed.place(make_dequant_node(codes, params, x_hat, name=ed.unique(f"{name}.input_DualRegionDequant")), node)
+        ed.place(
+            make_quantize_node(
+                node.input[0], params, codes, name=ed.unique(f"{name}.input_DualRegionQuantize")
+            ),
+            node,
+        )
+        ed.place(
+            make_dequant_node(codes, params, x_hat, name=ed.unique(f"{name}.input_DualRegionDequant")), node
+        )
         node.input[0] = x_hat
         node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)
     ed.commit()

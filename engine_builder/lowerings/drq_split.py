@@ -42,8 +42,10 @@ def check_split_recipe(recipe: Recipe | None) -> Recipe:
     if recipe is None:
         raise ExportError("drq-split: needs a recipe with the split budget")
     if recipe.budget != "split":
-        raise ExportError(f"recipe: drq-split lowers the 'split' budget, this recipe has {recipe.budget!r}; use "
-                          f"--lowering {'drq-plugin' if recipe.budget == 'b-bit' else 'fakequant'}")
+        raise ExportError(
+            f"recipe: drq-split lowers the 'split' budget, this recipe has {recipe.budget!r}; use "
+            f"--lowering {'drq-plugin' if recipe.budget == 'b-bit' else 'fakequant'}"
+        )
     return recipe
 
 
@@ -63,18 +65,26 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
     codes, w_scale, w_axis = weight_codes(weight, layer.weight, name)
     index = _outlier_index(node, act, options)
     if index is not None and index.size and int(index.max()) >= weight.shape[1]:
-        raise ExportError(f"recipe layer {name!r}: outlier channel {int(index.max())} >= {weight.shape[1]} input channels")
+        raise ExportError(
+            f"recipe layer {name!r}: outlier channel {int(index.max())} >= {weight.shape[1]} input channels"
+        )
     neg_bp, bp = ed.scalar(f"{name}.neg_bp", -g.breakpoint), ed.scalar(f"{name}.bp", g.breakpoint)
     dense_in = ed.make1("Clip", [x, neg_bp, bp], f"{name}.input_ClipDense", node)
     if index is not None:
         idx = ed.add_init(f"{name}.outlier_channels", index)
-        x_sel = ed.make1("Gather", [x, idx], f"{name}.input_GatherOutlier", node, axis=1) if index.size else None
+        x_sel = (
+            ed.make1("Gather", [x, idx], f"{name}.input_GatherOutlier", node, axis=1) if index.size else None
+        )
         out_codes = codes[:, index]
     else:
         x_sel, out_codes = x, codes
     residual = None
     if x_sel is not None:
-        clip_sel = dense_in if index is None else ed.make1("Clip", [x_sel, neg_bp, bp], f"{name}.input_ClipSel", node)
+        clip_sel = (
+            dense_in
+            if index is None
+            else ed.make1("Clip", [x_sel, neg_bp, bp], f"{name}.input_ClipSel", node)
+        )
         residual = ed.make1("Sub", [x_sel, clip_sel], f"{name}.input_Residual", node)
         if (g.outlier_qmin, g.outlier_qmax) != (-128, 127):
             # below 8 bits the outlier codes saturate inside int8: clip the residual to the code range
@@ -87,8 +97,16 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
         # onnxruntime CPU: two QLinearConvs, each output quantized on its own observed range
         out = qlinear_conv(ed, node, [(dense_in, g.s_d, codes)], w_scale, w_axis, dense_range, name)
         if residual is not None:
-            outl = qlinear_conv(ed, node, [(residual, g.s_o, out_codes)], w_scale, w_axis, outlier_range,
-                                f"{name}{OUTLIER_SUFFIX}", with_bias=False)
+            outl = qlinear_conv(
+                ed,
+                node,
+                [(residual, g.s_o, out_codes)],
+                w_scale,
+                w_axis,
+                outlier_range,
+                f"{name}{OUTLIER_SUFFIX}",
+                with_bias=False,
+            )
             out = ed.make1("Add", [out, outl], f"{name}_AddBranches", node)
         ed.replace_output(node, out)
         return
@@ -98,14 +116,21 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
     if residual is None:
         return
     r_dq = qdq_pair(ed, residual, g.s_o, node, f"{name}.input_outlier")
-    w_out = w_dq if index is None else add_weight_dq(ed, node, weight, layer.weight, name, codes=out_codes,
-                                                       base=f"{name}.weight_outlier")
+    w_out = (
+        w_dq
+        if index is None
+        else add_weight_dq(
+            ed, node, weight, layer.weight, name, codes=out_codes, base=f"{name}.weight_outlier"
+        )
+    )
     # The outlier conv: same op and attributes, no bias; placed after the dense conv.
     y = node.output[0]
     dense_out = ed.unique(f"{name}_dense_out")
     node.output[0] = dense_out
     outlier_out = ed.unique(f"{name}_outlier_out")
-    twin = helper.make_node(node.op_type, [r_dq, w_out], [outlier_out], name=ed.unique(node.name + OUTLIER_SUFFIX))
+    twin = helper.make_node(
+        node.op_type, [r_dq, w_out], [outlier_out], name=ed.unique(node.name + OUTLIER_SUFFIX)
+    )
     twin.attribute.extend(node.attribute)
     add = helper.make_node("Add", [dense_out, outlier_out], [y], name=ed.unique(f"{node.name}_AddBranches"))
     ed.after.setdefault(node.name, []).extend([twin, add])

@@ -41,8 +41,12 @@ def convert_to_fp16(model: onnx.ModelProto, io_dtype: str) -> None:
             graph.initializer[i].CopyFrom(_to_fp16(tensor))
     for node in graph.node:
         for attr in node.attribute:
-            if node.op_type == "Constant" and attr.name == "value" and attr.t.data_type == TensorProto.FLOAT \
-                    and node.output[0] not in keep:
+            if (
+                node.op_type == "Constant"
+                and attr.name == "value"
+                and attr.t.data_type == TensorProto.FLOAT
+                and node.output[0] not in keep
+            ):
                 attr.t.CopyFrom(_to_fp16(attr.t))
             elif node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
                 attr.i = TensorProto.FLOAT16
@@ -57,7 +61,9 @@ def convert_to_fp16(model: onnx.ModelProto, io_dtype: str) -> None:
             _retype_boundary(ed, value, io_dtype, first=None)
 
 
-def _retype_boundary(ed: GraphEditor, value: onnx.ValueInfoProto, io_dtype: str, first: onnx.NodeProto | None) -> None:
+def _retype_boundary(
+    ed: GraphEditor, value: onnx.ValueInfoProto, io_dtype: str, first: onnx.NodeProto | None
+) -> None:
     """Make a graph input (`first` given) or output float16, or keep it float32 behind a Cast."""
     if io_dtype == "fp16":
         value.type.tensor_type.elem_type = TensorProto.FLOAT16
@@ -69,11 +75,18 @@ def _retype_boundary(ed: GraphEditor, value: onnx.ValueInfoProto, io_dtype: str,
                 if name == value.name:
                     field[j] = inner
     if first is not None:
-        ed.place(helper.make_node("Cast", [value.name], [inner], name=ed.unique(f"{value.name}_to_fp16"),
-                                  to=TensorProto.FLOAT16), first)
+        ed.place(
+            helper.make_node(
+                "Cast", [value.name], [inner], name=ed.unique(f"{value.name}_to_fp16"), to=TensorProto.FLOAT16
+            ),
+            first,
+        )
     else:
-        ed.graph.node.append(helper.make_node("Cast", [inner], [value.name], name=ed.unique(f"{value.name}_to_fp32"),
-                                              to=TensorProto.FLOAT))
+        ed.graph.node.append(
+            helper.make_node(
+                "Cast", [inner], [value.name], name=ed.unique(f"{value.name}_to_fp32"), to=TensorProto.FLOAT
+            )
+        )
 
 
 def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions) -> onnx.ModelProto:

@@ -48,7 +48,9 @@ def layer_map(model: onnx.ModelProto) -> dict[str, str]:
     """
     raw = metadata(model).get(LAYER_MAP_KEY)
     if raw is None:
-        raise ExportError(f"model: no '{LAYER_MAP_KEY}' metadata; export the float graph with drq export first")
+        raise ExportError(
+            f"model: no '{LAYER_MAP_KEY}' metadata; export the float graph with drq export first"
+        )
     return dict(json.loads(raw))
 
 
@@ -115,8 +117,16 @@ class GraphEditor:
     def scalar(self, base: str, value: float | int, dtype: type = np.float32) -> str:
         return self.add_init(base, np.array(value, dtype=dtype))
 
-    def make(self, op: str, inputs: Iterable[str], base: str, before: onnx.NodeProto, outputs: int = 1,
-             domain: str = "", **attrs: object) -> list[str]:
+    def make(
+        self,
+        op: str,
+        inputs: Iterable[str],
+        base: str,
+        before: onnx.NodeProto,
+        outputs: int = 1,
+        domain: str = "",
+        **attrs: object,
+    ) -> list[str]:
         """Create node `op` placed right before node `before`; returns its output names."""
         outs = [self.unique(f"{base}_out" if outputs == 1 else f"{base}_out{i}") for i in range(outputs)]
         node = helper.make_node(op, list(inputs), outs, name=self.unique(base), domain=domain, **attrs)
@@ -127,7 +137,9 @@ class GraphEditor:
         """Queue an already built node in front of `before`."""
         self._pending.setdefault(before.name, []).append(node)
 
-    def make1(self, op: str, inputs: Iterable[str], base: str, before: onnx.NodeProto, **attrs: object) -> str:
+    def make1(
+        self, op: str, inputs: Iterable[str], base: str, before: onnx.NodeProto, **attrs: object
+    ) -> str:
         return self.make(op, inputs, base, before, **attrs)[0]
 
     def remove(self, node: onnx.NodeProto) -> None:

@@ -28,8 +28,9 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def observe_conv_outputs(model: onnx.ModelProto, inputs: Iterable[np.ndarray], threads: int = 1,
-                         ops: tuple[str, ...] = ("Conv",)) -> dict[str, tuple[float, float]]:
+def observe_conv_outputs(
+    model: onnx.ModelProto, inputs: Iterable[np.ndarray], threads: int = 1, ops: tuple[str, ...] = ("Conv",)
+) -> dict[str, tuple[float, float]]:
     """(min, max) of every `ops` node's output over `inputs` (NCHW float32 arrays), keyed by node name.
 
     Raises:
@@ -42,7 +43,9 @@ def observe_conv_outputs(model: onnx.ModelProto, inputs: Iterable[np.ndarray], t
     known = {o.name for o in probe.graph.output}
     for node in nodes:
         if node.output[0] not in known:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
+            probe.graph.output.append(
+                onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None)
+            )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
@@ -51,7 +54,8 @@ def observe_conv_outputs(model: onnx.ModelProto, inputs: Iterable[np.ndarray], t
     seen = 0
     for x in inputs:
         seen += 1
-        values = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})))
+        outputs = sess.run(None, {sess.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})
+        values = dict(zip(names, outputs, strict=True))
         for node in nodes:
             v = values[node.output[0]]
             lo, hi = float(v.min()), float(v.max())
@@ -59,12 +63,19 @@ def observe_conv_outputs(model: onnx.ModelProto, inputs: Iterable[np.ndarray], t
                 lo, hi = min(lo, ranges[node.name][0]), max(hi, ranges[node.name][1])
             ranges[node.name] = (lo, hi)
     if not seen:
-        raise ExportError("ort-cpu target: needs at least one calibration image to observe conv output ranges")
+        raise ExportError(
+            "ort-cpu target: needs at least one calibration image to observe conv output ranges"
+        )
     return ranges
 
 
-def lower_for_ort_cpu(lowering: str, float_model: onnx.ModelProto, recipe: Recipe | None,
-                      options: LoweringOptions, inputs: Iterable[np.ndarray]) -> onnx.ModelProto:
+def lower_for_ort_cpu(
+    lowering: str,
+    float_model: onnx.ModelProto,
+    recipe: Recipe | None,
+    options: LoweringOptions,
+    inputs: Iterable[np.ndarray],
+) -> onnx.ModelProto:
     """Lower with `target="ort-cpu"`, conv output ranges observed on `inputs` through the TensorRT form."""
     from engine_builder.lowerings.registry import lower
 

@@ -41,13 +41,17 @@ def check_int8_recipe(recipe: Recipe | None, lowering: str) -> Recipe:
     for name, layer in recipe.layers.items():
         act = layer.act
         if not isinstance(act, UniformAct):
-            raise ExportError(f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "
-                              f"{act.budget!r} dual-region budget; use --lowering fakequant (or drq-split / "
-                              "drq-plugin for their budgets)")
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "
+                f"{act.budget!r} dual-region budget; use --lowering fakequant (or drq-split / "
+                "drq-plugin for their budgets)"
+            )
         if act.bits != 8 or not act.symmetric:
-            raise ExportError(f"recipe layer {name!r}: {lowering} needs 8-bit signed symmetric activations, got "
-                              f"{act.bits}-bit {'signed' if act.signed else 'unsigned'} zero point "
-                              f"{act.zero_point}; use --lowering fakequant")
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs 8-bit signed symmetric activations, got "
+                f"{act.bits}-bit {'signed' if act.signed else 'unsigned'} zero point "
+                f"{act.zero_point}; use --lowering fakequant"
+            )
     return recipe
 
 
@@ -66,11 +70,12 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
         out_range = cpu_output_range(options, node)
         if out_range is not None:
             codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
-            out = qlinear_conv(ed, node, [(node.input[0], act.scale, codes)], w_scale, w_axis, out_range, name)
+            out = qlinear_conv(
+                ed, node, [(node.input[0], act.scale, codes)], w_scale, w_axis, out_range, name
+            )
             ed.replace_output(node, out)
             continue
         node.input[0] = qdq_pair(ed, node.input[0], act.scale, node, f"{name}.input")
         node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)
     ed.commit()
     return finalize(model)
-

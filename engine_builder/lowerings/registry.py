@@ -16,8 +16,9 @@ from engine_builder.lowerings.common import LoweringOptions
 
 
 class Lowering(Protocol):
-    def __call__(self, float_model: onnx.ModelProto, recipe: Recipe | None,
-                 options: LoweringOptions) -> onnx.ModelProto: ...
+    def __call__(
+        self, float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions
+    ) -> onnx.ModelProto: ...
 
 
 LOWERINGS: dict[str, Lowering] = {
@@ -60,7 +61,8 @@ def default_lowering(recipe: Recipe | None) -> str:
     return "fakequant"
 
 
-def lower(name: str, float_model: onnx.ModelProto, recipe: Recipe | None,
-          options: LoweringOptions | None = None) -> onnx.ModelProto:
+def lower(
+    name: str, float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions | None = None
+) -> onnx.ModelProto:
     """Run lowering `name` (see `LOWERINGS`)."""
     return get_lowering(name)(float_model, recipe, options or LoweringOptions())

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from calib.grids import split_outlier_scale
 from calib.recipe import (
     CalibrationInfo,
     DualRegionAct,
@@ -21,7 +22,6 @@ from calib.recipe import (
     WeightQuant,
     f32,
 )
-from calib.grids import split_outlier_scale
 from engine_builder.errors import ExportError
 from engine_builder.export.torch_export import export_float_onnx, unwrap_quant_layers
 from engine_builder.lowerings.graph import LAYER_MAP_KEY, SCALE_KEY, metadata
@@ -62,13 +62,15 @@ class TinySR(nn.Module):
 LAYERS = ("head", "body.0.c1", "body.0.c2", "body.1.c1", "body.1.c2", "up.0", "tail")
 
 
-def observe(model: nn.Module, x: torch.Tensor | list[torch.Tensor],
-            names: tuple[str, ...] = LAYERS) -> dict[str, tuple[float, float, np.ndarray]]:
+def observe(
+    model: nn.Module, x: torch.Tensor | list[torch.Tensor], names: tuple[str, ...] = LAYERS
+) -> dict[str, tuple[float, float, np.ndarray]]:
     """(min, max, per-channel max |x|) of every named conv's input over `x` (a batch or a list)."""
     stats: dict[str, tuple[float, float, np.ndarray]] = {}
     hooks = []
     for name, module in model.named_modules():
         if name in names:
+
             def hook(mod, inp, name=name):
                 t = inp[0].detach()
                 new = (float(t.min()), float(t.max()), t.abs().amax(dim=(0, 2, 3)).numpy())
@@ -76,6 +78,7 @@ def observe(model: nn.Module, x: torch.Tensor | list[torch.Tensor],
                     old = stats[name]
                     new = (min(old[0], new[0]), max(old[1], new[1]), np.maximum(old[2], new[2]))
                 stats[name] = new
+
             hooks.append(module.register_forward_pre_hook(hook))
     with torch.no_grad():
         for batch in x if isinstance(x, list) else [x]:
@@ -85,9 +88,17 @@ def observe(model: nn.Module, x: torch.Tensor | list[torch.Tensor],
     return stats
 
 
-def make_recipe(model: nn.Module, budget: str, a_bits: int = 8, w_bits: int = 8, *,
-                x: torch.Tensor | list[torch.Tensor] | None = None, signed: bool = True,
-                names: tuple[str, ...] = LAYERS, identity: ModelIdentity | None = None) -> Recipe:
+def make_recipe(
+    model: nn.Module,
+    budget: str,
+    a_bits: int = 8,
+    w_bits: int = 8,
+    *,
+    x: torch.Tensor | list[torch.Tensor] | None = None,
+    signed: bool = True,
+    names: tuple[str, ...] = LAYERS,
+    identity: ModelIdentity | None = None,
+) -> Recipe:
     """A recipe from observed ranges (min/max; dual-region breakpoint at 40% of the largest magnitude)."""
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) if x is None else x
     stats = observe(model, x, names)
@@ -114,13 +125,27 @@ def make_recipe(model: nn.Module, budget: str, a_bits: int = 8, w_bits: int = 8,
             lower, upper = f32(min(lo, 0.0)), f32(max(hi, bp * 1.5))
             chans = tuple(int(c) for c in np.nonzero(per_ch > bp)[0])
             s_o = split_outlier_scale(lower, bp, upper, a_bits) if budget == "split" else None
-            act = DualRegionAct(budget=budget, bits=a_bits, lower=lower, breakpoint=bp, upper=upper,
-                                outlier_scale=s_o, outlier_channels=chans)
+            act = DualRegionAct(
+                budget=budget,
+                bits=a_bits,
+                lower=lower,
+                breakpoint=bp,
+                upper=upper,
+                outlier_scale=s_o,
+                outlier_channels=chans,
+            )
         layers[name] = LayerRecipe(op="conv_transpose2d" if axis == 1 else "conv2d", weight=weight, act=act)
     identity = identity or ModelIdentity(arch="tiny", scale=2, checkpoint_sha256="")
-    return Recipe(model=identity, method="minmax" if budget == "uniform" else "drq", w_bits=w_bits,
-                  a_bits=a_bits, budget=budget, weight_mode="per-channel",
-                  calibration=CalibrationInfo(images=2, crop=16, seed=1), layers=layers)
+    return Recipe(
+        model=identity,
+        method="minmax" if budget == "uniform" else "drq",
+        w_bits=w_bits,
+        a_bits=a_bits,
+        budget=budget,
+        weight_mode="per-channel",
+        calibration=CalibrationInfo(images=2, crop=16, seed=1),
+        layers=layers,
+    )
 
 
 def run_ort(model: onnx.ModelProto, x: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -35,9 +35,23 @@ def test_refuses_to_overwrite_an_input(recipe_file: Path) -> None:
 
 
 def test_quantizing_lowering_needs_a_recipe(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="lowering 'qdq': needs --recipe; without one choose from fp32, fp16"):
-        main(["--arch", "imdn", "--weights", str(tmp_path / "w.pth"), "--scale", "4", "--lowering", "qdq",
-              "-o", str(tmp_path / "m.onnx")])
+    with pytest.raises(
+        ExportError, match="lowering 'qdq': needs --recipe; without one choose from fp32, fp16"
+    ):
+        main(
+            [
+                "--arch",
+                "imdn",
+                "--weights",
+                str(tmp_path / "w.pth"),
+                "--scale",
+                "4",
+                "--lowering",
+                "qdq",
+                "-o",
+                str(tmp_path / "m.onnx"),
+            ]
+        )
 
 
 def test_cli_prints_one_line_and_exits_2(recipe_file: Path, tmp_path: Path, capsys) -> None:
@@ -56,25 +70,57 @@ def test_export_recipe_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
 
     from calib.models import load_pretrained
     from calib.quantizers import quantizable_layers
-    from calib.recipe import CalibrationInfo, LayerRecipe, ModelIdentity, Recipe, UniformAct, WeightQuant, f32, load_recipe
+    from calib.recipe import (
+        CalibrationInfo,
+        LayerRecipe,
+        ModelIdentity,
+        Recipe,
+        UniformAct,
+        WeightQuant,
+        f32,
+        load_recipe,
+    )
     from engine_builder.lowerings.graph import metadata
 
     weights = shared_dir / "sr_weights" / "imdn_x4.pth"
     fp = tmp_path / "fp16.onnx"
-    assert main(["--arch", "imdn", "--weights", str(weights), "--scale", "4", "--lowering", "fp16", "-o", str(fp)]) == 0
+    assert (
+        main(
+            ["--arch", "imdn", "--weights", str(weights), "--scale", "4", "--lowering", "fp16", "-o", str(fp)]
+        )
+        == 0
+    )
     meta = metadata(onnx.load(str(fp)))
     assert meta["drq.lowering"] == "fp16" and meta["drq.scale"] == "4"
     # a recipe for the real model: every layer at 8-bit symmetric, scales from the weights themselves
     loaded = load_pretrained("imdn", 4, weights)
     layers = quantizable_layers(loaded.model)
     recipe = Recipe(
-        model=ModelIdentity(arch="imdn", scale=4, checkpoint_sha256=loaded.checkpoint_sha256,
-                            checkpoint=str(weights)),
-        method="minmax", w_bits=8, a_bits=8, budget="uniform", weight_mode="per-channel",
+        model=ModelIdentity(
+            arch="imdn", scale=4, checkpoint_sha256=loaded.checkpoint_sha256, checkpoint=str(weights)
+        ),
+        method="minmax",
+        w_bits=8,
+        a_bits=8,
+        budget="uniform",
+        weight_mode="per-channel",
         calibration=CalibrationInfo(images=0, crop=0, seed=0),
-        layers={name: LayerRecipe(op="conv2d", weight=WeightQuant(bits=8, scale=tuple(
-            f32(float(v) / 127) for v in m.weight.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8)), axis=0),
-            act=UniformAct(bits=8, scale=f32(4.0 / 127))) for name, m in layers.items()})
+        layers={
+            name: LayerRecipe(
+                op="conv2d",
+                weight=WeightQuant(
+                    bits=8,
+                    scale=tuple(
+                        f32(float(v) / 127)
+                        for v in m.weight.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8)
+                    ),
+                    axis=0,
+                ),
+                act=UniformAct(bits=8, scale=f32(4.0 / 127)),
+            )
+            for name, m in layers.items()
+        },
+    )
     path = tmp_path / "r.json"
     save_recipe(recipe, path)
     out = tmp_path / "q.onnx"
@@ -84,7 +130,8 @@ def test_export_recipe_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
     assert meta["drq.lowering"] == "qdq" and meta["drq.recipe_sha256"] == load_recipe(path).sha256()
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == len(layers)
     y = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
-        None, {"lr": np.random.default_rng(0).random((1, 3, 12, 10), dtype=np.float32)})[0]
+        None, {"lr": np.random.default_rng(0).random((1, 3, 12, 10), dtype=np.float32)}
+    )[0]
     assert y.shape == (1, 3, 48, 40)
     # the recipe refuses a checkpoint with another hash
     other = shared_dir / "sr_weights" / "imdn_x3.pth"

@@ -35,7 +35,9 @@ def imdn(shared_dir: Path):
         pytest.skip(f"needs {weights}")
     torch.set_num_threads(2)
     loaded = load_pretrained("imdn", 4, weights)
-    crops = [torch.from_numpy(c[None]) for c in calib_crops(shared_dir / "sr_calib" / "bsd200", 4, 48, 2, seed=0)]
+    crops = [
+        torch.from_numpy(c[None]) for c in calib_crops(shared_dir / "sr_calib" / "bsd200", 4, 48, 2, seed=0)
+    ]
     return loaded, tuple(quantizable_layers(loaded.model)), crops
 
 

@@ -71,9 +71,12 @@ def _assert_dynamic_io(model: onnx.ModelProto, elem: int = TensorProto.FLOAT) ->
 
 
 def _act_graph(builder, act) -> onnx.ModelProto:
-    graph = helper.make_graph([helper.make_node("Identity", ["q"], ["y"], name="out")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["q"], ["y"], name="out")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     ed = GraphEditor(model)
     anchor = model.graph.node[0]
@@ -90,7 +93,9 @@ def _probe(*points: float) -> np.ndarray:
 
 
 def _run1(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )[0]
 
 
 @pytest.mark.parametrize("lower_b", [-0.5, -3.0])
@@ -125,11 +130,17 @@ def test_fake_paper_lands_on_the_paper_grid(lower_b: float) -> None:
     x = _probe(0.5, -0.5, 2.0, lower_b)
     got = _run1(_act_graph(fake_paper, act), x)
     if g.bounded_below:
-        grid = np.concatenate([g.lower + np.arange(16, dtype=_F32) * g.s_d, g.breakpoint + np.arange(16, dtype=_F32) * g.s_p])
+        grid = np.concatenate(
+            [g.lower + np.arange(16, dtype=_F32) * g.s_d, g.breakpoint + np.arange(16, dtype=_F32) * g.s_p]
+        )
     else:
-        grid = np.concatenate([-g.breakpoint + np.arange(16, dtype=_F32) * g.s_d,
-                               g.breakpoint + np.arange(8, dtype=_F32) * g.s_p,
-                               -g.breakpoint - np.arange(8, dtype=_F32) * g.s_n])
+        grid = np.concatenate(
+            [
+                -g.breakpoint + np.arange(16, dtype=_F32) * g.s_d,
+                g.breakpoint + np.arange(8, dtype=_F32) * g.s_p,
+                -g.breakpoint - np.arange(8, dtype=_F32) * g.s_n,
+            ]
+        )
     grid = grid.astype(_F32)
     assert np.isin(got, grid).all()  # every output is a grid point
     inside = (x >= lower_b) & (x <= 2.0)
@@ -161,19 +172,24 @@ def test_qdq_placement(float_model, recipes) -> None:
     assert ops["QuantizeLinear"] == len(LAYERS)  # activations only
     assert ops["DequantizeLinear"] == 2 * len(LAYERS)  # activation + weight
     prod, inits = _producers(model), _inits(model)
-    for name, node_name in layer_map(model).items():
+    for node_name in layer_map(model).values():
         conv = next(n for n in model.graph.node if n.name == node_name)
         dq_x = prod[conv.input[0]]
         assert dq_x.op_type == "DequantizeLinear" and prod[dq_x.input[0]].op_type == "QuantizeLinear"
         assert inits[dq_x.input[2]].data_type == TensorProto.INT8
-        assert numpy_helper.to_array(inits[dq_x.input[2]]) == 0 and numpy_helper.to_array(inits[dq_x.input[1]]).ndim == 0
+        assert (
+            numpy_helper.to_array(inits[dq_x.input[2]]) == 0
+            and numpy_helper.to_array(inits[dq_x.input[1]]).ndim == 0
+        )
         dq_w = prod[conv.input[1]]
         assert dq_w.op_type == "DequantizeLinear"
         codes = numpy_helper.to_array(inits[dq_w.input[0]])
         assert codes.dtype == np.int8 and codes.min() >= -127  # narrow range
         axis = next(a.i for a in dq_w.attribute if a.name == "axis")
         assert axis == (1 if conv.op_type == "ConvTranspose" else 0)
-        assert conv.input[2] in inits and inits[conv.input[2]].data_type == TensorProto.FLOAT  # bias float, no DQ
+        assert (
+            conv.input[2] in inits and inits[conv.input[2]].data_type == TensorProto.FLOAT
+        )  # bias float, no DQ
     for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):  # Q/DQ only feed conv inputs
         (dq,) = _consumers(model, q.output[0])
         assert {c.op_type for c in _consumers(model, dq.output[0])} <= {"Conv", "ConvTranspose"}
@@ -182,8 +198,11 @@ def test_qdq_placement(float_model, recipes) -> None:
     assert prod["sr"].op_type not in ("QuantizeLinear", "DequantizeLinear")
     d2s = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
     assert prod[d2s.input[0]].op_type == "Conv"  # pixel shuffle stays in float, straight off the conv
-    residual = [n for n in model.graph.node if n.op_type == "Add" and prod.get(n.input[0]) is not None
-                and prod[n.input[0]].op_type == "Conv"]
+    residual = [
+        n
+        for n in model.graph.node
+        if n.op_type == "Add" and prod.get(n.input[0]) is not None and prod[n.input[0]].op_type == "Conv"
+    ]
     assert len(residual) >= 2  # block outputs: conv -> Add with no Q/DQ between (fusable)
 
 
@@ -233,7 +252,9 @@ def test_drq_split_outlier_channels_only(float_model, recipes, lr) -> None:
 
 
 def test_drq_split_rejects_other_budgets(float_model, recipes) -> None:
-    with pytest.raises(ExportError, match=r"drq-split lowers the 'split' budget.*'b-bit'; use --lowering drq-plugin"):
+    with pytest.raises(
+        ExportError, match=r"drq-split lowers the 'split' budget.*'b-bit'; use --lowering drq-plugin"
+    ):
         lower("drq-split", float_model, recipes["b-bit"])
 
 
@@ -266,7 +287,9 @@ def test_qlinearconv_fusion_happens_in_onnxruntime(float_model, recipes, lr, tmp
     opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
     ort.InferenceSession(cpu.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     fused = Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
-    assert fused["QLinearConv"] == sum(1 for layer in recipes["uniform"].layers.values() if layer.op == "conv2d")
+    assert fused["QLinearConv"] == sum(
+        1 for layer in recipes["uniform"].layers.values() if layer.op == "conv2d"
+    )
 
 
 def test_fp16_precision_in_the_graph(float_model, lr) -> None:
@@ -298,26 +321,34 @@ def test_fakequant_matches_torch_fake_quant(net, float_model, recipes, lr, budge
 def test_lowerings_report_missing_layers(float_model, recipes) -> None:
     recipe = recipes["uniform"]
     bad = replace(recipe, layers={"nope.conv": recipe.layers["head"]})
-    with pytest.raises(ExportError, match=r"recipe layer 'nope.conv': not in the exported graph \(qdq\); graph layers: head"):
+    with pytest.raises(
+        ExportError, match=r"recipe layer 'nope.conv': not in the exported graph \(qdq\); graph layers: head"
+    ):
         lower("qdq", float_model, bad)
 
 
 def _np_act(act, x: np.ndarray) -> np.ndarray:
     if isinstance(act, UniformAct):
         s = _F32(act.scale)
-        return ((np.clip(np.rint(x / s) + _F32(act.zero_point), act.qmin, act.qmax) - _F32(act.zero_point)) * s)
+        return (np.clip(np.rint(x / s) + _F32(act.zero_point), act.qmin, act.qmax) - _F32(act.zero_point)) * s
     if act.budget == "b-bit":
         p = bbit_grid(act).params()
         return reference.dequantize(reference.quantize(x, p), p)
     if act.budget == "split":
         g = split_grid(act)
         c = np.clip(x, -g.breakpoint, g.breakpoint)
-        return (np.clip(np.rint(c / g.s_d), -g.dense_qmax, g.dense_qmax) * g.s_d
-                + np.clip(np.rint((x - c) / g.s_o), g.outlier_qmin, g.outlier_qmax) * g.s_o)
+        return (
+            np.clip(np.rint(c / g.s_d), -g.dense_qmax, g.dense_qmax) * g.s_d
+            + np.clip(np.rint((x - c) / g.s_o), g.outlier_qmin, g.outlier_qmax) * g.s_o
+        )
     g = paper_grid(act)  # paper: nearest grid point, piecewise
     if g.bounded_below:
         low = g.lower + np.clip(np.rint((x - g.lower) / g.s_d), 0, g.dense_levels) * g.s_d
-        return np.where(x > g.breakpoint, g.breakpoint + np.clip(np.rint((x - g.breakpoint) / g.s_p), 0, g.tail_levels) * g.s_p, low)
+        return np.where(
+            x > g.breakpoint,
+            g.breakpoint + np.clip(np.rint((x - g.breakpoint) / g.s_p), 0, g.tail_levels) * g.s_p,
+            low,
+        )
     dense = -g.breakpoint + np.clip(np.rint((x + g.breakpoint) / g.s_d), 0, g.dense_levels) * g.s_d
     pos = g.breakpoint + np.clip(np.rint((x - g.breakpoint) / g.s_p), 0, g.tail_levels) * g.s_p
     neg = -g.breakpoint - np.clip(np.rint((-x - g.breakpoint) / g.s_n), 0, g.tail_levels) * g.s_n
@@ -355,9 +386,16 @@ def _torch_fake_quant(net: TinySR, recipe, lr: np.ndarray) -> np.ndarray:
 def test_drq_split_below_8_bits_clips_outlier_codes(net, float_model, lr) -> None:
     """int8 QuantizeLinear saturates at -128..127; a 4-bit outlier code must stop at -8..7."""
     recipe = make_recipe(net, "split", a_bits=4, w_bits=4)
-    recipe = replace(recipe, layers={n: replace(l, act=replace(l.act, outlier_scale=l.act.outlier_scale / 8))
-                                     for n, l in recipe.layers.items()})  # small s_o: codes would exceed 7
+    recipe = replace(
+        recipe,
+        layers={
+            n: replace(l, act=replace(l.act, outlier_scale=l.act.outlier_scale / 8))
+            for n, l in recipe.layers.items()
+        },
+    )  # small s_o: codes would exceed 7
     split = lower("drq-split", float_model, recipe)
     clips = [n for n in split.graph.node if n.name.endswith("input_ClipOutlier")]
     assert len(clips) == len(LAYERS)
-    np.testing.assert_allclose(run_ort(split, lr), run_ort(lower("fakequant", float_model, recipe), lr), atol=3e-5)
+    np.testing.assert_allclose(
+        run_ort(split, lr), run_ort(lower("fakequant", float_model, recipe), lr), atol=3e-5
+    )

@@ -12,10 +12,15 @@ from tests.engine_builder.test_export import TinySR, make_recipe
 
 pytestmark = pytest.mark.rtx
 
-CASES = [("fp32", None, LoweringOptions()), ("fp16", None, LoweringOptions(io_dtype="fp16")),
-         ("qdq", "uniform", LoweringOptions()), ("drq-split", "split", LoweringOptions()),
-         ("drq-split", "split", LoweringOptions(outlier_channels_only=True)),
-         ("fakequant", "paper", LoweringOptions()), ("drq-plugin", "b-bit", LoweringOptions())]
+CASES = [
+    ("fp32", None, LoweringOptions()),
+    ("fp16", None, LoweringOptions(io_dtype="fp16")),
+    ("qdq", "uniform", LoweringOptions()),
+    ("drq-split", "split", LoweringOptions()),
+    ("drq-split", "split", LoweringOptions(outlier_channels_only=True)),
+    ("fakequant", "paper", LoweringOptions()),
+    ("drq-plugin", "b-bit", LoweringOptions()),
+]
 
 
 @pytest.fixture(scope="module")

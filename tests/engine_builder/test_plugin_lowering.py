@@ -31,7 +31,10 @@ def test_plugin_nodes_carry_int8_codes_before_each_conv(setup) -> None:
     net, float_model, recipe = setup
     model = lower("drq-plugin", float_model, recipe)
     onnx.checker.check_model(model, full_check=True)
-    assert {(f.domain, f.name) for f in model.functions} == {(NAMESPACE, QUANTIZE_OP), (NAMESPACE, DEQUANT_OP)}
+    assert {(f.domain, f.name) for f in model.functions} == {
+        (NAMESPACE, QUANTIZE_OP),
+        (NAMESPACE, DEQUANT_OP),
+    }
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops[QUANTIZE_OP] == ops[DEQUANT_OP] == len(LAYERS)
     assert ops["QuantizeLinear"] == 0 and ops["DequantizeLinear"] == len(LAYERS)  # weights only
@@ -67,7 +70,9 @@ def test_stripped_plugin_model_keeps_nodes(setup) -> None:
 
 def test_plugin_lowering_rejects_other_budgets(setup) -> None:
     net, float_model, _ = setup
-    with pytest.raises(ExportError, match=r"drq-plugin lowers the 'b-bit' budget.*'split'; use --lowering drq-split"):
+    with pytest.raises(
+        ExportError, match=r"drq-plugin lowers the 'b-bit' budget.*'split'; use --lowering drq-split"
+    ):
         lower("drq-plugin", float_model, make_recipe(net, "split"))
 
 
@@ -83,7 +88,9 @@ def test_plugin_bench_traffic_accounting(setup) -> None:
     row = rows["body.0.c1"]
     assert (row.fp16, row.plugin, row.split) == (4 * n, 2 * n + 20, 12 * n)
     k = len(recipe.layers["body.0.c1"].act.outlier_channels)
-    assert 0 < k <= 8 and row.split_outlier_channels_only == 2 * n + (2 + 8) * k * 10 * 6  # dense + k channels
+    assert (
+        0 < k <= 8 and row.split_outlier_channels_only == 2 * n + (2 + 8) * k * 10 * 6
+    )  # dense + k channels
     uniform, split = derived_recipes(recipe)
     act = recipe.layers["head"].act
     assert uniform.layers["head"].act.scale == pytest.approx(max(act.upper, -act.lower) / 127, rel=1e-6)
