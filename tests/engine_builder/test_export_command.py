@@ -137,3 +137,22 @@ def test_export_recipe_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
     other = shared_dir / "sr_weights" / "imdn_x3.pth"
     with pytest.raises(Exception, match="checkpoint sha256 differs|scale"):
         main(["--recipe", str(path), "--weights", str(other), "-o", str(tmp_path / "bad.onnx")])
+
+
+def test_ort_cpu_export_needs_calibration_inputs() -> None:
+    import numpy as np
+
+    from engine_builder.export.pipeline import lower_module
+    from engine_builder.lowerings.common import LoweringOptions
+
+    net = TinySR().eval()
+    recipe = make_recipe(net, "uniform")
+    options = LoweringOptions(target="ort-cpu")
+    with pytest.raises(ExportError, match=r"--target ort-cpu: qdq needs calibration images \(--calib DIR\)"):
+        lower_module(net, 2, "qdq", recipe, options)
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    model = lower_module(net, 2, "qdq", recipe, options, arch="tiny", calib_inputs=[x])
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert convs and all(producers[c.input[2]].op_type == "DequantizeLinear" for c in convs)  # int32 bias DQ
+    assert {p.key: p.value for p in model.metadata_props}["drq.arch"] == "tiny"
