@@ -68,7 +68,7 @@ def _session(model: onnx.ModelProto, threads: int):
 def conv_input_shapes(
     float_model: onnx.ModelProto, height: int, width: int
 ) -> dict[str, tuple[int, int, int]]:
-    """(C, H, W) of every mapped layer's input for a 1 x 3 x height x width LR image (one ORT run)."""
+    """(C, H, W) of every mapped layer's input (first call) for a 1 x 3 x height x width LR image (one ORT run)."""
     from engine_builder.lowerings.graph import layer_map
 
     mapping = layer_map(float_model)
@@ -252,8 +252,9 @@ def main(argv: list[str]) -> int:
         load_before = os.getloadavg()[0]
         latency = cpu_latencies(cpu_graphs, height, width, args.threads, args.repeats)
         load_after = os.getloadavg()[0]
-        load_note = (f"; 1-min load average {load_before:.1f} before, {load_after:.1f} after "
-                     f"({os.cpu_count()} CPUs)")
+        load_note = (
+            f"; 1-min load average {load_before:.1f} before, {load_after:.1f} after ({os.cpu_count()} CPUs)"
+        )
     rows = traffic(recipe, conv_input_shapes(float_model, height, width))
     command = "drq plugin-bench " + " ".join(shlex.quote(a) for a in argv)
     report = {

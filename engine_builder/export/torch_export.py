@@ -28,6 +28,7 @@ from torch import nn
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.graph import (
     INPUT_NAME,
+    LAYER_CALLS_KEY,
     LAYER_MAP_KEY,
     LAYER_OPS,
     OPSET,
@@ -68,10 +69,10 @@ def _scope_name(node_name: str) -> str:
     return acc
 
 
-def _map_layers(model: onnx.ModelProto, layers: dict[str, nn.Module]) -> dict[str, str]:
+def _map_layers(model: onnx.ModelProto, layers: dict[str, nn.Module]) -> dict[str, list[str]]:
     inits = {t.name: t for t in model.graph.initializer}
     weights = {name: m.weight.detach().cpu().numpy() for name, m in layers.items()}
-    mapping: dict[str, str] = {}
+    mapping: dict[str, list[str]] = {}
     for node in model.graph.node:
         if node.op_type not in LAYER_OPS or len(node.input) < 2 or node.input[1] not in inits:
             continue
@@ -96,13 +97,9 @@ def _map_layers(model: onnx.ModelProto, layers: dict[str, nn.Module]) -> dict[st
             ]
             if len(matched) != 1:
                 continue
-        name = matched[0]
-        if name in mapping:
-            raise ExportError(
-                f"model: layer {name!r} is called more than once; a recipe cannot address "
-                "each call (shared layers are not supported)"
-            )
-        mapping[name] = node.name
+        # A layer called several times (CARN-M shares its residual blocks) maps to every call: the
+        # simulation applies one quantizer to each call, so the lowerings do too.
+        mapping.setdefault(matched[0], []).append(node.name)
     return mapping
 
 
@@ -155,7 +152,10 @@ def export_float_onnx(
         ) from err
     onnx_model = onnx.load_from_string(buffer.getvalue())
     mapping = _map_layers(onnx_model, _layers(model))
-    meta = {LAYER_MAP_KEY: json.dumps(mapping, sort_keys=False)}
+    meta = {LAYER_MAP_KEY: json.dumps({name: nodes[0] for name, nodes in mapping.items()})}
+    shared = {name: nodes for name, nodes in mapping.items() if len(nodes) > 1}
+    if shared:
+        meta[LAYER_CALLS_KEY] = json.dumps(shared)
     if scale is not None:
         meta[SCALE_KEY] = str(int(scale))
     set_metadata(onnx_model, meta)

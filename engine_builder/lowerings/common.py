@@ -20,7 +20,7 @@ from engine_builder.lowerings.graph import (
     LOWERING_KEY,
     RECIPE_SHA_KEY,
     GraphEditor,
-    layer_map,
+    layer_nodes,
     set_metadata,
 )
 
@@ -66,12 +66,12 @@ def start(model: onnx.ModelProto, name: str, recipe: Recipe | None) -> tuple[onn
 
 
 def recipe_nodes(model: onnx.ModelProto, recipe: Recipe, lowering: str) -> list[tuple[str, LayerRecipe, str]]:
-    """(layer name, layer recipe, node name) for every recipe layer, in recipe order.
+    """(layer name, layer recipe, node name) for every call of every recipe layer, in recipe order.
 
     Raises:
         ExportError: a recipe layer has no node in the graph (lists a few that exist).
     """
-    mapping = layer_map(model)
+    mapping = layer_nodes(model)
     out = []
     for name, layer in recipe.layers.items():
         if name not in mapping:
@@ -79,7 +79,7 @@ def recipe_nodes(model: onnx.ModelProto, recipe: Recipe, lowering: str) -> list[
             raise ExportError(
                 f"recipe layer {name!r}: not in the exported graph ({lowering}); graph layers: {known}, ..."
             )
-        out.append((name, layer, mapping[name]))
+        out.extend((name, layer, node) for node in mapping[name])
     return out
 
 

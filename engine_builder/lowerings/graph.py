@@ -16,7 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engine_builder.errors import ExportError
 
-LAYER_MAP_KEY = "drq.layers"  # JSON {qualified module name: node name}
+LAYER_MAP_KEY = "drq.layers"  # JSON {qualified module name: node name (its first call)}
+LAYER_CALLS_KEY = "drq.layer_calls"  # JSON {name: [node names]} for layers called more than once
 SCALE_KEY = "drq.scale"  # upscaling factor, read by `drq eval --onnx`
 LOWERING_KEY = "drq.lowering"
 RECIPE_SHA_KEY = "drq.recipe_sha256"
@@ -52,6 +53,16 @@ def layer_map(model: onnx.ModelProto) -> dict[str, str]:
             f"model: no '{LAYER_MAP_KEY}' metadata; export the float graph with drq export first"
         )
     return dict(json.loads(raw))
+
+
+def layer_nodes(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """{qualified layer name: every node computing it} (several for a layer called more than once).
+
+    Raises:
+        ExportError: the graph was not written by `engine_builder.export` (no layer map).
+    """
+    calls = json.loads(metadata(model).get(LAYER_CALLS_KEY, "{}"))
+    return {name: list(calls.get(name, [node])) for name, node in layer_map(model).items()}
 
 
 def opset_of(model: onnx.ModelProto) -> int:

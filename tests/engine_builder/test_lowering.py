@@ -399,3 +399,30 @@ def test_drq_split_below_8_bits_clips_outlier_codes(net, float_model, lr) -> Non
     np.testing.assert_allclose(
         run_ort(split, lr), run_ort(lower("fakequant", float_model, recipe), lr), atol=3e-5
     )
+
+
+class _Shared(torch.nn.Module):
+    """One conv called twice (CARN-M shares its residual blocks this way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.body = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.body(self.head(x)) + x)
+
+
+def test_shared_layer_is_lowered_at_every_call(lr) -> None:
+    from engine_builder.lowerings.graph import layer_nodes
+
+    net = _Shared().eval()
+    graph = export_float_onnx(net)
+    assert [len(v) for v in layer_nodes(graph).values()] == [1, 2]
+    recipe = make_recipe(net, "uniform", names=("head", "body"), x=torch.from_numpy(lr))
+    qdq = lower("qdq", graph, recipe)
+    assert Counter(n.op_type for n in qdq.graph.node)["QuantizeLinear"] == 3
+    np.testing.assert_allclose(
+        run_ort(lower("fakequant", graph, recipe), lr), _torch_fake_quant(net, recipe, lr), atol=2e-5
+    )
