@@ -68,7 +68,7 @@ def _session(model: onnx.ModelProto, threads: int):
 def conv_input_shapes(
     float_model: onnx.ModelProto, height: int, width: int
 ) -> dict[str, tuple[int, int, int]]:
-    """(C, H, W) of every mapped layer's input (first call) for a 1 x 3 x height x width LR image (one ORT run)."""
+    """(C, H, W) of every mapped layer's input (first call) for a 1 x 3 x height x width LR image."""
     from engine_builder.lowerings.graph import layer_map
 
     mapping = layer_map(float_model)
