@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-pytestmark = [pytest.mark.shared_data, pytest.mark.slow]  # ~10 s per case on an idle 2-core machine, 25 s loaded
+# about 10 s per case on an idle 2-core machine, 25 s under load
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
 CASES = [  # (budget, a_bits = w_bits, lowering)
     ("uniform", 8, "qdq"),
