@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         "--weights-dir",
         type=Path,
         default=Path("../shared/sr_weights"),
-        help="folder holding <arch>_x<scale>.pth",
+        help="folder holding the official checkpoints (imdn_x4.pth, carn_m_multiscale.pth, ...)",
     )
     p.add_argument(
         "--bench-dir", type=Path, default=Path("../shared/sr_bench"), help="folder of <set>/x<scale>/{HR,LR}"
@@ -145,11 +145,21 @@ def plan(args: argparse.Namespace) -> list[Job]:
     return jobs
 
 
+def _checkpoint_path(weights_dir: Path, arch: str, scale: int) -> Path:
+    """The official checkpoint of (arch, scale) in `weights_dir` (CARN-M has one file for all scales)."""
+    from calib.models import get_arch
+
+    name = get_arch(arch).checkpoint_file(scale)
+    if name is None:
+        raise CalibError(f"--archs: {arch} has no official checkpoint for x{scale}")
+    return weights_dir / name
+
+
 def _check(args: argparse.Namespace) -> None:
     for arch in args.archs:
-        path = args.weights_dir / f"{arch}_x{args.scale}.pth"
+        path = _checkpoint_path(args.weights_dir, arch, args.scale)
         if not path.is_file():
-            raise CalibError(f"{path}: no such checkpoint (expected <weights-dir>/<arch>_x<scale>.pth)")
+            raise CalibError(f"{path}: no such checkpoint")
     for name in args.sets:
         folder = args.bench_dir / name / f"x{args.scale}"
         if not folder.is_dir():
@@ -196,7 +206,7 @@ def _run_job(
 
     if job.arch not in fp_models:
         fp_models[job.arch] = load_pretrained(
-            job.arch, job.scale, args.weights_dir / f"{job.arch}_x{job.scale}.pth"
+            job.arch, job.scale, _checkpoint_path(args.weights_dir, job.arch, job.scale)
         )
     loaded = fp_models[job.arch]
     model = copy.deepcopy(loaded.model)
