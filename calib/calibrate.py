@@ -35,9 +35,11 @@ from calib.observers import (
     chain_hooks,
     dual_region_init,
     entropy_amax,
+    entropy_levels,
     mse_amax,
     outlier_channels,
     percentile_amax,
+    split_breakpoint_mse,
     weight_scale_minmax,
     weight_scale_mse,
 )
@@ -68,6 +70,7 @@ from calib.recipe import (
 BASELINE_METHODS = ("minmax", "percentile", "mse", "entropy")
 DRQ_METHODS = ("drq", "drq+vft", "drq+saft")
 PROTECTED_BITS = 8
+BREAKPOINT_INITS = ("mse", "percentile")
 
 
 def _int(value: Any, name: str, low: int, high: int | None = None) -> None:
@@ -112,6 +115,8 @@ class QuantizeConfig:
     seed: int = 0
     percentile: float = 99.99
     bp_percentile: float = 99.0
+    # "mse" (default) applies to the split budget only; "percentile" is the paper's rule everywhere.
+    breakpoint_init: str = "mse"
     ema_beta: float = 0.9
     source: str = ""
     probe_size: int = 32
@@ -148,8 +153,17 @@ class QuantizeConfig:
         _num(self.percentile, "percentile", 0.0, 100.0)
         _num(self.bp_percentile, "bp_percentile", 0.0, 100.0)
         _num(self.ema_beta, "ema_beta", -1e-12, 1.0)
+        if self.breakpoint_init not in BREAKPOINT_INITS:
+            raise CalibError(
+                f"breakpoint_init: must be one of {', '.join(BREAKPOINT_INITS)}, got {self.breakpoint_init!r}"
+            )
         if self.finetunes:
             FinetuneConfig(self.epochs, self.lr, self.lr_decay, self.rec_weight)
+
+    @property
+    def searches_breakpoint(self) -> bool:
+        """Whether the split breakpoint comes from the MSE search rather than the percentile."""
+        return self.method in DRQ_METHODS and self.budget == "split" and self.breakpoint_init == "mse"
 
     @property
     def finetunes(self) -> bool:
@@ -214,7 +228,7 @@ def _observe(
     config: QuantizeConfig,
     progress: ProgressFactory | None,
 ) -> dict[str, _Observed]:
-    needs_hist = config.method in ("percentile", "mse", "entropy")
+    needs_hist = config.method in ("percentile", "mse", "entropy") or config.searches_breakpoint
     needs_dual = config.method in DRQ_METHODS
     observed: dict[str, _Observed] = {}
     for name, layer in layers.items():
@@ -261,7 +275,7 @@ def _uniform_amax(obs: _Observed, bits: int, config: QuantizeConfig) -> float:
         return percentile_amax(obs.hist, config.percentile)
     if config.method == "mse":
         return mse_amax(obs.hist, bits)
-    return entropy_amax(obs.hist)
+    return entropy_amax(obs.hist, entropy_levels(bits))
 
 
 def _act_quantizer(
@@ -272,7 +286,10 @@ def _act_quantizer(
         return UniformActQuantizer(bits, amax / (2 ** (bits - 1) - 1), 0, True)
     assert obs.dual is not None
     init = dual_region_init(obs.minmax, obs.dual)
-    return DualRegionActQuantizer(config.budget, bits, init.lower, init.breakpoint, init.upper)
+    bp = init.breakpoint
+    if config.searches_breakpoint and obs.hist is not None and obs.hist.width > 0.0:
+        bp = split_breakpoint_mse(obs.hist, init.lower, init.upper, bits, init.breakpoint)
+    return DualRegionActQuantizer(config.budget, bits, init.lower, bp, max(init.upper, bp * 1.01))
 
 
 def quantize(

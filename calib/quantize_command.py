@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weight-mode", choices=WEIGHT_MODES, default="per-channel")
     p.add_argument(
+        "--bp-init",
+        choices=("mse", "percentile"),
+        default="mse",
+        help="split budget's breakpoint: MSE search over the |x| histogram (default) or the paper's "
+        "99th percentile (the other budgets always use the percentile)",
+    )
+    p.add_argument(
         "--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too"
     )
     p.add_argument("--images", type=int, default=100, help="calibration images (one crop each)")
@@ -119,6 +126,7 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
         a_bits=args.a_bits,
         budget=args.budget or default_budget(args.method),
         weight_mode=args.weight_mode,
+        breakpoint_init=args.bp_init,
         all_layers=args.all_layers,
         images=args.images,
         crop=crop,

@@ -44,6 +44,7 @@ class Job:
     images: int
     epochs: int
     crop: int
+    bp_init: str = "percentile"
 
     @property
     def key(self) -> str:
@@ -52,7 +53,13 @@ class Job:
         sched = f"i{self.images}c{self.crop}" + (
             f"e{self.epochs}" if self.method in ("drq+vft", "drq+saft") else ""
         )
-        return f"{self.arch}_x{self.scale}/{self.method}/{self.budget}/W{self.bits}A{self.bits}/{sched}"
+        # Rows cached before the split breakpoint search existed used the percentile: their keys stay valid.
+        init = "/bp-mse" if self.searches_breakpoint else ""
+        return f"{self.arch}_x{self.scale}/{self.method}/{self.budget}/W{self.bits}A{self.bits}/{sched}{init}"
+
+    @property
+    def searches_breakpoint(self) -> bool:
+        return self.budget == "split" and self.method not in BASELINES and self.bp_init == "mse"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=DUAL_BUDGETS,
         default=None,
         help="budgets of the drq+vft / drq+saft rows (default: --budgets)",
+    )
+    p.add_argument(
+        "--bp-init",
+        choices=("mse", "percentile"),
+        default="mse",
+        help="breakpoint of the split rows: MSE search (default) or the paper's 99th percentile",
     )
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
     p.add_argument(
@@ -140,6 +153,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
                             ft_images if finetuned else args.images,
                             args.epochs if finetuned else 0,
                             crop,
+                            args.bp_init,
                         )
                     )
     return jobs
@@ -215,6 +229,7 @@ def _run_job(
         "scale": job.scale,
         "method": job.method,
         "budget": job.budget,
+        "bp_init": "mse" if job.searches_breakpoint else "percentile",
         "bits": job.bits,
         "images": job.images,
         "epochs": job.epochs,
@@ -233,6 +248,7 @@ def _run_job(
             images=job.images,
             crop=job.crop,
             epochs=job.epochs,
+            breakpoint_init=job.bp_init,
             seed=args.seed,
             source=args.calib.name,
         )
@@ -323,7 +339,9 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
         f"batch 2. Baselines and drq: {args.images} images. "
         f"drq+vft / drq+saft: {ft_images} images x {args.epochs} epochs "
         f"(the paper: 100 x 10). Head, upsampler and tail convs at 8 bits. Weights per-channel "
-        f"(minmax for baselines, MSE search for drq). Machine: {platform.machine()}, CPU. "
+        f"(minmax for baselines, MSE search for drq). Breakpoint of the split rows: "
+        f"{'MSE search over the |x| histogram' if args.bp_init == 'mse' else 'the 99th percentile'}; "
+        f"paper and b-bit rows: the 99th percentile. Machine: {platform.machine()}, CPU. "
         f"Wall time of this invocation: {wall / 60:.1f} min (cached rows cost nothing).",
         "",
     ]

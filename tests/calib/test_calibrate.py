@@ -64,6 +64,24 @@ def test_drq_body_relu_input_is_bounded_below():
     assert act.outlier_channels is not None
 
 
+def test_split_breakpoint_search_only_moves_split_breakpoints():
+    x = tiny_batches(1, seed=9)[0]
+    outputs = {}
+    for budget in ("split", "b-bit"):
+        runs = {init: _run("drq", budget, breakpoint_init=init) for init in ("mse", "percentile")}
+        searched, paper = runs["mse"][2], runs["percentile"][2]
+        moved = [n for n in searched.layers if searched.layers[n].act.breakpoint != paper.layers[n].act.breakpoint]
+        if budget == "b-bit":
+            assert moved == []
+            continue
+        assert moved, "the search kept every percentile breakpoint"
+        fp = runs["mse"][0]
+        with torch.no_grad():
+            outputs = {init: float(((run[1](x) - fp(x)) ** 2).mean()) for init, run in runs.items()}
+    # Per-layer MSE-optimal breakpoints also give the lower output error on this net.
+    assert outputs["mse"] < outputs["percentile"]
+
+
 def test_all_layers_puts_every_layer_at_b_bits():
     _, _, recipe, stats = _run("minmax", "uniform", all_layers=True, w_bits=6, a_bits=6)
     assert set(stats.layer_bits.values()) == {6}
@@ -97,6 +115,7 @@ def test_same_seed_same_recipe():
             "a_bits: the b-bit budget needs at least 3 bits, got 2",
         ),
         ({"method": "nope"}, "method: must be one of"),
+        ({"breakpoint_init": "max"}, "breakpoint_init: must be one of mse, percentile, got 'max'"),
         ({"w_bits": 9}, "w_bits: must be an integer 2..8, got 9"),
         ({"method": "drq+saft", "epochs": 0}, "epochs: must be a positive integer, got 0"),
     ],

@@ -12,9 +12,11 @@ from calib.observers import (
     MinMaxObserver,
     dual_region_init,
     entropy_amax,
+    entropy_levels,
     mse_amax,
     outlier_channels,
     percentile_amax,
+    split_breakpoint_mse,
     weight_scale_minmax,
     weight_scale_mse,
 )
@@ -134,3 +136,52 @@ def test_weight_scales_minmax_and_mse():
     # Each candidate is a 1% step of absmax.
     ratio = (mse / mm).numpy()
     assert np.allclose(ratio * 100, np.round(ratio * 100), atol=1e-3)
+
+
+def test_entropy_levels_follow_the_bit_width():
+    assert [entropy_levels(b) for b in (4, 6, 8)] == [8, 32, 128]
+    # A 4-bit grid searched with its own 8 levels clips a Gaussian harder than the int8 search would,
+    # and that threshold quantizes it to 4 bits with less error.
+    x = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+    hist = AbsHistogram()
+    hist.collect(x)
+    own, int8 = entropy_amax(hist, entropy_levels(4)), entropy_amax(hist, entropy_levels(8))
+    assert own < 0.95 * int8
+
+    def mse4(amax: float) -> float:
+        step = amax / 7
+        return float(((torch.clamp(torch.round(x / step), -7, 7) * step - x) ** 2).mean())
+
+    assert mse4(own) < mse4(int8)
+
+
+def _split_mse(x: torch.Tensor, bp: float, span: float, bits: int) -> float:
+    q = 2 ** (bits - 1) - 1
+    dense = torch.clamp(x, -bp, bp)
+    approx = torch.clamp(torch.round(dense / (bp / q)), -q, q) * (bp / q)
+    s_o = (span - bp) / q
+    approx = approx + torch.clamp(torch.round((x - dense) / s_o), -q, q) * s_o
+    return float(((approx - x) ** 2).mean())
+
+
+def test_split_breakpoint_halves_a_uniform_input_and_beats_the_percentile():
+    # Image-like input on [0, 1]: the best split puts half the range in each branch (254 steps in all).
+    x = torch.rand(400_000, generator=torch.Generator().manual_seed(1))
+    hist = AbsHistogram()
+    hist.collect(x)
+    bp = split_breakpoint_mse(hist, 0.0, 1.0, 8, initial=0.99)
+    assert bp == pytest.approx(0.5, abs=0.02)
+    assert _split_mse(x, bp, 1.0, 8) < 0.5 * _split_mse(x, 0.99, 1.0, 8)
+
+
+def test_split_breakpoint_stays_low_for_heavy_tails_and_keeps_an_optimal_initial():
+    g = torch.Generator().manual_seed(2)
+    x = torch.cat([torch.randn(200_000, generator=g) * 0.1, torch.randn(200, generator=g) * 5.0])
+    hist = AbsHistogram()
+    hist.collect(x)
+    span = float(x.abs().max())
+    bp = split_breakpoint_mse(hist, float(x.min()), float(x.max()), 4, initial=span * 0.9)
+    assert bp < 0.2 * span
+    assert _split_mse(x, bp, span, 4) < _split_mse(x, span * 0.9, span, 4)
+    # The initial breakpoint is a candidate: when it is the search's own answer it comes back exactly.
+    assert split_breakpoint_mse(hist, float(x.min()), float(x.max()), 4, initial=bp) == bp
