@@ -6,7 +6,10 @@ Two kinds of run, one report format:
   intra-op thread count. Models are timed round-robin (one run of each per round, `repeat` rounds
   after `warmup` runs each), so drift of a shared machine hits every model alike; the reported latency
   is the median of the rounds. With `data`, PSNR-Y / SSIM-Y of every model on that dataset sit in the
-  same table (`calib.imaging.evaluate.evaluate_dataset`).
+  same table (`calib.imaging.evaluate.evaluate_dataset`). With `kernels`, each model is also profiled
+  (`runtime.ort.profile_kernels`): the op types of onnxruntime's optimized graph that ran and their
+  kernel time, grouped into integer convs, float convs, Q/DQ, layout and other ops, so a quantized graph
+  that is not faster shows which kernels its time went to.
 * GPU: TensorRT engines (`runtime.trt.TrtRunner`) timed with CUDA events around `execute_async_v3`
   only (copies excluded) after warm-up; p50/p90/p99 over `iters` launches; device memory of the
   engine's context plus I/O buffers.
@@ -32,8 +35,10 @@ import numpy as np
 
 from calib.artifacts import atomic_write_bytes, atomic_write_text
 from engine_builder.errors import BuildError, MissingDependency
+from engine_builder.runtime.ort import KernelTime
 
 SCHEMA_VERSION = 1
+KERNEL_RUNS = 3  # profiled runs per model for `kernels`
 
 
 class BenchError(BuildError):
@@ -121,11 +126,43 @@ class BenchRow:
         h, w = self.lr_hw
         return self.batch * h * w * self.scale * self.scale / 1e6 * 1000.0 / self.latency.p50_ms
 
+    @property
+    def latency_ratio(self) -> float | None:
+        """This p50 / the baseline's p50 (the issue's "ratio": below 1.0 is faster than the baseline)."""
+        return None if not self.speedup else 1.0 / self.speedup
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["latency_ratio"] = self.latency_ratio
         out["images_per_s"] = self.images_per_s
         out["megapixels_per_s"] = self.megapixels_per_s
         return out
+
+
+# onnxruntime op types by what they cost a quantized SR net: integer kernels are the goal, float convs
+# mean a Q/DQ pattern was not fused, Q/DQ and layout ops are the price of the integer ones.
+KERNEL_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("integer conv", frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"})),
+    ("float conv", frozenset({"Conv", "FusedConv", "ConvTranspose", "NhwcFusedConv"})),
+    ("Q/DQ", frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})),
+    ("layout", frozenset({"Transpose", "ReorderInput", "ReorderOutput"})),
+)
+OTHER_GROUP = "other"
+
+
+def kernel_group(op: str) -> str:
+    """The `KERNEL_GROUPS` name of an op label such as "com.microsoft:QLinearConv" (else "other")."""
+    op_type = op.rsplit(":", 1)[-1]
+    return next((name for name, types in KERNEL_GROUPS if op_type in types), OTHER_GROUP)
+
+
+def group_kernels(kernels: Sequence[KernelTime]) -> dict[str, tuple[int, float]]:
+    """{group: (nodes, ms)} for every group of `KERNEL_GROUPS` plus "other", in that order."""
+    out = {name: (0, 0.0) for name, _ in KERNEL_GROUPS} | {OTHER_GROUP: (0, 0.0)}
+    for k in kernels:
+        nodes, ms = out[kernel_group(k.op)]
+        out[kernel_group(k.op)] = (nodes + k.nodes, ms + k.ms)
+    return out
 
 
 @dataclass(frozen=True)
@@ -141,6 +178,7 @@ class BenchReport:
     quality_dataset: str = ""
     schema_version: int = SCHEMA_VERSION
     notes: tuple[str, ...] = field(default=())
+    kernels: tuple[tuple[str, tuple[KernelTime, ...]], ...] = field(default=())  # (model, kernels)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +191,7 @@ class BenchReport:
             "quality_dataset": self.quality_dataset,
             "notes": list(self.notes),
             "rows": [r.to_dict() for r in self.rows],
+            "kernels": {name: [asdict(k) for k in ks] for name, ks in self.kernels},
         }
 
 
@@ -224,6 +263,7 @@ def bench_onnx_cpu(
     baseline: str = "fp32",
     seed: int = 0,
     command: str = "",
+    kernels: bool = False,
 ) -> BenchReport:
     """Time ONNX models with onnxruntime on the CPU (and score them on `data` if given).
 
@@ -234,11 +274,13 @@ def bench_onnx_cpu(
         repeat: timed rounds (the median is reported); warmup: untimed runs per model first.
         data: an SR dataset folder (HR/ and LR/, e.g. Set5/x4) for PSNR-Y / SSIM-Y.
         baseline: the model the speedups are relative to.
+        kernels: also profile which onnxruntime kernels each model runs (`KERNEL_RUNS` runs after
+            the timing, same input and threads).
 
     Raises:
         BenchError: bad arguments; BuildError: a model onnxruntime cannot load.
     """
-    from engine_builder.runtime.ort import OrtRunner, import_onnxruntime
+    from engine_builder.runtime.ort import OrtRunner, import_onnxruntime, profile_kernels
 
     if repeat < 1 or warmup < 0 or threads < 1:
         raise BenchError(f"need repeat >= 1, warmup >= 0, threads >= 1; got {repeat}, {warmup}, {threads}")
@@ -287,6 +329,22 @@ def bench_onnx_cpu(
     ]
     for runner in runners.values():
         runner.close()
+    profiles = (
+        tuple((name, profile_kernels(path, x, threads, runs=KERNEL_RUNS)) for name, path in models.items())
+        if kernels
+        else ()
+    )
+    notes = [
+        f"latency: median of {repeat} round-robin runs after {warmup} warm-up runs each; "
+        f"onnxruntime CPUExecutionProvider, {threads} intra-op threads; p90/p99 of so few rounds are "
+        "interpolated, not tail latencies"
+    ]
+    if kernels:
+        notes.append(
+            f"kernels: onnxruntime's profiler (enable_profiling) over {KERNEL_RUNS} runs per model after "
+            "1 warm-up, joined with the session's optimized graph (optimized_model_filepath); ms are "
+            "per run and sum the per-node kernel times (executor overhead excluded)"
+        )
     ort = import_onnxruntime()
     environment = {
         "machine": platform.machine(),
@@ -313,11 +371,8 @@ def bench_onnx_cpu(
         environment,
         with_speedups(rows, baseline),
         dataset_name,
-        notes=(
-            f"latency: median of {repeat} round-robin runs after {warmup} warm-up runs each; "
-            f"onnxruntime CPUExecutionProvider, {threads} intra-op threads; p90/p99 of so few rounds are "
-            "interpolated, not tail latencies",
-        ),
+        notes=tuple(notes),
+        kernels=profiles,
     )
 
 
@@ -432,6 +487,7 @@ def to_markdown(report: BenchReport) -> str:
         "images/s",
         "SR MP/s",
         f"speedup vs {report.baseline}",
+        f"p50 / {report.baseline} p50",
         quality,
         "SSIM-Y",
     ]
@@ -450,6 +506,7 @@ def to_markdown(report: BenchReport) -> str:
             _fmt(r.images_per_s, 2),
             _fmt(r.megapixels_per_s, 2),
             _fmt(r.speedup, 2) + ("x" if r.speedup else ""),
+            _fmt(r.latency_ratio, 2),
             _fmt(r.psnr, 2),
             _fmt(r.ssim, 4),
         ]
@@ -457,7 +514,52 @@ def to_markdown(report: BenchReport) -> str:
             cells.append(_fmt(r.memory_mib, 1))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"- {note}" for note in report.notes]
+    if report.kernels:
+        lines += [""] + kernels_markdown(report.kernels)
     return "\n".join(lines) + "\n"
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.0f}%" if whole > 0 else "-"
+
+
+def kernels_markdown(
+    kernels: Sequence[tuple[str, Sequence[KernelTime]]], min_share: float = 0.02
+) -> list[str]:
+    """Markdown lines: per model, nodes and share of kernel time per group, then the op types that ran.
+
+    Op types under `min_share` of a model's kernel time are summed into one "(rest)" line.
+    """
+    groups = [name for name, _ in KERNEL_GROUPS] + [OTHER_GROUP]
+    lines = [
+        "## onnxruntime kernels that ran (`--kernels`)",
+        "",
+        "Nodes per run and share of the model's kernel time, by kind of op:",
+        "",
+        "| model | kernel ms | " + " | ".join(groups) + " |",
+        "|" + "---|" * (len(groups) + 2),
+    ]
+    for name, ks in kernels:
+        total = sum(k.ms for k in ks)
+        grouped = group_kernels(ks)
+        cells = [f"{grouped[g][0]} ({_pct(grouped[g][1], total)})" for g in groups]
+        lines.append(f"| {name} | {total:.1f} | " + " | ".join(cells) + " |")
+    lines += ["", "Op types of each optimized graph, longest first:", ""]
+    lines += ["| model | op (domain:type) | kind | nodes | ms | share |", "|---|---|---|---|---|---|"]
+    for name, ks in kernels:
+        total = sum(k.ms for k in ks)
+        rest = [k for k in ks if total <= 0 or k.ms / total < min_share]
+        for k in ks:
+            if k not in rest:
+                share = _pct(k.ms, total)
+                lines.append(f"| {name} | {k.op} | {kernel_group(k.op)} | {k.nodes} | {k.ms:.1f} | {share} |")
+        if rest:
+            ms = sum(k.ms for k in rest)
+            nodes = sum(k.nodes for k in rest)
+            lines.append(
+                f"| {name} | (rest: {len(rest)} op types) | - | {nodes} | {ms:.1f} | {_pct(ms, total)} |"
+            )
+    return lines
 
 
 def plot_png(report: BenchReport) -> bytes:

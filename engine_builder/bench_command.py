@@ -2,7 +2,8 @@
 
     CPU (onnxruntime; the embedded default):
       drq bench --onnx fp32=a.onnx qdq=b.onnx drq-split=c.onnx --size 256x256 --threads 2 --repeat 5
-                [--warmup 2] [--data ../shared/sr_bench/Set5/x4] [--baseline fp32] [-o results/bench/NAME]
+                [--warmup 2] [--data ../shared/sr_bench/Set5/x4] [--baseline fp32] [--kernels]
+                [-o results/bench/NAME]
     GPU (TensorRT engines, each with its .plan.json manifest):
       drq bench --engine fp16=m_fp16.plan qdq=m_qdq.plan --size 1280x720 --size 960x540
                 [--warmup 20] [--iters 200] [--baseline fp16] [--cuda auto|cuda-python|pycuda] [-o STEM]
@@ -49,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="untimed runs first (CPU default 2, GPU default 20)")
     p.add_argument("--iters", type=int, default=200, help="GPU: timed launches per engine and size")
     p.add_argument("--data", type=Path, help="CPU: SR dataset folder (e.g. Set5/x4) for PSNR-Y/SSIM-Y")
+    p.add_argument(
+        "--kernels",
+        action="store_true",
+        help="CPU: also profile which onnxruntime kernels each model runs (op types of the optimized "
+        "graph and their share of kernel time)",
+    )
     p.add_argument("--baseline", help="model the speedups are relative to (default fp32 on CPU, fp16 on GPU)")
     p.add_argument(
         "--cuda", choices=("auto", "cuda-python", "pycuda"), default="auto", help="GPU: CUDA binding"
@@ -78,8 +85,11 @@ def main(argv: list[str]) -> int:
             args.data,
             args.baseline or "fp32",
             command=command,
+            kernels=args.kernels,
         )
     else:
+        if args.kernels:
+            raise BenchError("--kernels: profiles onnxruntime on the CPU; use it with --onnx")
         report = bench_engines(
             parse_named(args.engine, "--engine"),
             sizes,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +76,88 @@ class OrtRunner:
 
     def close(self) -> None:
         self.session = None
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """One op type as onnxruntime ran it: `op` is "domain:OpType" for contrib/layout domains.
+
+    Attributes:
+        op: the op type of the optimized graph's node (e.g. "com.microsoft:QLinearConv",
+            "com.microsoft.nchwc:Conv", "QuantizeLinear").
+        nodes: how many nodes of that type ran.
+        ms: their summed kernel time in the profiled run.
+    """
+
+    op: str
+    nodes: int
+    ms: float
+
+
+def _op_label(domain: str, op_type: str) -> str:
+    return op_type if domain in ("", "ai.onnx") else f"{domain}:{op_type}"
+
+
+def profile_kernels(
+    path: str | os.PathLike[str], x: np.ndarray, threads: int, runs: int = 3, warmup: int = 1
+) -> tuple[KernelTime, ...]:
+    """Which kernels onnxruntime's CPU provider runs for `path` on input `x`, and for how long.
+
+    The session's optimized graph (after onnxruntime's QDQ fusions, e.g. DQ -> Conv -> Q into
+    QLinearConv, and the NCHWc layout transform) is saved and its node names are joined with the
+    per-node "kernel_time" events of onnxruntime's profiler over `runs` runs after `warmup` untimed
+    ones (`SessionOptions.enable_profiling`, `optimized_model_filepath`); `nodes` and `ms` are per run.
+    Sorted by time, longest first.
+
+    Raises:
+        BuildError: onnxruntime cannot load the model, or the profile has no kernel events.
+    """
+    import onnx
+
+    if runs < 1 or warmup < 0:
+        raise BuildError(f"kernel profile: need runs >= 1 and warmup >= 0, got {runs}, {warmup}")
+    ort = import_onnxruntime()
+    with tempfile.TemporaryDirectory(prefix="drq_ort_profile_") as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        # 3 = error: saving an NCHWc-optimized graph logs a "hardware specific" warning we expect.
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BuildError(f"{path}: onnxruntime cannot load the model ({err.__class__.__name__})") from err
+        feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+        optimized = onnx.load(str(Path(tmp) / "optimized.onnx"), load_external_data=False)
+    label = {n.name: _op_label(n.domain, n.op_type) for n in optimized.graph.node}
+    spans = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"][-runs:]
+    if len(spans) < runs:
+        raise BuildError(f"{path}: onnxruntime's profile has {len(spans)} model_run events, expected {runs}")
+    start, end = spans[0]["ts"], spans[-1]["ts"] + spans[-1]["dur"]
+    nodes: dict[str, int] = {}
+    micros: dict[str, float] = {}
+    suffix = "_kernel_time"
+    for event in events:
+        name = str(event.get("name", ""))
+        if event.get("cat") != "Node" or not name.endswith(suffix) or not start <= event["ts"] <= end:
+            continue
+        node = name[: -len(suffix)]
+        op = label.get(node, str(event.get("args", {}).get("op_name", "?")))
+        nodes[op] = nodes.get(op, 0) + 1
+        micros[op] = micros.get(op, 0.0) + float(event["dur"])
+    if not nodes:
+        raise BuildError(f"{path}: onnxruntime's profile has no kernel events")
+    return tuple(
+        sorted(
+            (KernelTime(op, nodes[op] // runs, micros[op] / 1000.0 / runs) for op in nodes),
+            key=lambda k: -k.ms,
+        )
+    )

@@ -14,6 +14,8 @@ from engine_builder.bench import (
     LatencyStats,
     bench_engines,
     bench_onnx_cpu,
+    group_kernels,
+    kernel_group,
     parse_named,
     parse_size,
     time_round_robin,
@@ -25,7 +27,7 @@ from engine_builder.build import BuildConfig, build_engine
 from serve.cli import main as drq
 from tests.fakes import cuda as fake_cuda
 from tests.fakes import tensorrt as fake_trt
-from tests.fakes.tiny_onnx import float_sr
+from tests.fakes.tiny_onnx import float_sr, qlinear_sr
 
 
 def test_latency_stats_percentiles():
@@ -44,6 +46,7 @@ def test_throughput_and_speedup_math():
     ]
     out = with_speedups(rows, "fp32")
     assert [r.speedup for r in out] == [1.0, 2.5, None]  # no fp32 row at 960x540: no ratio
+    assert [r.latency_ratio for r in out] == [1.0, 0.4, None]  # the "ratio": < 1 is faster
     assert out[1].images_per_s == 25.0
     assert out[1].megapixels_per_s == pytest.approx(256 * 256 * 16 / 1e6 * 25)
     with pytest.raises(
@@ -96,6 +99,7 @@ def test_cpu_bench_and_report_files(two_models: dict[str, Path], tmp_path: Path)
     md = paths[1].read_text()
     assert md.startswith("# drq bench (cpu)\n\n```\ndrq bench --onnx ...\n```\n")
     assert "| fp32 | onnxruntime-cpu | 16x12 | x4 |" in md and "1.00x" in md
+    assert "| p50 / fp32 p50 |" in md.splitlines()[8] and "onnxruntime kernels" not in md
     data = json.loads(paths[0].read_text())
     assert data["rows"][1]["images_per_s"] == pytest.approx(1000 / data["rows"][1]["latency"]["p50_ms"])
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -200,3 +204,36 @@ def test_bench_command_gpu_defaults_to_both_deployment_sizes(
     assert drq(["bench", "--engine", f"fp16={engine}", "--iters", "2", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     assert "| fp16 | tensorrt | 960x540 | x4 |" in out and "skipped at 1280x720" in out
+
+
+def test_kernel_groups():
+    assert kernel_group("com.microsoft:QLinearConv") == "integer conv"
+    assert kernel_group("com.microsoft.nchwc:Conv") == kernel_group("Conv") == "float conv"
+    assert kernel_group("com.microsoft:FusedConv") == "float conv"
+    assert (
+        kernel_group("DequantizeLinear") == "Q/DQ"
+        and kernel_group("com.microsoft.nchwc:ReorderInput") == "layout"
+    )
+    assert kernel_group("Clip") == "other"
+
+
+def test_kernel_profile_tells_integer_from_float_convs(tmp_path: Path, capsys):
+    models = {"fp32": tmp_path / "fp32.onnx", "int8": tmp_path / "int8.onnx"}
+    onnx.save(float_sr(scale=2), models["fp32"])
+    onnx.save(qlinear_sr(scale=2), models["int8"])
+    report = bench_onnx_cpu(models, (12, 16), threads=1, repeat=1, warmup=0, kernels=True)
+    profiles = dict(report.kernels)
+    fp32, int8 = group_kernels(profiles["fp32"]), group_kernels(profiles["int8"])
+    # the float graph runs float convs only; the QDQ graph's two convs were fused into integer kernels
+    assert fp32["float conv"][0] == 2 and fp32["integer conv"][0] == 0
+    assert int8["integer conv"][0] == 2 and int8["float conv"][0] == 0 and int8["Q/DQ"][0] >= 2
+    assert all(k.ms >= 0 and k.nodes >= 1 for ks in profiles.values() for k in ks)
+    md = to_markdown(report)
+    assert "## onnxruntime kernels that ran (`--kernels`)" in md
+    assert "| int8 | com.microsoft:QLinearConv | integer conv | 2 |" in md
+    assert any(n.startswith("kernels: onnxruntime's profiler") for n in report.notes)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert {k["op"] for k in data["kernels"]["int8"]} >= {"com.microsoft:QLinearConv"}
+    # the GPU path has no onnxruntime kernels to profile
+    assert drq(["bench", "--engine", f"fp16={models['fp32']}", "--kernels"]) == 2
+    assert "--kernels: profiles onnxruntime on the CPU; use it with --onnx" in capsys.readouterr().err
