@@ -238,7 +238,13 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
 
 
 def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> None:
-    """Run a `plugins.kernels` launch wrapper on TensorRT's CUDA stream (torch views of the buffers)."""
+    """Run a `plugins.kernels` launch wrapper on TensorRT's CUDA stream (torch views of the buffers).
+
+    Raises:
+        MissingDependency: torch or triton is missing.
+        PluginError: a buffer is neither CUDA memory nor a DLPack host buffer, or fails the wrapper's
+            dtype/shape checks.
+    """
     try:
         import torch
 
@@ -246,7 +252,26 @@ def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> N
     except ImportError as err:
         raise MissingDependency("the JIT dual-region plugins need torch and triton "
                                 "(pip install torch 'drq[triton]')") from err
-    # trtp.Tensor exposes __cuda_array_interface__, so torch wraps TensorRT's buffers without a copy
-    views = [torch.as_tensor(t, device="cuda") for t in (inp, params, out)]
-    with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-        getattr(kernels, wrapper)(*views)
+    views = [_torch_view(torch, t) for t in (inp, params, out)]
+    launch = getattr(kernels, wrapper)
+    if views[0].is_cuda:
+        # TensorRT enqueues every layer on `stream`; launching there keeps the kernel ordered with them
+        with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+            launch(*views)
+    else:
+        # host buffers: Triton's interpreter (TRITON_INTERPRET=1) runs the kernel synchronously, no stream
+        launch(*views)
+
+
+def _torch_view(torch: Any, tensor: Any) -> Any:
+    """A zero-copy torch view of one plugin buffer.
+
+    TensorRT's `trtp.Tensor` exposes `__cuda_array_interface__` (device memory); a host buffer exposing
+    DLPack is accepted too, so the same `impl` runs on the CPU under Triton's interpreter.
+    """
+    if hasattr(tensor, "__cuda_array_interface__"):
+        return torch.as_tensor(tensor, device="cuda")
+    if hasattr(tensor, "__dlpack__"):
+        return torch.from_dlpack(tensor)
+    raise PluginError(f"JIT plugin: cannot view a {type(tensor).__name__} as a tensor "
+                      "(neither __cuda_array_interface__ nor __dlpack__)")

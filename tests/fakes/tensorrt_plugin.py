@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import inspect
 import math
+import re
 import sys
 import types
 import typing
@@ -73,8 +74,50 @@ class TensorDesc:
         return TensorDesc(self.shape_expr, self.dtype, self.format)
 
 
+_NP_TO_DTYPE = {"float32": DataType.FLOAT, "float16": DataType.HALF, "int8": DataType.INT8,
+                "int32": DataType.INT32}
+
+
 class Tensor:
-    """Run-time tensor handed to `impl` (exposes __cuda_array_interface__ in TensorRT)."""
+    """Run-time tensor handed to `impl` (Tensor page of the `tensorrt.plugin` docs).
+
+    TensorRT's wraps device memory and exposes `__cuda_array_interface__`; this one wraps a host NumPy
+    array and exposes DLPack instead, so an `impl` can run on the CPU (Triton interpreter) and write
+    into the array in place. Same read-only properties: dtype, format, shape, ndim, data_ptr, numel().
+    """
+
+    def __init__(self, array: Any = None, format: TensorFormat = TensorFormat.LINEAR) -> None:
+        self._array = array
+        self._format = format
+
+    @property
+    def dtype(self) -> DataType:
+        return _NP_TO_DTYPE[str(self._array.dtype)]
+
+    @property
+    def format(self) -> TensorFormat:
+        return self._format
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._array.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._array.ndim
+
+    @property
+    def data_ptr(self) -> int:
+        return int(self._array.ctypes.data)
+
+    def numel(self) -> int:
+        return int(self._array.size)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self._array.__dlpack_device__()
 
 
 class SymExprs:
@@ -188,6 +231,17 @@ class PluginDef:
 
 
 REGISTRY: dict[str, PluginDef] = {}
+_TRT: dict[str, types.ModuleType] = {}  # the `tensorrt` module the plugins are registered with
+
+
+@dataclass(frozen=True)
+class Creator:
+    """What `register` puts into TensorRT's plugin registry (an IPluginCreatorV3One's identity)."""
+
+    name: str
+    plugin_version: str
+    plugin_namespace: str
+    field_names: tuple[str, ...]  # the attributes, passed to create_plugin from the ONNX node
 
 
 def _is_class(annotation: Any) -> bool:
@@ -234,6 +288,12 @@ def register(plugin_id: str, lazy_register: bool = False) -> Any:
         elif not (_is_class(ret) and issubclass(ret, TensorDesc)):
             raise ValueError(f"Return argument is of type {ret!r}. Return types can only be TensorDesc")
         REGISTRY[plugin_id] = PluginDef(plugin_id, func, tensors, attrs)
+        if not lazy_register:
+            # "By default, the plugin will be immediately registered in the TRT plugin registry": a
+            # creator (name, version "1", namespace) the ONNX parser's plugin lookup can find
+            registry = getattr(_TRT.get("module"), "get_plugin_registry", None)
+            if registry is not None:
+                registry().register_creator(Creator(name, "1", namespace, tuple(attrs)), namespace)
         return func
 
     return decorator
@@ -330,16 +390,102 @@ def aot_impl(plugin_id: str) -> Any:
     return decorator
 
 
-def make_modules(version: str = "10.13.0", with_aot: bool = True
+def _call_args(plugin: PluginDef, func: Any, inputs: list[Any], outputs: list[Any], attrs: dict[str, Any],
+               tail: dict[str, Any]) -> list[Any]:
+    """Positional arguments in the documented order: inputs, the attributes `func` declares (in
+    registration order), outputs as a tuple, then the optional trailing arguments it declares."""
+    if len(inputs) != len(plugin.tensor_names):
+        raise ValueError(f"{plugin.plugin_id}: {len(inputs)} inputs, registered {plugin.tensor_names}")
+    if set(attrs) != set(plugin.attrs):
+        raise ValueError(f"{plugin.plugin_id}: attributes {sorted(attrs)}, registered {sorted(plugin.attrs)}")
+    for name, value in attrs.items():
+        if not isinstance(value, plugin.attrs[name]):
+            raise TypeError(f"{plugin.plugin_id}: attribute {name}={value!r} is not {plugin.attrs[name]}")
+    params = inspect.signature(func).parameters
+    args = list(inputs) + [attrs[a] for a in plugin.attrs if a in params] + [tuple(outputs)]
+    return args + [value for name, value in tail.items() if name in params]
+
+
+def run_impl(plugin_id: str, inputs: list[Tensor], outputs: list[Tensor], attrs: dict[str, Any],
+             stream: int = 0, tactic: int = 0) -> None:
+    """Enqueue a JIT plugin the way TensorRT does: `impl(inputs..., attrs..., outputs, stream[, tactic])`.
+
+    The outputs are written in place; `impl` must return None.
+    """
+    plugin = _plugin(plugin_id)
+    if plugin.impl_func is None:
+        raise ValueError(f"{plugin_id}: no trt.plugin.impl registered")
+    args = _call_args(plugin, plugin.impl_func, list(inputs), list(outputs), attrs,
+                      {"stream": int(stream), "tactic": int(tactic)})
+    plugin.calls.append("impl")
+    if plugin.impl_func(*args) is not None:
+        raise ValueError(f"{plugin_id}: impl must return None")
+
+
+_PTX_ENTRY = re.compile(r"\.visible\s+\.entry\s+(\w+)\s*\((.*?)\)", re.S)
+
+
+def ptx_entry(ptx: str) -> tuple[str, list[str]]:
+    """(name, parameter types) of the one `.visible .entry` of a PTX module, e.g. ("k", ["u64", "u32"])."""
+    entries = _PTX_ENTRY.findall(ptx)
+    if len(entries) != 1:
+        raise ValueError(f"PTX: {len(entries)} .visible .entry declarations, expected 1")
+    name, decls = entries[0]
+    types_ = [re.search(r"\.([usbf]\d+)\b", d).group(1) for d in decls.split(",") if d.strip()]
+    return name, types_
+
+
+def run_aot_impl(plugin_id: str, inputs: list[TensorDesc], outputs: list[TensorDesc], attrs: dict[str, Any],
+                 tactic: int = 0) -> tuple[Any, ...]:
+    """Call `aot_impl` as TensorRT does at build time and check what its launcher will pass.
+
+    TensorRT launches the returned kernel with one 64-bit pointer per input, then the extra scalar
+    arguments (SymInt32: 32-bit), then one pointer per output (aot_impl docs). So the PTX must have
+    exactly one `.entry`, named like the returned kernel name, whose parameters are
+    `u64 x inputs, u32 x len(extra), u64 x outputs`. Returns aot_impl's 4-tuple.
+    """
+    plugin = _plugin(plugin_id)
+    if plugin.aot_impl_func is None:
+        raise ValueError(f"{plugin_id}: no trt.plugin.aot_impl registered")
+    args = _call_args(plugin, plugin.aot_impl_func, list(inputs), list(outputs), attrs,
+                      {"tactic": int(tactic)})
+    plugin.calls.append("aot_impl")
+    result = plugin.aot_impl_func(*args)
+    if not (isinstance(result, tuple) and len(result) == 4):
+        raise ValueError(f"{plugin_id}: aot_impl must return (name, ptx, KernelLaunchParams, SymExprs)")
+    name, ptx, launch, extra = result
+    if not isinstance(launch, KernelLaunchParams) or not isinstance(extra, SymExprs):
+        raise TypeError(f"{plugin_id}: aot_impl returned {type(launch).__name__}, {type(extra).__name__}")
+    if any(extra[i] is None for i in range(len(extra))):
+        raise ValueError(f"{plugin_id}: aot_impl left an extra argument unset")
+    text = ptx.decode() if isinstance(ptx, bytes) else ptx
+    entry, param_types = ptx_entry(text)
+    kernel = name.decode() if isinstance(name, bytes) else name
+    if entry != kernel:
+        raise ValueError(f"{plugin_id}: kernel name {kernel!r} is not the PTX entry {entry!r}")
+    expected = ["u64"] * len(inputs) + ["u32"] * len(extra) + ["u64"] * len(outputs)
+    if param_types != expected:
+        raise ValueError(f"{plugin_id}: PTX entry parameters {param_types}, TensorRT passes {expected}")
+    return result
+
+
+def make_modules(version: str = "10.13.0", with_aot: bool = True, trt: types.ModuleType | None = None
                  ) -> tuple[types.ModuleType, types.ModuleType]:
-    """Fresh fake `tensorrt` and `tensorrt.plugin` modules (empty registry)."""
+    """Fresh fake `tensorrt.plugin` (empty registry) and a minimal fake `tensorrt`, or `trt` extended.
+
+    Pass `trt` (a `tests.fakes.tensorrt` module) to register the plugins with that module's plugin
+    registry, where its ONNX parser looks them up.
+    """
     REGISTRY.clear()
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    trt.DataType = DataType
-    trt.float32, trt.float16 = DataType.FLOAT, DataType.HALF
-    trt.int8, trt.int32 = DataType.INT8, DataType.INT32
-    trt.TensorFormat = TensorFormat
+    own = trt is None
+    if trt is None:
+        trt = types.ModuleType("tensorrt")
+        trt.__version__ = version
+        trt.DataType = DataType
+        trt.float32, trt.float16 = DataType.FLOAT, DataType.HALF
+        trt.int8, trt.int32 = DataType.INT8, DataType.INT32
+        trt.TensorFormat = TensorFormat
+    _TRT["module"] = trt
     trtp = types.ModuleType("tensorrt.plugin")
     names = ["register", "autotune", "impl", "TensorDesc", "Tensor", "ShapeExpr", "ShapeExprs",
              "SymExprs", "SymIntExprs", "SymInt32", "KernelLaunchParams", "AutoTuneCombination",
@@ -349,13 +495,19 @@ def make_modules(version: str = "10.13.0", with_aot: bool = True
     module = sys.modules[__name__]
     for name in names:
         setattr(trtp, name, getattr(module, name))
-    trt.plugin = trtp
+    if own:
+        trt.plugin = trtp
     return trt, trtp
 
 
-def install(monkeypatch: Any, version: str = "10.13.0", with_aot: bool = True) -> types.ModuleType:
-    """Put the fakes into sys.modules for one test; returns the fake `tensorrt.plugin`."""
-    trt, trtp = make_modules(version, with_aot)
+def install(monkeypatch: Any, version: str = "10.13.0", with_aot: bool = True,
+            trt: types.ModuleType | None = None) -> types.ModuleType:
+    """Put the fakes into sys.modules for one test; returns the fake `tensorrt.plugin`.
+
+    With `trt` (an installed `tests.fakes.tensorrt` module) only `tensorrt.plugin` is added, on top of it.
+    """
+    trt, trtp = make_modules(version, with_aot, trt)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setattr(trt, "plugin", trtp, raising=False)
     return trtp

@@ -26,13 +26,26 @@ def interpreter_results() -> dict[str, int]:
 
 
 def test_every_case_ran(interpreter_results: dict[str, int]) -> None:
-    # 4 params sets x 5 shapes x (2 dequant dtypes + 2 quantize dtypes)
-    assert len(interpreter_results) == 4 * 5 * 4
+    # kernels: 4 params sets x 5 shapes x (2 dequant dtypes + 2 quantize dtypes);
+    # JIT plugins: 4 params sets x 2 shapes x (2 + 2)
+    kernels = [k for k in interpreter_results if not k.startswith("jit/")]
+    assert len(kernels) == 4 * 5 * 4
+    assert len(interpreter_results) - len(kernels) == 4 * 2 * 4
 
 
 @pytest.mark.parametrize("op", ["dequant", "quantize"])
 def test_bit_exact_against_reference(interpreter_results: dict[str, int], op: str) -> None:
     bad = {k: v for k, v in interpreter_results.items() if k.startswith(op + "/") and v}
+    assert not bad, f"elements differing from plugins.reference: {bad}"
+
+
+@pytest.mark.parametrize("op", ["dequant", "quantize"])
+def test_jit_plugin_impl_is_bit_exact(interpreter_results: dict[str, int], op: str) -> None:
+    """`trtp.impl` of both plugins (TensorRT 10.6-10.8), enqueued through the stand-in like TensorRT does,
+    writes exactly the reference's values into TensorRT's output buffer (interpret_check.run_jit_plugins)."""
+    cases = {k: v for k, v in interpreter_results.items() if k.startswith(f"jit/{op}/")}
+    assert len(cases) == 4 * 2 * 2
+    bad = {k: v for k, v in cases.items() if v}
     assert not bad, f"elements differing from plugins.reference: {bad}"
 
 

@@ -90,14 +90,18 @@ def test_autotune_combinations(monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
     (QUANTIZE_ID, "DualRegionQuantize", "fp32"), (QUANTIZE_ID, "DualRegionQuantize", "fp16")])
 def test_aot_impl_returns_manifest_kernel(monkeypatch: pytest.MonkeyPatch, kernel_dir: Path, plugin_id: str,
                                           op: str, dtype: str) -> None:
-    trtp = fake.install(monkeypatch)
+    fake.install(monkeypatch)
     register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
     float_type = fake.DataType.FLOAT if dtype == "fp32" else fake.DataType.HALF
     codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
     floats = fake.TensorDesc(N_SHAPE, float_type)
     params = fake.TensorDesc((5,), fake.DataType.FLOAT)
     inp, out = (codes, floats) if op == "DualRegionDequant" else (floats, codes)
-    name, ptx, launch, extra = trtp.REGISTRY[plugin_id].aot_impl_func(inp, params, (out,), 0)
+    attrs = {"out_dtype": 1 if dtype == "fp32" else 10} if op == "DualRegionDequant" else {}
+    # run_aot_impl also checks the PTX .entry against what TensorRT's launcher passes:
+    # (u64 codes/x, u64 params, u32 n_elements, u64 out), named like the returned kernel
+    name, ptx, launch, extra = fake.run_aot_impl(plugin_id, [inp, params], [out], attrs)
+    assert fake.ptx_entry(ptx) == (name, ["u64", "u64", "u32", "u64"])
     entry = _manifest_entry(kernel_dir, op, dtype)
     assert name == entry["kernel"]
     assert ptx == (kernel_dir / entry["file"]).read_text()
@@ -149,3 +153,123 @@ def test_fake_rejects_string_annotations(monkeypatch: pytest.MonkeyPatch) -> Non
     desc.__annotations__ = {"inp": "trtp.TensorDesc", "n": "int", "return": "trtp.TensorDesc"}
     with pytest.raises(TypeError, match="not a class"):
         trtp.register("drq::Probe")(desc)
+
+
+def test_stand_in_rejects_a_wrong_aot_kernel_signature(monkeypatch: pytest.MonkeyPatch,
+                                                       kernel_dir: Path) -> None:
+    """The PTX check of run_aot_impl can fail: a kernel whose .entry takes n_elements as 64 bits."""
+    trtp = fake.install(monkeypatch)
+    register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
+    real = trtp.REGISTRY[DEQUANT_ID].aot_impl_func
+
+    def widened(codes, params, outputs, tactic):
+        name, ptx, launch, extra = real(codes, params, outputs, tactic)
+        return name, ptx.replace(".param .u32", ".param .u64", 1), launch, extra
+
+    trtp.REGISTRY[DEQUANT_ID].aot_impl_func = widened
+    codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
+    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    out = fake.TensorDesc(N_SHAPE, fake.DataType.FLOAT)
+    with pytest.raises(ValueError, match=r"PTX entry parameters \['u64', 'u64', 'u64', 'u64'\], TensorRT"):
+        fake.run_aot_impl(DEQUANT_ID, [codes, params], [out], {"out_dtype": 1})
+
+
+def test_jit_impl_has_the_documented_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`impl`: (inputs: Tensor..., outputs: Tuple[Tensor], stream: int) -> None; `out_dtype` is not
+    declared, so TensorRT does not serialise it for the JIT plugin (the output buffer's dtype decides)."""
+    import inspect
+    import typing
+
+    trtp = fake.install(monkeypatch, version="10.8.0", with_aot=False)
+    register_dual_region_plugins()
+    for plugin_id, first in ((DEQUANT_ID, "codes"), (QUANTIZE_ID, "x")):
+        sig = inspect.signature(trtp.REGISTRY[plugin_id].impl_func)
+        assert list(sig.parameters) == [first, "params", "outputs", "stream"]
+        assert sig.parameters[first].annotation is trtp.Tensor
+        assert typing.get_args(sig.parameters["outputs"].annotation) == (trtp.Tensor,)
+        assert sig.parameters["stream"].annotation is int and sig.return_annotation is None
+
+
+@pytest.mark.parametrize(("params", "ret", "message"), [
+    ("inp, outputs", None, r"\['inp', 'outputs'\] does not match \['inp', 'outputs', 'stream'\]"),
+    ("inp, outputs, stream, tactic, extra", None, "does not match"),
+    ("inp, stream, outputs", None, "does not match"),
+    ("inp, outputs, stream", int, "Return annotation should be None"),
+])
+def test_stand_in_enforces_the_impl_schema(monkeypatch: pytest.MonkeyPatch, params: str, ret: type | None,
+                                           message: str) -> None:
+    trtp = fake.install(monkeypatch)
+
+    def desc(inp):
+        return inp
+
+    desc.__annotations__ = {"inp": trtp.TensorDesc, "return": trtp.TensorDesc}
+    trtp.register("drq::Probe")(desc)
+    namespace: dict = {}
+    exec(f"def impl({params}):\n    return None", namespace)
+    impl = namespace["impl"]
+    impl.__annotations__ = {"return": ret}
+    with pytest.raises(ValueError, match=message):
+        trtp.impl("drq::Probe")(impl)
+
+
+def test_stand_in_rejects_impl_with_device_descriptors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """impl receives Tensors (data), not TensorDescs; outputs must be Tuple[Tensor]."""
+    trtp = fake.install(monkeypatch)
+
+    def desc(inp):
+        return inp
+
+    desc.__annotations__ = {"inp": trtp.TensorDesc, "return": trtp.TensorDesc}
+    trtp.register("drq::Probe")(desc)
+
+    def impl(inp, outputs, stream):
+        return None
+
+    impl.__annotations__ = {"inp": trtp.Tensor, "outputs": tuple[trtp.TensorDesc], "stream": int}
+    with pytest.raises(ValueError, match=r"'outputs' should be a Tuple\[Tensor\]"):
+        trtp.impl("drq::Probe")(impl)
+
+
+def test_jit_impl_launches_the_wrapper_on_tensorrts_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JIT impl hands zero-copy views of TensorRT's buffers (inputs, params, output) to the kernel
+    wrapper of its op. (Bit exactness of the same path: test_kernels_interpreter, which needs a fresh
+    process for Triton's interpreter.)"""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("triton")
+    import numpy as np
+
+    from plugins import kernels
+
+    fake.install(monkeypatch, version="10.8.0", with_aot=False)
+    register_dual_region_plugins()
+    seen = []
+
+    def record(name):
+        def wrapper(inp, params, out):
+            seen.append((name, inp, params, out))
+            out.fill_(3)  # the impl's write must land in TensorRT's output buffer
+            return out
+        return wrapper
+
+    monkeypatch.setattr(kernels, "dequantize_triton", record("dequantize_triton"))
+    monkeypatch.setattr(kernels, "quantize_triton", record("quantize_triton"))
+    codes = np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
+    params = np.array([1.0, 1 / 63, 0.5, 0.25, 63.0], np.float32)
+    out = np.zeros((3, 4), np.float16)
+    fake.run_impl(DEQUANT_ID, [fake.Tensor(codes), fake.Tensor(params)], [fake.Tensor(out)],
+                  {"out_dtype": 10}, stream=11)
+    q = np.zeros((3, 4), np.int8)
+    fake.run_impl(QUANTIZE_ID, [fake.Tensor(out), fake.Tensor(params)], [fake.Tensor(q)], {}, stream=11)
+    assert [s[0] for s in seen] == ["dequantize_triton", "quantize_triton"]
+    for (_, inp, par, res), arrays in zip(seen, ((codes, params, out), (out, params, q)), strict=True):
+        assert [t.data_ptr() for t in (inp, par, res)] == [a.ctypes.data for a in arrays]
+        want = {np.dtype(np.float16): torch.float16, np.dtype(np.int8): torch.int8}[arrays[2].dtype]
+        assert res.dtype == want
+    assert (out == 3).all() and (q == 3).all()
+
+
+def test_jit_impl_rejects_a_buffer_it_cannot_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(PluginError, match=r"cannot view a object as a tensor \(neither __cuda_array"):
+        trt_registration._torch_view(torch, object())
