@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import onnx
 import pytest
@@ -242,10 +243,13 @@ def test_plugin_hook_runs_and_functions_are_stripped(tmp_path: Path, monkeypatch
 
     def register() -> None:
         ran.append(True)
+        creator = SimpleNamespace(name="DualRegionDequant", plugin_version="1")
+        trt.get_plugin_registry().register_creator(creator, "drq")
 
     result = build_engine(config(path, plugins=register))
     assert ran == [True]
     assert trt.STATE.named("parsed_functions")[0].args == (0,)  # local function removed before parsing
+    assert ("plugin", "drq::DualRegionDequant@1") in trt.STATE.named("layers")[0].args[0]
     assert result.manifest.plugins == ("register",)
     trt.STATE.calls.clear()
     build_engine(config(path))  # no plugins: the function body stays for the parser to inline

@@ -14,6 +14,22 @@ Parameter names follow the docs, so a call with a wrong keyword fails with TypeE
 pybind11 bindings do. `execute_async_v3` reads the input from the fake CUDA memory
 (`tests.fakes.cuda`) and writes a nearest-neighbour x`SCALE` upscale of it to the output address, so a
 runner test can check the bytes that come back.
+
+The ONNX parser dispatches every node the way onnx-tensorrt's `parseNode` (ModelImporter.cpp) does in
+the three generations of that code, chosen by the module version, and records one network layer per
+imported op (`network.layers`: ("builtin" | "plugin" | "function", op type or plugin id)):
+
+* <= 10.6: builtin importer, else a local function of that name, else the FallbackPluginImporter;
+* 10.7 - 10.14: as above, but a local function whose node finds a registered plugin
+  (`isNodeInPluginRegistry`: op_type, attribute `plugin_version` (default "1"), `plugin_namespace`
+  (default "")) is imported as the plugin;
+* 10.15+, 11.x and TensorRT-RTX: a node carrying `plugin_namespace` whose plugin is registered is
+  imported as the plugin first; otherwise builtin, local function, fallback.
+
+The fallback looks the creator up by (op_type, plugin_version, plugin_namespace), then with the node's
+domain as namespace (10.10+); none found is the parser's "Plugin not found" error. Plugin creators live
+in `get_plugin_registry()` (the `tensorrt.plugin` stand-in registers there); an engine remembers the
+plugins it holds and `deserialize_cuda_engine` fails, as TensorRT does, when one is not registered.
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import helper
 
 
 @dataclass
@@ -127,6 +144,21 @@ def make_tensorrt(
             self.flags = flags
             self._inputs: list[ITensor] = []
             self._outputs: list[ITensor] = []
+            self.layers: list[tuple[str, str]] = []  # (kind, op type or plugin "namespace::name")
+
+        @property
+        def num_layers(self) -> int:
+            return len(self.layers)
+
+        def plugins(self) -> list[tuple[str, str, str]]:
+            """(name, version, namespace) of every plugin layer."""
+            out = []
+            for kind, what in self.layers:
+                if kind == "plugin":
+                    namespace, _, rest = what.partition("::")
+                    name, _, version = rest.partition("@")
+                    out.append((name, version, namespace))
+            return out
 
         @property
         def num_inputs(self) -> int:
@@ -145,6 +177,82 @@ def make_tensorrt(
         def desc(self) -> str:
             return self._text
 
+    class PluginRegistry:
+        """IPluginRegistry: creators keyed by (name, version, namespace)."""
+
+        def __init__(self) -> None:
+            self._creators: dict[tuple[str, str, str], Any] = {}
+
+        def register_creator(self, creator: Any, plugin_namespace: str = "") -> bool:
+            key = (str(creator.name), str(creator.plugin_version), str(plugin_namespace))
+            if key in self._creators:
+                return False
+            state.record("register_creator", *key)
+            self._creators[key] = creator
+            return True
+
+        def get_creator(self, type: str, version: str, plugin_namespace: str = "") -> Any:  # noqa: A002
+            return self._creators.get((type, version, plugin_namespace))
+
+        @property
+        def all_creators(self) -> list[Any]:
+            return list(self._creators.values())
+
+    registry = PluginRegistry()
+    mod.get_plugin_registry = lambda: registry
+    parts = [int(p) for p in version.split(".")[:2]]
+    generation = "override" if rtx or tuple(parts) >= (10, 15) else (
+        "prefer_plugin" if tuple(parts) >= (10, 7) else "function_first")
+
+    def _str_attr(node: onnx.NodeProto, name: str, default: str) -> str:
+        for attr in node.attribute:
+            if attr.name == name:
+                value = helper.get_attribute_value(attr)
+                return value.decode() if isinstance(value, bytes) else str(value)
+        return default
+
+    def _plugin_key(node: onnx.NodeProto, fallback: bool) -> tuple[str, str, str] | None:
+        """The registered creator a node maps to (isNodeInPluginRegistry / FallbackPluginImporter)."""
+        version_attr = _str_attr(node, "plugin_version", "1")
+        namespaces = [_str_attr(node, "plugin_namespace", "")]
+        if fallback and (tuple(parts) >= (10, 10) or rtx):
+            namespaces.append(node.domain)  # 10.10: "fallback importer also reads its namespace from domain"
+        for namespace in namespaces:
+            if registry.get_creator(node.op_type, version_attr, namespace) is not None:
+                return node.op_type, version_attr, namespace
+        return None
+
+    def _import_node(node: onnx.NodeProto, functions: dict[str, onnx.FunctionProto],
+                     layers: list[tuple[str, str]]) -> str | None:
+        """Append the node's layers; returns an error message, or None."""
+        builtin = node.domain in ("", "ai.onnx")
+        is_plugin_node = any(a.name == "plugin_namespace" for a in node.attribute)
+        if generation == "override" and is_plugin_node and _plugin_key(node, False) is not None:
+            kind = "plugin"
+        elif builtin:
+            kind = "builtin"
+        elif node.op_type in functions:
+            kind = "function"
+            if generation == "prefer_plugin" and _plugin_key(node, False) is not None:
+                kind = "plugin"
+        else:
+            kind = "plugin"
+        if kind == "builtin":
+            layers.append(("builtin", node.op_type))
+        elif kind == "function":
+            for inner in functions[node.op_type].node:  # LocalFunctionImporter: the body, node by node
+                error = _import_node(inner, functions, layers)
+                if error:
+                    return error
+        else:
+            key = _plugin_key(node, True)
+            if key is None:
+                return (f"In node -1 with name: {node.name} and operator: {node.op_type} "
+                        "(checkFallbackPluginImporter): INVALID_NODE: creator && \"Plugin not found, are the "
+                        "plugin name, version, and namespace correct?\"")
+            layers.append(("plugin", f"{key[2]}::{key[0]}@{key[1]}"))
+        return None
+
     class OnnxParser:
         def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
             _logger_ok(logger)
@@ -156,6 +264,14 @@ def make_tensorrt(
             state.record("parsed_functions", len(proto.functions))
             if state.parse_errors:
                 self._errors = [ParserError(e) for e in state.parse_errors]
+                return False
+            functions = {fn.name: fn for fn in proto.functions}
+            for node in proto.graph.node:
+                error = _import_node(node, functions, self.network.layers)
+                if error:
+                    self._errors.append(ParserError(error))
+            state.record("layers", list(self.network.layers))
+            if self._errors:
                 return False
             init = {t.name for t in proto.graph.initializer}
             for vi in proto.graph.input:
@@ -339,6 +455,7 @@ def make_tensorrt(
                 "profile": shapes,
                 "scale": state.scale,
                 "dtype": int(tensor.dtype),
+                "plugins": network.plugins(),
             }
             return memoryview(b"FAKEPLAN" + json.dumps(payload).encode())
 
@@ -408,6 +525,7 @@ def make_tensorrt(
     class Runtime:
         def __init__(self, logger: ILogger) -> None:
             _logger_ok(logger)
+            self.logger = logger
             self.engine_host_code_allowed = False
 
         def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
@@ -415,9 +533,24 @@ def make_tensorrt(
             data = bytes(serialized_engine)
             if not data.startswith(b"FAKEPLAN"):
                 return None
-            return ICudaEngine(json.loads(data[len(b"FAKEPLAN") :]))
+            payload = json.loads(data[len(b"FAKEPLAN") :])
+            for name, plugin_version, namespace in payload.get("plugins", []):
+                # TensorRT looks every plugin creator up while deserialising
+                if registry.get_creator(name, plugin_version, namespace) is None:
+                    self.logger.log(ILogger.Severity.ERROR, f"IPluginRegistry::getCreator: Error Code 4: "
+                                    f"Cannot find plugin: {name}, version: {plugin_version}, "
+                                    f"namespace:{namespace}.")
+                    return None
+            return ICudaEngine(payload)
 
     mod.Runtime = Runtime
+    # exported like the real module's classes, so tests can compare signatures
+    mod.INetworkDefinition, mod.IOptimizationProfile, mod.ITimingCache = (
+        INetworkDefinition,
+        IOptimizationProfile,
+        ITimingCache,
+    )
+    mod.ICudaEngine, mod.IExecutionContext = ICudaEngine, IExecutionContext
     return mod
 
 
