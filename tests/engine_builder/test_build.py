@@ -148,6 +148,53 @@ def test_tensorrt_11_network_is_strongly_typed(model: Path, monkeypatch: pytest.
     assert result.manifest.strongly_typed
 
 
+def test_tensorrt_11_keeps_compatibility_timing_and_memory_options(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # 11.x removed weak typing, not these: VERSION_COMPATIBLE, hardware_compatibility_level, timing caches,
+    # the workspace pool and the optimization level stay (Removed Python APIs in TensorRT 11.x).
+    trt = install(monkeypatch, "11.4.0")
+    cache = model.parent / "timing11.cache"
+    for _ in range(2):
+        result = build_engine(
+            config(
+                model,
+                workspace_mib=256,
+                optimization_level=4,
+                timing_cache=cache,
+                version_compatible=True,
+                hardware_compatible=True,
+            )
+        )
+    s = trt.STATE
+    assert [c.args for c in s.named("set_flag")] == [("VERSION_COMPATIBLE",)] * 2
+    assert [c.args for c in s.named("hardware_compatibility_level")] == [("AMPERE_PLUS",)] * 2
+    assert s.named("set_memory_pool_limit")[0].args == ("WORKSPACE", 256 << 20)
+    assert s.named("builder_optimization_level")[0].args == (4,)
+    assert [c.args[0] for c in s.named("create_timing_cache")] == [b"", b"|timings"]  # reused
+    m = result.manifest
+    assert m.strongly_typed and m.version_compatible and m.hardware_compatible and not (m.fp16 or m.int8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"version_compatible": True}, "--version-compatible needs TensorRT (not TensorRT-RTX) >= 8.6"),
+        ({"hardware_compatible": True}, "--hardware-compatible needs TensorRT (not TensorRT-RTX) >= 8.6"),
+        ({"timing_cache": Path("t.cache")}, "--timing-cache needs TensorRT (not TensorRT-RTX) >= 8.0"),
+        ({"fp16": True}, "--fp16 (BuilderFlag.FP16) needs TensorRT (not TensorRT-RTX) <= 10.x"),
+    ],
+)
+def test_rtx_refuses_what_it_cannot_honour(model: Path, monkeypatch: pytest.MonkeyPatch, kwargs, what):
+    # RTX 1.7.1 has the attributes but fails (VERSION_COMPATIBLE: lean runtime missing) or ignores them
+    # (hardware level, timing cache no-ops), measured in test_rtx_build; refused before any TensorRT work.
+    trt = install(monkeypatch, "1.7.1.116", rtx=True)
+    with pytest.raises(FeatureUnavailable) as info:
+        build_engine(config(model, backend="tensorrt_rtx", **kwargs))
+    assert str(info.value) == f"{what}; found tensorrt_rtx 1.7.1.116"
+    assert not trt.STATE.named("create_network")
+
+
 def test_rtx_sets_compute_capabilities_and_records_cpu_build(model: Path, monkeypatch: pytest.MonkeyPatch):
     trt = install(monkeypatch, "1.7.1.116", rtx=True)
     result = build_engine(config(model, backend="tensorrt_rtx", compute_capabilities=("8.6", "sm120")))

@@ -138,3 +138,100 @@ def test_features_probed_from_the_real_module():
         tensorrt_rtx, "HardwareCompatibilityLevel"
     )
     assert not f.timing_cache and not f.version_compatible and not f.hardware_compatible
+
+
+def _params(doc: str, name: str) -> list[list[tuple[str, bool]]]:
+    """(parameter name, has a default) without self, for every overload of `name` in a pybind11 docstring."""
+    out = []
+    for line in (doc or "").splitlines():
+        line = line.strip()
+        head = line.split(". ", 1)[1] if line[:1].isdigit() and ". " in line else line
+        if not head.startswith(f"{name}(") or ") ->" not in head:
+            continue
+        inside = head[len(name) + 1 : head.rindex(") ->")]
+        parts, depth, current = [], 0, ""
+        for ch in inside:  # split on commas outside brackets (types like tuple[int, int])
+            depth += ch in "[(" and 1 or (ch in "])" and -1 or 0)
+            if ch == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += ch
+        parts.append(current)
+        names = [(p.split(":")[0].split("=")[0].strip(), "=" in p) for p in parts if p.strip()]
+        out.append([n for n in names if n[0] != "self"])
+    return out
+
+
+# Every TensorRT member engine_builder calls (build.py, backends/, runtime/trt.py, calibrator.py).
+USED_METHODS = {
+    "Builder": [
+        "__init__",
+        "create_network",
+        "create_builder_config",
+        "create_optimization_profile",
+        "build_serialized_network",
+    ],
+    "IBuilderConfig": [
+        "set_flag",
+        "set_memory_pool_limit",
+        "add_optimization_profile",
+        "create_timing_cache",
+        "set_timing_cache",
+        "get_timing_cache",
+        "set_compute_capability",
+    ],
+    "OnnxParser": ["__init__", "parse", "get_error"],
+    "IOptimizationProfile": ["set_shape"],
+    "Runtime": ["__init__", "deserialize_cuda_engine"],
+    "ICudaEngine": ["create_execution_context", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype"],
+    "IExecutionContext": ["set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3"],
+}
+USED_PROPERTIES = {
+    "IBuilderConfig": [
+        "builder_optimization_level",
+        "hardware_compatibility_level",
+        "num_compute_capabilities",
+    ],
+    "OnnxParser": ["num_errors"],
+    "Runtime": ["engine_host_code_allowed"],
+    "ICudaEngine": ["num_io_tensors", "device_memory_size_v2"],
+}
+
+
+def test_stand_in_signatures_match_the_real_bindings():
+    """The stand-in's parameter names are those of the real bindings (TensorRT-RTX follows the 10.x/11.x
+    Python API), so a keyword the real TensorRT would reject also fails against the stand-in."""
+    import inspect
+
+    import tensorrt_rtx
+
+    from tests.fakes.tensorrt import make_tensorrt
+
+    fake = make_tensorrt("1.7.1", rtx=True)
+    for cls_name, methods in USED_METHODS.items():
+        real, fake_cls = getattr(tensorrt_rtx, cls_name), getattr(fake, cls_name)
+        for method in methods:
+            overloads = _params(getattr(real, method).__doc__, method)
+            assert overloads, f"{cls_name}.{method}: no signature in the real docstring"
+            fake_params = [p for p in inspect.signature(getattr(fake_cls, method)).parameters if p != "self"]
+            # the stand-in may leave out trailing parameters that have defaults in the real binding
+            fits = any(
+                [n for n, _ in real_params[: len(fake_params)]] == fake_params
+                and all(default for _, default in real_params[len(fake_params) :])
+                for real_params in overloads
+            )
+            assert fits, f"{cls_name}.{method}: stand-in {fake_params}, real {overloads}"
+    for cls_name, props in USED_PROPERTIES.items():
+        for prop in props:
+            assert isinstance(getattr(getattr(tensorrt_rtx, cls_name), prop), property), f"{cls_name}.{prop}"
+    for enum_name, member in [
+        ("BuilderFlag", "VERSION_COMPATIBLE"),
+        ("HardwareCompatibilityLevel", "AMPERE_PLUS"),
+        ("MemoryPoolType", "WORKSPACE"),
+        ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED"),
+        ("TensorIOMode", "INPUT"),
+        ("ComputeCapability", "SM86"),
+    ]:
+        assert hasattr(getattr(tensorrt_rtx, enum_name), member), f"{enum_name}.{member}"
+    assert callable(tensorrt_rtx.nptype) and hasattr(tensorrt_rtx.ITimingCache, "serialize")

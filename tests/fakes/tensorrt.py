@@ -201,8 +201,11 @@ def make_tensorrt(
     registry = PluginRegistry()
     mod.get_plugin_registry = lambda: registry
     parts = [int(p) for p in version.split(".")[:2]]
-    generation = "override" if rtx or tuple(parts) >= (10, 15) else (
-        "prefer_plugin" if tuple(parts) >= (10, 7) else "function_first")
+    generation = (
+        "override"
+        if rtx or tuple(parts) >= (10, 15)
+        else ("prefer_plugin" if tuple(parts) >= (10, 7) else "function_first")
+    )
 
     def _str_attr(node: onnx.NodeProto, name: str, default: str) -> str:
         for attr in node.attribute:
@@ -222,8 +225,9 @@ def make_tensorrt(
                 return node.op_type, version_attr, namespace
         return None
 
-    def _import_node(node: onnx.NodeProto, functions: dict[str, onnx.FunctionProto],
-                     layers: list[tuple[str, str]]) -> str | None:
+    def _import_node(
+        node: onnx.NodeProto, functions: dict[str, onnx.FunctionProto], layers: list[tuple[str, str]]
+    ) -> str | None:
         """Append the node's layers; returns an error message, or None."""
         builtin = node.domain in ("", "ai.onnx")
         is_plugin_node = any(a.name == "plugin_namespace" for a in node.attribute)
@@ -247,9 +251,11 @@ def make_tensorrt(
         else:
             key = _plugin_key(node, True)
             if key is None:
-                return (f"In node -1 with name: {node.name} and operator: {node.op_type} "
-                        "(checkFallbackPluginImporter): INVALID_NODE: creator && \"Plugin not found, are the "
-                        "plugin name, version, and namespace correct?\"")
+                return (
+                    f"In node -1 with name: {node.name} and operator: {node.op_type} "
+                    '(checkFallbackPluginImporter): INVALID_NODE: creator && "Plugin not found, are the '
+                    'plugin name, version, and namespace correct?"'
+                )
             layers.append(("plugin", f"{key[2]}::{key[0]}@{key[1]}"))
         return None
 
@@ -537,9 +543,12 @@ def make_tensorrt(
             for name, plugin_version, namespace in payload.get("plugins", []):
                 # TensorRT looks every plugin creator up while deserialising
                 if registry.get_creator(name, plugin_version, namespace) is None:
-                    self.logger.log(ILogger.Severity.ERROR, f"IPluginRegistry::getCreator: Error Code 4: "
-                                    f"Cannot find plugin: {name}, version: {plugin_version}, "
-                                    f"namespace:{namespace}.")
+                    self.logger.log(
+                        ILogger.Severity.ERROR,
+                        f"IPluginRegistry::getCreator: Error Code 4: "
+                        f"Cannot find plugin: {name}, version: {plugin_version}, "
+                        f"namespace:{namespace}.",
+                    )
                     return None
             return ICudaEngine(payload)
 
