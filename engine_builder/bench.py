@@ -264,6 +264,7 @@ def bench_onnx_cpu(
     seed: int = 0,
     command: str = "",
     kernels: bool = False,
+    cuda: bool = False,
 ) -> BenchReport:
     """Time ONNX models with onnxruntime on the CPU (and score them on `data` if given).
 
@@ -275,18 +276,23 @@ def bench_onnx_cpu(
         data: an SR dataset folder (HR/ and LR/, e.g. Set5/x4) for PSNR-Y / SSIM-Y.
         baseline: the model the speedups are relative to.
         kernels: also profile which onnxruntime kernels each model runs (`KERNEL_RUNS` runs after
-            the timing, same input and threads).
+            the timing, same input and threads; CPU provider only).
+        cuda: run on onnxruntime's CUDA execution provider instead (the GPU path that needs no
+            TensorRT); each timed `session.run` then includes its host<->device copies.
 
     Raises:
         BenchError: bad arguments; BuildError: a model onnxruntime cannot load.
     """
     from engine_builder.runtime.ort import OrtRunner, import_onnxruntime, profile_kernels
 
+    if kernels and cuda:
+        raise BenchError("--kernels: profiles onnxruntime's CPU provider; drop --ort-cuda")
     if repeat < 1 or warmup < 0 or threads < 1:
         raise BenchError(f"need repeat >= 1, warmup >= 0, threads >= 1; got {repeat}, {warmup}, {threads}")
     if baseline not in models:
         raise BenchError(f"--baseline {baseline!r}: not among the models ({', '.join(models)})")
-    runners = {name: OrtRunner(path, threads=threads) for name, path in models.items()}
+    runners = {name: OrtRunner(path, threads=threads, cuda=cuda) for name, path in models.items()}
+    backend = "onnxruntime-cuda" if cuda else "onnxruntime-cpu"
     x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
     scales = {}
     for name, runner in runners.items():
@@ -317,7 +323,7 @@ def bench_onnx_cpu(
     rows = [
         BenchRow(
             name,
-            "onnxruntime-cpu",
+            backend,
             lr_hw,
             scales[name],
             1,
@@ -327,6 +333,7 @@ def bench_onnx_cpu(
         )
         for name in models
     ]
+    providers = next(iter(runners.values())).providers
     for runner in runners.values():
         runner.close()
     profiles = (
@@ -336,7 +343,12 @@ def bench_onnx_cpu(
     )
     notes = [
         f"latency: median of {repeat} round-robin runs after {warmup} warm-up runs each; "
-        f"onnxruntime CPUExecutionProvider, {threads} intra-op threads; p90/p99 of so few rounds are "
+        + (
+            "onnxruntime CUDAExecutionProvider, each run including its host<->device copies; "
+            if cuda
+            else f"onnxruntime CPUExecutionProvider, {threads} intra-op threads; "
+        )
+        + "p90/p99 of so few rounds are "
         "interpolated, not tail latencies"
     ]
     if kernels:
@@ -352,6 +364,7 @@ def bench_onnx_cpu(
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
+        "providers": ",".join(providers),
         "numpy": np.__version__,
     }
     settings = {
@@ -365,7 +378,7 @@ def bench_onnx_cpu(
     }
     return BenchReport(
         command,
-        "cpu",
+        "ort-cuda" if cuda else "cpu",
         baseline,
         settings,
         environment,

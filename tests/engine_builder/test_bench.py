@@ -236,4 +236,19 @@ def test_kernel_profile_tells_integer_from_float_convs(tmp_path: Path, capsys):
     assert {k["op"] for k in data["kernels"]["int8"]} >= {"com.microsoft:QLinearConv"}
     # the GPU path has no onnxruntime kernels to profile
     assert drq(["bench", "--engine", f"fp16={models['fp32']}", "--kernels"]) == 2
-    assert "--kernels: profiles onnxruntime on the CPU; use it with --onnx" in capsys.readouterr().err
+    assert "--kernels / --ort-cuda: onnxruntime options; use them with --onnx" in capsys.readouterr().err
+
+
+def test_ort_cuda_path(two_models: dict[str, Path], capsys):
+    """The GPU path without TensorRT: onnxruntime's CUDA provider (runs where onnxruntime-gpu has a GPU)."""
+    import onnxruntime as ort
+
+    with pytest.raises(BenchError, match="--kernels: profiles onnxruntime's CPU provider; drop --ort-cuda"):
+        bench_onnx_cpu(two_models, (8, 8), threads=1, kernels=True, cuda=True)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert drq(["bench", "--onnx", f"fp32={two_models['fp32']}", "--ort-cuda"]) == 2
+        assert "the CUDA execution provider is not available" in capsys.readouterr().err
+        return
+    report = bench_onnx_cpu(two_models, (64, 64), threads=1, repeat=3, warmup=1, cuda=True)
+    assert report.kind == "ort-cuda" and report.environment["providers"].startswith("CUDAExecutionProvider")
+    assert all(r.backend == "onnxruntime-cuda" and r.latency.runs == 3 for r in report.rows)
