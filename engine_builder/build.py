@@ -13,7 +13,7 @@ What `build_engine` asks TensorRT to do, in order (Python API pages of TensorRT 
    `create_timing_cache(bytes)` + `set_timing_cache(cache, ignore_mismatch=False)` and, after the build,
    `get_timing_cache().serialize()` written back so the next build reuses the tactic timings;
    `BuilderFlag.VERSION_COMPATIBLE`; `hardware_compatibility_level = AMPERE_PLUS`;
-   10.x only: `BuilderFlag.FP16`, `BuilderFlag.INT8` + `int8_calibrator`;
+   10.x only: `BuilderFlag.FP16`, `BuilderFlag.INT8` + `int8_calibrator` + `set_calibration_profile`;
    RTX only: `num_compute_capabilities` + `set_compute_capability`.
 4. `build_serialized_network(network, config)`; None means failure: the logger's last error is reported.
 5. engine bytes and `MODEL.plan.json` written atomically.
@@ -317,6 +317,12 @@ def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> B
             from engine_builder.calibrator import make_calibrator
 
             build_config.int8_calibrator = make_calibrator(trt, read_cache(config.calib_cache))
+            # "Calibration optimization profile must be set if int8 calibration is used to set scales
+            # for a network with runtime dimensions" (IBuilderConfig.set_calibration_profile, 10.x
+            # Python API; MIN/MAX are replaced by OPT). Our input is dynamic, so give it the build's.
+            if not build_config.set_calibration_profile(profile):
+                described = Profile(*shapes).describe()  # type: ignore[arg-type]
+                raise BuildError(f"{config.onnx}: TensorRT refused the calibration profile ({described})")
     backend.configure_target(build_config, tuple(config.compute_capabilities))
 
     serialized = builder.build_serialized_network(network, build_config)

@@ -101,6 +101,10 @@ def test_fp16_and_calibrator_make_a_weakly_typed_10x_network(model: Path, monkey
     assert s.named("create_network")[0].args == (0,)
     assert [c.args[0] for c in s.named("set_flag")] == ["FP16", "INT8"]
     assert s.named("int8_calibrator")[0].args == ("IInt8EntropyCalibrator2",)
+    # dynamic input + calibrator: the calibration profile is the build's (set_calibration_profile)
+    assert s.named("set_calibration_profile")[0].args == (
+        {"lr": ((1, 3, 64, 64), (1, 3, 256, 256), (1, 3, 540, 960))},
+    )
     served = s.named("read_calibration_cache")[0].args[0].decode()
     assert served == "TRT-100800-EntropyCalibration2\nlr: 3ca3d70a\n"
     assert result.manifest.fp16 and result.manifest.int8 and not result.manifest.strongly_typed

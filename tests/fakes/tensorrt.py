@@ -398,6 +398,12 @@ def make_tensorrt(
 
         IBuilderConfig.int8_calibrator = property(_get_cal, _set_cal)
 
+        def set_calibration_profile(self: IBuilderConfig, profile: IOptimizationProfile) -> bool:
+            state.record("set_calibration_profile", dict(profile.shapes))
+            return bool(profile.shapes)
+
+        IBuilderConfig.set_calibration_profile = set_calibration_profile
+
         class IInt8Calibrator:
             def __init__(self) -> None:
                 self._initialised = True
