@@ -1,9 +1,10 @@
 """TensorRT / TensorRT-RTX engine runner behind the `Runner` Protocol (torch-free).
 
 Loading checks the manifest before TensorRT sees the engine, so a wrong engine fails with one line:
-the engine file must match the manifest's sha256, the TensorRT version must equal the build's (or be a
-later one of the same major for `--version-compatible` engines), and the GPU must be the one it was
-built for (`EngineBackend.check_runtime_device`). Dual-region plugins named in the manifest are
+the engine file must match the manifest's sha256, the TensorRT version must equal the build's (for
+`--version-compatible` engines: a later release of the same major, or of the next one where TensorRT
+documents it), and the GPU must be the one it was built for (`EngineBackend.check_runtime_device`).
+Dual-region plugins named in the manifest are
 registered before deserialising (TensorRT looks plugin creators up while deserialising).
 
 Running uses the name-based I/O API of TensorRT 10.x/11.x (IExecutionContext page of the Python API):
@@ -37,6 +38,9 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+_CROSS_MAJOR = {(8, 9), (8, 10), (9, 10), (10, 11)}  # (built, running) majors for version-compatible plans
+
+
 def check_versions(engine: Path, manifest: Manifest, flavour: str, running: str) -> None:
     """The engine's TensorRT flavour/version against the running one.
 
@@ -47,10 +51,20 @@ def check_versions(engine: Path, manifest: Manifest, flavour: str, running: str)
         raise EngineMismatch(f"{engine}: built with {manifest.flavour}, loaded with {flavour}")
     if manifest.tensorrt_version == running:
         return
-    if manifest.version_compatible and _version_key(running) >= _version_key(manifest.tensorrt_version):
-        # BuilderFlag.VERSION_COMPATIBLE: "engines built with TensorRT 8 work with TensorRT 9 and TensorRT 10
-        # runtimes", never with older ones ("Version Compatibility", TensorRT developer guide).
-        return
+    built_key, running_key = _version_key(manifest.tensorrt_version), _version_key(running)
+    if manifest.version_compatible and running_key >= built_key:
+        # BuilderFlag.VERSION_COMPATIBLE: later runtimes of the same major, and across majors only
+        # 8 -> 9/10 and 10 -> 11 ("Version Compatibility", TensorRT developer guide; "Engine Portability"
+        # in the TensorRT 11.4 support matrix: "No other combination across major versions is
+        # supported"); never older runtimes.
+        built_major, running_major = (built_key or (0,))[0], (running_key or (0,))[0]
+        if running_major == built_major or (built_major, running_major) in _CROSS_MAJOR:
+            return
+        raise EngineMismatch(
+            f"{engine}: built version-compatible with {manifest.flavour} {manifest.tensorrt_version}, "
+            f"running {running}; TensorRT {built_major} engines do not run on TensorRT {running_major}; "
+            "rebuild it with drq build"
+        )
     hint = "rebuild it with drq build" + ("" if manifest.version_compatible else " (or --version-compatible)")
     raise EngineMismatch(
         f"{engine}: built with {manifest.flavour} {manifest.tensorrt_version}, running {running}; {hint}"

@@ -106,6 +106,32 @@ def test_version_mismatch(world, monkeypatch: pytest.MonkeyPatch):
     assert TrtRunner(engine).backend.version == "11.4.0"  # across the major boundary too
 
 
+@pytest.mark.parametrize(
+    ("built", "running", "ok"),
+    [
+        ("10.13.0.35", "10.14.1", True),
+        ("10.13.0.35", "11.4.0", True),
+        ("8.6.1", "10.13.0", True),
+        ("8.6.1", "11.4.0", False),  # "a TensorRT 8 engine cannot run with a TensorRT 11 runtime"
+        ("10.13.0.35", "12.0.0", False),
+        ("11.4.0", "10.13.0", False),
+    ],
+)
+def test_version_compatible_engines_cross_only_documented_majors(world, built: str, running: str, ok: bool):
+    from dataclasses import replace
+
+    from engine_builder.manifest import load_manifest
+    from engine_builder.runtime.trt import check_versions
+
+    _, _, engine = world
+    manifest = replace(load_manifest(manifest_path(engine)), tensorrt_version=built, version_compatible=True)
+    if ok:
+        check_versions(engine, manifest, "tensorrt", running)
+        return
+    with pytest.raises(EngineMismatch, match=rf"{built}.*running {running}; .*rebuild it with drq build$"):
+        check_versions(engine, manifest, "tensorrt", running)
+
+
 def test_gpu_mismatch(world, monkeypatch: pytest.MonkeyPatch):
     _, rt, engine = world
     rt.DEVICE_NAME, rt.CC = "NVIDIA A100", (8, 0)
