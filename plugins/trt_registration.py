@@ -32,8 +32,11 @@ from typing import Any, Final, Literal
 from plugins.errors import MissingDependency, PluginError
 from plugins.spec import DEQUANT_OP, NAMESPACE, QUANTIZE_OP
 
-TARGET_TENSORRT: Final = "10.13"
-"""TensorRT release whose `tensorrt.plugin` documentation this follows (API unchanged 10.9 .. 11.x)."""
+TARGET_TENSORRT: Final = "10.13.0"
+"""The TensorRT release this code targets: 10.13.0 (GA 2025-07-24), whose `tensorrt.plugin` API
+(register / autotune / aot_impl / impl, Tensor, TensorDesc, KernelLaunchParams, SymInt32) the
+stand-in `tests/fakes/tensorrt_plugin.py` reproduces. The calls used exist from 10.9 (AOT) and 10.6
+(JIT) and are unchanged in the 11.x documentation."""
 MIN_AOT: Final = (10, 9)
 MIN_JIT: Final = (10, 6)
 DEQUANT_ID: Final = f"{NAMESPACE}::{DEQUANT_OP}"

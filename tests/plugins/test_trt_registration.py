@@ -49,6 +49,8 @@ def test_registers_both_plugins_with_documented_signatures(monkeypatch: pytest.M
     trtp = fake.install(monkeypatch)
     reg = register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
     assert reg.impl == "aot" and reg.plugin_ids == (DEQUANT_ID, QUANTIZE_ID)
+    # the stand-in is the targeted release; the registration records the TensorRT it found
+    assert reg.tensorrt_version == trt_registration.TARGET_TENSORRT == "10.13.0"
     assert set(trtp.REGISTRY) == {"drq::DualRegionDequant", "drq::DualRegionQuantize"}
     dq, q = trtp.REGISTRY[DEQUANT_ID], trtp.REGISTRY[QUANTIZE_ID]
     assert (dq.tensor_names, dq.attrs) == (["codes", "params"], {"out_dtype": int})
