@@ -93,6 +93,20 @@ def test_timing_cache_is_reused_across_builds(model: Path, monkeypatch: pytest.M
     assert cache.read_bytes() == b"|timings|timings"
 
 
+def test_timing_cache_of_another_device_is_refused_in_one_line(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch)
+    cache = model.parent / "other_gpu.cache"
+    cache.write_bytes(b"timings from elsewhere")
+    trt.STATE.refuse_timing_cache = True
+    with pytest.raises(BuildError) as info:
+        build_engine(config(model, timing_cache=cache))
+    assert str(info.value) == (
+        f"{cache}: TensorRT refused the timing cache (another TensorRT version or GPU); "
+        "delete it to start a new one"
+    )
+    assert cache.read_bytes() == b"timings from elsewhere" and not model.with_suffix(".plan").exists()
+
+
 def test_fp16_and_calibrator_make_a_weakly_typed_10x_network(model: Path, monkeypatch: pytest.MonkeyPatch):
     trt = install(monkeypatch, "10.8.0")
     cal = write_cache(CalibCache({"lr": 0.02}, 8601), model.parent / "cal.txt")

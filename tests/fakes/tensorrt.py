@@ -57,6 +57,7 @@ class State:
     calls: list[Call] = field(default_factory=list)
     parse_errors: list[str] = field(default_factory=list)
     fail_build: str | None = None  # logged as ERROR and build returns None
+    refuse_timing_cache: bool = False  # set_timing_cache returns False (cache of another device/version)
     scale: int = 2
     memory: Any = None  # tests.fakes.cuda.Memory, for execute_async_v3
 
@@ -379,6 +380,8 @@ def make_tensorrt(
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             state.record("set_timing_cache", bool(ignore_mismatch))
+            if state.refuse_timing_cache and not ignore_mismatch:
+                return False
             self._timing = cache
             return True
 
