@@ -78,7 +78,7 @@ class BuildConfig:
         fp16 / int8: TensorRT <= 10.x weak-typing flags.
         calib_cache: calibration cache served by the INT8 calibrator (TensorRT <= 10.x, implies int8).
         plugins: registration hook run before parsing: a callable, or "drq" for
-            `plugins.trt_registration.register_dual_region_plugins()`.
+            `plugins.trt_registration.register_dual_region_plugins()` (strongly typed builds only).
         compute_capabilities: TensorRT-RTX targets, e.g. ("8.6", "12.0"); empty: RTX's portable default.
     """
 
@@ -117,6 +117,11 @@ class BuildConfig:
             raise BuildError(f"--opt-level: must be in 0..5, got {self.optimization_level}")
         if self.plugins is not None and self.plugins != "drq" and not callable(self.plugins):
             raise BuildError(f"--plugins: must be 'drq' or a callable, got {self.plugins!r}")
+        if self.plugins == "drq" and (self.fp16 or self.uses_int8_calibration):
+            # Weak typing lets TensorRT run DualRegionQuantize on FP16 (its autotune offers FP32|FP16) behind
+            # a cast the torch simulation never had, so the codes would no longer match bit for bit.
+            raise BuildError("--plugins drq: needs a strongly typed network (the ONNX types decide every "
+                             "precision); drop --fp16/--int8-calibrator")
         if self.output.resolve() == self.onnx.resolve():
             raise BuildError(f"{self.output}: is the input model; choose another output path")
 

@@ -173,3 +173,11 @@ def test_runtime_without_registration_cannot_deserialise(model_path: Path,
     monkeypatch.setattr(trt_registration, "register_dual_region_plugins", lambda *a, **k: None)
     with pytest.raises(EngineMismatch, match=r"p.plan: TensorRT 10.8.0.43 could not deserialise the engine"):
         TrtRunner(engine)
+
+
+@pytest.mark.parametrize("kwargs", [{"fp16": True}, {"int8": True}])
+def test_drq_plugins_refuse_weak_typing(model_path: Path, kwargs: dict) -> None:
+    """Weakly typed, TensorRT may feed DualRegionQuantize FP16 through a cast the simulation never had."""
+    with pytest.raises(BuildError, match=r"--plugins drq: needs a strongly typed network .*"
+                                         r"drop --fp16/--int8-calibrator"):
+        BuildConfig(onnx=model_path, output=model_path.with_suffix(".plan"), plugins="drq", **kwargs)
