@@ -23,6 +23,7 @@ class Subcommand:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "quantize": Subcommand("calib.quantize_command:main", "calibrate a model and write a recipe (PTQ, optional SAFT)"),
     "eval": Subcommand("serve.eval_command:main", "PSNR/SSIM-Y of a checkpoint, a recipe (simulated) or an ONNX model"),
+    "upscale": Subcommand("serve.upscale_command:main", "super-resolve image files with an ONNX model or an engine (no torch)"),
     "zoo": Subcommand("calib.zoo_command:main", "evaluate every pretrained model of the zoo (FP32) into a results table"),
     "report": Subcommand("calib.report:main", "the PTQ results grid: methods x bits x budgets x datasets"),
     "export": Subcommand("engine_builder.export_command:main", "lower a recipe (or FP model) to ONNX"),

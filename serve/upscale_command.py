@@ -1,0 +1,133 @@
+"""`drq upscale`: super-resolve image files with an exported ONNX model or a built engine, without torch.
+
+This is the production path: onnxruntime (CPU, or its CUDA provider) or a TensorRT / TensorRT-RTX engine,
+numpy and Pillow. Every output is a PNG written atomically into the output folder; inputs are never
+overwritten, and an existing output is only replaced with `--overwrite`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from calib.imaging.datasets import IMAGE_SUFFIXES, list_images
+from calib.imaging.io import from_nchw_float, read_image, to_nchw_float, write_image
+from serve.errors import ServeError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ServeError(f"drq upscale: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="drq upscale",
+        description="Super-resolve images with an ONNX model (onnxruntime) or a TensorRT engine; "
+        "writes <output>/<name>.png for each input. No torch needed.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--onnx", type=Path, help="ONNX model from `drq export`")
+    source.add_argument("--engine", type=Path, help="engine from `drq build` (its .json manifest beside it)")
+    p.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0: its default)")
+    p.add_argument("--cuda", action="store_true", help="onnxruntime's CUDA execution provider")
+    p.add_argument(
+        "--cuda-binding",
+        choices=("auto", "cuda-python", "pycuda"),
+        default="auto",
+        help="CUDA binding of the engine runtime",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--quiet", action="store_true", help="no line per image")
+    return p
+
+
+def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """Image files named directly, and the images directly inside named folders, in the given order.
+
+    Raises:
+        ServeError: a path is missing or is a file without an image suffix.
+        ImageError: a folder holds no image.
+    """
+    found: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found += list_images(path)
+        elif not path.exists():
+            raise ServeError(f"{path}: no such file or folder")
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ServeError(f"{path}: not an image file ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
+        else:
+            found.append(path)
+    return found
+
+
+def plan_outputs(images: Sequence[Path], output: Path, overwrite: bool) -> list[Path]:
+    """`<output>/<stem>.png` for each image; refuses clashes, inputs as outputs and (unless asked) reuse.
+
+    Raises:
+        ServeError: two inputs would write the same file, an output would replace an input, or an output
+            exists and `overwrite` is false.
+    """
+    targets = [output / f"{image.stem}.png" for image in images]
+    inputs = {image.resolve() for image in images}
+    seen: dict[Path, Path] = {}
+    for image, target in zip(images, targets, strict=True):
+        resolved = target.resolve()
+        if resolved in seen:
+            raise ServeError(f"{image}: would write {target}, as {seen[resolved]} does; rename one of them")
+        seen[resolved] = image
+        if resolved in inputs:
+            raise ServeError(f"{target}: refusing to overwrite an input image; choose another --output")
+        if target.exists() and not overwrite:
+            raise ServeError(f"{target}: exists; pass --overwrite to replace it")
+    return targets
+
+
+def _runner(args: argparse.Namespace):  # -> engine_builder.runtime.base.Runner
+    if args.threads < 0:
+        raise ServeError(f"--threads: must be >= 0, got {args.threads}")
+    if args.onnx is not None:
+        if not args.onnx.is_file():
+            raise ServeError(f"{args.onnx}: no such ONNX file")
+        from engine_builder.runtime.ort import OrtRunner
+
+        return OrtRunner(args.onnx, threads=args.threads or None, cuda=args.cuda)
+    if not args.engine.is_file():
+        raise ServeError(f"{args.engine}: no such engine file")
+    from engine_builder.runtime.trt import TrtRunner
+
+    return TrtRunner(args.engine, cuda=args.cuda_binding)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `drq upscale`."""
+    args = _parser().parse_args(argv)
+    images = collect_inputs(args.inputs)
+    if args.output.exists() and not args.output.is_dir():
+        raise ServeError(f"{args.output}: exists and is not a folder")
+    targets = plan_outputs(images, args.output, args.overwrite)
+    runner = _runner(args)
+    started = time.perf_counter()
+    try:
+        for image, target in zip(images, targets, strict=True):
+            lr = read_image(image)
+            t0 = time.perf_counter()
+            sr = from_nchw_float(runner.run(to_nchw_float(lr)))
+            seconds = time.perf_counter() - t0
+            write_image(target, sr)
+            if not args.quiet:
+                h, w = lr.shape[:2]
+                print(
+                    f"{image} ({w}x{h}) -> {target} ({sr.shape[1]}x{sr.shape[0]}, {seconds:.3f} s)",
+                    flush=True,
+                )
+    finally:
+        runner.close()
+    if not args.quiet:
+        print(f"{len(images)} images in {time.perf_counter() - started:.2f} s")
+    return 0
