@@ -122,6 +122,11 @@ class BuildConfig:
             # a cast the torch simulation never had, so the codes would no longer match bit for bit.
             raise BuildError("--plugins drq: needs a strongly typed network (the ONNX types decide every "
                              "precision); drop --fp16/--int8-calibrator")
+        if self.plugins == "drq" and self.hardware_compatible:
+            # The AOT plugin embeds PTX for the building GPU's architecture only (`.target sm_XXa`,
+            # docs/dual_region_codes.md): the engine could not run on the other GPUs AMPERE_PLUS promises.
+            raise BuildError("--plugins drq: cannot be --hardware-compatible; the embedded plugin PTX "
+                             "targets the building GPU's architecture only")
         if self.output.resolve() == self.onnx.resolve():
             raise BuildError(f"{self.output}: is the input model; choose another output path")
 

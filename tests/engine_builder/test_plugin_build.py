@@ -181,3 +181,10 @@ def test_drq_plugins_refuse_weak_typing(model_path: Path, kwargs: dict) -> None:
     with pytest.raises(BuildError, match=r"--plugins drq: needs a strongly typed network .*"
                                          r"drop --fp16/--int8-calibrator"):
         BuildConfig(onnx=model_path, output=model_path.with_suffix(".plan"), plugins="drq", **kwargs)
+
+
+def test_drq_plugins_refuse_hardware_compatibility(model_path: Path) -> None:
+    """The AOT PTX is arch-specific (.target sm_XXa): an AMPERE_PLUS engine would not run elsewhere."""
+    with pytest.raises(BuildError, match=r"--plugins drq: cannot be --hardware-compatible"):
+        BuildConfig(onnx=model_path, output=model_path.with_suffix(".plan"), plugins="drq",
+                    hardware_compatible=True)
