@@ -123,10 +123,11 @@ class BuildConfig:
             raise BuildError("--plugins drq: needs a strongly typed network (the ONNX types decide every "
                              "precision); drop --fp16/--int8-calibrator")
         if self.plugins == "drq" and self.hardware_compatible:
-            # The AOT plugin embeds PTX for the building GPU's architecture only (`.target sm_XXa`,
-            # docs/dual_region_codes.md): the engine could not run on the other GPUs AMPERE_PLUS promises.
+            # The AOT plugin embeds PTX compiled for the building GPU (plugins.aot): sm_90a / sm_100a /
+            # sm_120a PTX runs on that architecture only and sm_86 PTX not on sm_80, so the engine could
+            # not run on every GPU AMPERE_PLUS promises.
             raise BuildError("--plugins drq: cannot be --hardware-compatible; the embedded plugin PTX "
-                             "targets the building GPU's architecture only")
+                             "is compiled for the building GPU's architecture")
         if self.output.resolve() == self.onnx.resolve():
             raise BuildError(f"{self.output}: is the input model; choose another output path")
 
