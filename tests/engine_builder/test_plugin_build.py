@@ -188,3 +188,19 @@ def test_drq_plugins_refuse_hardware_compatibility(model_path: Path) -> None:
     with pytest.raises(BuildError, match=r"--plugins drq: cannot be --hardware-compatible"):
         BuildConfig(onnx=model_path, output=model_path.with_suffix(".plan"), plugins="drq",
                     hardware_compatible=True)
+
+
+def test_drq_build_command_with_plugins(model_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`drq build --plugins drq` end to end through the dispatcher; a conflicting flag is one line, exit 2."""
+    from serve.cli import main as drq
+
+    trt = install(monkeypatch, "10.13.0.35")
+    shapes = ["--min", "1x3x8x8", "--opt", "1x3x16x16", "--max", "1x3x32x32"]
+    out = model_path.with_suffix(".plan")
+    assert drq(["build", str(model_path), "-o", str(out), *shapes, "--plugins", "drq"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert [layer for layer in layers(trt) if layer[0] == "plugin"] == PLUGIN_LAYERS
+    assert drq(["build", str(model_path), "-o", str(out), *shapes, "--plugins", "drq", "--fp16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--plugins drq: needs a strongly typed network" in err
