@@ -22,6 +22,21 @@ splits every other line on ": " into exactly two parts and decodes the value wit
 (`qdq_utils.replace_scale_values`), not an amax. So this module writes no blank lines, no comments,
 and always 8 hex digits (leading zeros kept, which `bytes.fromhex` needs).
 
+What ModelOpt 0.47.0 then does with it (`int8.quantize`, measured in
+tests/engine_builder/test_modelopt_cache.py): it still calibrates (on `calibration_data`, or random
+data), quantizes only nodes with an input named in the cache, and overwrites the scale initializer
+`<tensor>_scale` of each such QuantizeLinear with the cached float32. Consequences for our caches,
+which hold conv inputs only:
+
+* pass `op_types_to_quantize=["Conv", "ConvTranspose"]`: by default it also quantizes other
+  consumers of a cached tensor (a residual Add), and a co-input without a cache entry makes
+  `replace_scale_values` raise "Weight tensor '<name>' not found in graph initializers";
+* `high_precision_dtype="fp32"` keeps the scales bit-exact; the default "fp16" rounds them to float16;
+* it skips convs with fewer than 16 input or output channels unless they meet its INT8 exceptions
+  (`graph_utils.find_nodes_from_convs_to_exclude`), whatever the cache says;
+* it strips every "_scale" from a key to get the tensor name, so a tensor whose name contains
+  "_scale" is silently left unquantized (`modelopt_misread_tensors` lists them).
+
 TensorRT names the tensors as the ONNX parser registers them, i.e. the ONNX tensor names. A recipe
 layer's activation quantizer sits on its conv's *input* tensor, so the cache keys are the input tensor
 names of the recipe's convs in the float ONNX graph (`input_tensor_map`).
@@ -150,6 +165,16 @@ def parse_cache(text: str, source: str = "calibration cache") -> CalibCache:
         return CalibCache(scales, int(head.group(1)), _TAG_TO_ALGORITHM[head.group(2)])  # type: ignore[arg-type]
     except CalibCacheError as err:
         raise CalibCacheError(f"{source}: {err}") from err
+
+
+def modelopt_misread_tensors(cache: CalibCache) -> tuple[str, ...]:
+    """Tensors of `cache` that ModelOpt's `calibration_cache_path` reader cannot match to the graph.
+
+    ModelOpt (0.47.0, `int8.quantize`) keys each scale as `<tensor>_scale` and recovers the tensor
+    name with `key.replace("_scale", "")`, which also removes a "_scale" inside the tensor name; such
+    tensors' consumers are then not quantized. TensorRT itself reads these names fine.
+    """
+    return tuple(name for name in cache.scales if "_scale" in name)
 
 
 def write_cache(cache: CalibCache, path: str | os.PathLike[str]) -> Path:

@@ -24,6 +24,7 @@ from engine_builder.calib_cache import (
     format_cache,
     hex_scale,
     input_tensor_map,
+    modelopt_misread_tensors,
     parse_cache,
     read_cache,
     scale_hex,
@@ -206,7 +207,16 @@ def test_real_modelopt_reads_our_cache(tmp_path: Path):
     """Runs only where nvidia-modelopt (with its [onnx] extras) imports; measured with 0.47.0:
     {'lr_scale': 0.0123, 'r_scale': 0.25}, and quantize(..., calibration_cache_path=) put scale 0.0123 on
     the QuantizeLinear of `lr`."""
-    calib_utils = pytest.importorskip("modelopt.onnx.quantization.calib_utils")
+    calib_utils = pytest.importorskip(
+        "modelopt.onnx.quantization.calib_utils",
+        reason="needs NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'",
+        exc_type=ImportError,
+    )
     recipe = make_recipe({"head": 0.0123, "tail": 0.25})
     path = write_cache(cache_from_recipe(recipe, input_tensor_map(float_sr())), tmp_path / "c.txt")
     assert calib_utils.import_scales_from_calib_cache(str(path)) == modelopt_import_scales(path)
+
+
+def test_modelopt_misread_tensors_are_names_containing_scale():
+    cache = CalibCache({"lr": 0.1, "/up_scale/Conv_output_0": 0.2, "/scale/x": 0.3, "a_scale": 0.4})
+    assert modelopt_misread_tensors(cache) == ("/up_scale/Conv_output_0", "a_scale")
