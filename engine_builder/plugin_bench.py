@@ -3,10 +3,14 @@
 For a `b-bit` recipe this command reports, per quantized conv input:
 
 * bytes moved between the producer and the conv (COMPUTED from the recipe and the exported shapes at
-  one input size, not measured): fp16 (2 bytes written + read per value), the plugin path (int8 codes
-  written + read, plus the 20-byte params vector), and drq-split (dense and outlier int8 codes written
-  + read, plus the float32 residual x - clip(x) written + read; also with the outlier branch restricted
-  to the recipe's outlier channels);
+  one input size, not measured): fp16 (2 bytes written + read per value), the plugin path if quantize
+  and dequant were fused into the producer and the conv (int8 codes written + read, plus the 20-byte
+  params vector), the plugin path as TensorRT runs it (TensorRT does not fuse plugins with its own
+  layers, so each plugin is a kernel of its own: fp16 x written, read by DualRegionQuantize, int8 codes
+  written and read by DualRegionDequant, fp16 x_hat written and read by the conv, params read twice),
+  and drq-split (dense and outlier int8
+  codes written + read, plus the float32 residual x - clip(x) written + read; also with the outlier
+  branch restricted to the recipe's outlier channels);
 * PSNR/SSIM-Y on a dataset (onnxruntime on the CPU) of the `drq-plugin` lowering beside `fp16`, and
   beside `qdq` and `drq-split` lowerings of the same calibrated bounds (uniform INT8 over [l, u], and
   split with s_o from the bounds), plus the torch simulation of the recipe;
@@ -44,7 +48,8 @@ class TrafficRow:
     shape: tuple[int, int, int]  # C, H, W of the conv input
     outlier_channels: int | None
     fp16: int
-    plugin: int
+    plugin: int  # quantize/dequant fused into producer and conv (an upper bound on the saving)
+    plugin_standalone: int  # the two plugin kernels on their own, as in a TensorRT engine
     split: int
     split_outlier_channels_only: int
 
@@ -101,6 +106,7 @@ def traffic(recipe: Recipe, shapes: dict[str, tuple[int, int, int]]) -> list[Tra
                 outlier_channels=None if chans is None else len(chans),
                 fp16=2 * n * 2,
                 plugin=2 * n + PARAMS_BYTES,
+                plugin_standalone=(2 + 2) * n + (1 + 1) * n + (2 + 2) * n + 2 * PARAMS_BYTES,
                 split=2 * n + 2 * n + 2 * 4 * n,
                 split_outlier_channels_only=2 * n + 2 * n_out + 2 * 4 * n_out,
             )
@@ -268,7 +274,7 @@ def main(argv: list[str]) -> int:
         "traffic": [asdict(r) for r in rows],
         "traffic_total": {
             k: sum(getattr(r, k) for r in rows)
-            for k in ("fp16", "plugin", "split", "split_outlier_channels_only")
+            for k in ("fp16", "plugin", "plugin_standalone", "split", "split_outlier_channels_only")
         },
         "quality": {
             k: {"dataset": v.name, "images": v.images, "psnr_y": v.psnr, "ssim_y": v.ssim}
@@ -301,22 +307,27 @@ def _markdown(r: dict) -> str:
         "",
         f"## Memory traffic per image ({r['input_size'][0]}x{r['input_size'][1]} LR), {r['traffic_note']}",
         "",
-        "Bytes between each quantized conv input's producer and the conv (write + read).",
+        "Bytes between each quantized conv input's producer and the conv (write + read). \"plugin, fused\" "
+        "assumes quantize and dequant inside the producer and the conv; TensorRT does not fuse plugins with "
+        "its own layers, so an engine runs \"plugin, standalone\" (fp16 x, int8 codes, fp16 x_hat).",
         "",
-        "| layer | C x H x W | outlier ch. | fp16 | plugin (int8 codes) | drq-split "
-        "| split, outlier ch. only |",
-        "|---|---|---|---|---|---|---|",
+        "| layer | C x H x W | outlier ch. | fp16 | plugin, fused (int8 codes) | plugin, standalone "
+        "| drq-split | split, outlier ch. only |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in r["traffic"]:
         c, h, w = row["shape"]
         lines.append(
             f"| {row['layer']} | {c}x{h}x{w} | {row['outlier_channels']} | {row['fp16'] / mb:.2f} MB | "
-            f"{row['plugin'] / mb:.2f} MB | {row['split'] / mb:.2f} MB | "
+            f"{row['plugin'] / mb:.2f} MB | {row['plugin_standalone'] / mb:.2f} MB | "
+            f"{row['split'] / mb:.2f} MB | "
             f"{row['split_outlier_channels_only'] / mb:.2f} MB |"
         )
     lines += [
         f"| **total** | | | {t['fp16'] / mb:.1f} MB | {t['plugin'] / mb:.1f} MB "
-        f"({t['plugin'] / t['fp16']:.2f}x fp16) | {t['split'] / mb:.1f} MB ({t['split'] / t['fp16']:.2f}x) | "
+        f"({t['plugin'] / t['fp16']:.2f}x fp16) | {t['plugin_standalone'] / mb:.1f} MB "
+        f"({t['plugin_standalone'] / t['fp16']:.2f}x) | "
+        f"{t['split'] / mb:.1f} MB ({t['split'] / t['fp16']:.2f}x) | "
         f"{t['split_outlier_channels_only'] / mb:.1f} MB "
         f"({t['split_outlier_channels_only'] / t['fp16']:.2f}x) |",
         "",
