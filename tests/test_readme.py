@@ -135,7 +135,7 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     section = re.search(r"^##+ Run the tests\s*$(.*?)(?=^##+ |\Z)", text, re.M | re.S)
     assert section, "README.md: no 'Run the tests' heading"
     block_lines = [line.strip() for _, lines in _code_blocks(section.group(1)) for line in lines]
-    assert command in block_lines, f"README.md 'Run the tests' does not contain the .ci/run command {command!r}"
+    assert command in block_lines, f"README.md 'Run the tests' lacks the .ci/run command {command!r}"
 
 
 def test_every_drq_command_parses_with_its_own_parser() -> None:
