@@ -78,7 +78,7 @@ class BuildConfig:
         fp16 / int8: TensorRT <= 10.x weak-typing flags.
         calib_cache: calibration cache served by the INT8 calibrator (TensorRT <= 10.x, implies int8).
         plugins: registration hook run before parsing: a callable, or "drq" for
-            `plugins.trt_registration.register_dual_region_plugins()` (strongly typed builds only).
+            `plugins.trt_registration.register_dual_region_plugins()`.
         compute_capabilities: TensorRT-RTX targets, e.g. ("8.6", "12.0"); empty: RTX's portable default.
     """
 
@@ -117,11 +117,6 @@ class BuildConfig:
             raise BuildError(f"--opt-level: must be in 0..5, got {self.optimization_level}")
         if self.plugins is not None and self.plugins != "drq" and not callable(self.plugins):
             raise BuildError(f"--plugins: must be 'drq' or a callable, got {self.plugins!r}")
-        if self.plugins == "drq" and (self.fp16 or self.uses_int8_calibration):
-            # Weak typing lets TensorRT run DualRegionQuantize on FP16 (its autotune offers FP32|FP16) behind
-            # a cast the torch simulation never had, so the codes would no longer match bit for bit.
-            raise BuildError("--plugins drq: needs a strongly typed network (the ONNX types decide every "
-                             "precision); drop --fp16/--int8-calibrator")
         if self.plugins == "drq" and self.hardware_compatible:
             # The AOT plugin embeds PTX compiled for the building GPU (plugins.aot): sm_90a / sm_100a /
             # sm_120a PTX runs on that architecture only and sm_86 PTX not on sm_80, so the engine could
