@@ -95,13 +95,22 @@ def _float_dtype(trt: ModuleType, dtype: Any, what: str) -> Literal["fp32", "fp1
 
 
 def _current_arch() -> int:
-    """Compute capability of the GPU the engine is being built on (Triton's active CUDA target)."""
+    """Compute capability of the GPU the engine is being built on (Triton's active CUDA target).
+
+    Raises:
+        MissingDependency: triton is missing.
+        PluginError: no CUDA GPU is visible (then pass `arch` or `kernel_dir` to the registration).
+    """
     try:
         from triton.runtime import driver
     except ImportError as err:
         raise MissingDependency("compiling the dual-region kernels needs triton "
                                 "(pip install 'drq[triton]')") from err
-    return int(driver.active.get_current_target().arch)
+    try:
+        return int(driver.active.get_current_target().arch)
+    except RuntimeError as err:  # Triton: "0 active drivers" without a GPU
+        raise PluginError("dual-region plugins: no CUDA GPU to compile the kernels for; register with "
+                          "arch=<compute capability> or kernel_dir=<drq kernels --out folder>") from err
 
 
 def register_dual_region_plugins(impl: ImplKind | None = None, kernel_dir: str | Path | None = None,

@@ -275,3 +275,30 @@ def test_jit_impl_rejects_a_buffer_it_cannot_view(monkeypatch: pytest.MonkeyPatc
     torch = pytest.importorskip("torch")
     with pytest.raises(PluginError, match=r"cannot view a object as a tensor \(neither __cuda_array"):
         trt_registration._torch_view(torch, object())
+
+
+def test_aot_impl_compiles_for_the_given_arch_without_a_kernel_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernel_dir=None: aot_impl compiles the Triton kernel during the build (here for sm_90, on the CPU)."""
+    pytest.importorskip("triton")
+    fake.install(monkeypatch)
+    register_dual_region_plugins(arch=90)
+    x = fake.TensorDesc(N_SHAPE, fake.DataType.HALF)
+    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
+    name, ptx, launch, extra = fake.run_aot_impl(QUANTIZE_ID, [x, params], [codes], {})
+    assert name == "dual_region_quantize_kernel" and ".target sm_90a" in ptx and "ld.global" in ptx
+    assert launch.grid_x.value == 16 and extra[0].value == N
+
+
+def test_aot_impl_without_gpu_or_arch_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: its architecture is used")
+    fake.install(monkeypatch)
+    register_dual_region_plugins()
+    codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
+    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    out = fake.TensorDesc(N_SHAPE, fake.DataType.FLOAT)
+    with pytest.raises(PluginError, match=r"no CUDA GPU to compile the kernels for; register with arch="):
+        fake.run_aot_impl(DEQUANT_ID, [codes, params], [out], {"out_dtype": 1})
