@@ -208,10 +208,11 @@ def main(argv: list[str]) -> int:
         }
         atomic_write_text(args.stats, json.dumps(payload, indent=1) + "\n")
     bits = stats.layer_bits
-    low = sum(1 for b in bits.values() if b != 8)
+    # The default policy keeps head, upsampler and tail at 8 bits: say how many layers are at the target.
+    at_target = sum(1 for b in bits.values() if b == recipe.w_bits)
     print(
         f"wrote {args.output}: {recipe.method} W{recipe.w_bits}A{recipe.a_bits} {recipe.budget}, "
-        f"{len(bits)} layers ({low} at the target bits), wall time {wall:.1f} s"
+        f"{len(bits)} layers, {at_target} of them at {recipe.w_bits} bits, wall time {wall:.1f} s"
     )
     sys.stdout.flush()
     return 0

@@ -19,12 +19,13 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-def test_reproduces_set5_lr_from_hr(shared_dir: Path, scale: int) -> None:
-    folder = shared_dir / "sr_bench" / "Set5" / f"x{scale}"
+@pytest.mark.parametrize("dataset, count", [("Set5", 5), ("Set14", 14), ("B100", 100)])
+def test_reproduces_benchmark_lr_from_hr(shared_dir: Path, dataset: str, count: int, scale: int) -> None:
+    folder = shared_dir / "sr_bench" / dataset / f"x{scale}"
     if not folder.is_dir():
         pytest.skip(f"needs {folder}")
     names = sorted(p.name for p in (folder / "HR").glob("*.png"))
-    assert len(names) == 5
+    assert len(names) == count
     for name in names:
         hr = read_image(folder / "HR" / name)
         lr = read_image(folder / "LR" / name)
