@@ -5,7 +5,8 @@ The fp32 run is a real `polygraphy run` subprocess (the command a user types); t
 same CLI entry point in-process (`polygraphy.tools.main(argv)`), which saves the ~2 s interpreter and
 import start per comparison. Tolerances: fp16 within 1e-3 (half-precision weights); the INT8 lowerings
 within 0.03 of fp32 (the quantization error of this tiny net: max 0.011 measured) and within 1e-6 of the
-`fakequant` emulation of the same recipe (the same values through float convs).
+`fakequant` emulation of the same recipe (the same values through float convs; drq-plugin runs its
+ONNX local-function bodies).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ CASES = [
     ("drq-split", "drq-split", "split", LoweringOptions(), QUANT_ATOL),
     ("drq-split-outlier-ch", "drq-split", "split", LoweringOptions(outlier_channels_only=True), QUANT_ATOL),
     ("fakequant-paper", "fakequant", "paper", LoweringOptions(), QUANT_ATOL),
+    ("drq-plugin", "drq-plugin", "b-bit", LoweringOptions(), QUANT_ATOL),  # ONNX local functions in ORT
 ]
 # quantizing lowering -> the fakequant model of the same recipe it must equal
-EMULATION = {"qdq": "fakequant-uniform", "drq-split": "fakequant-split"}
+EMULATION = {"qdq": "fakequant-uniform", "drq-split": "fakequant-split", "drq-plugin": "fakequant-b-bit"}
 
 
 def polygraphy(*argv: str) -> int:
@@ -55,13 +57,13 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("polygraphy")
     net = TinySR().eval()
     graph = export_float_onnx(net, scale=2)
-    recipes = {b: make_recipe(net, b) for b in ("uniform", "split", "paper")}
+    recipes = {b: make_recipe(net, b) for b in ("uniform", "split", "paper", "b-bit")}
     paths = {"fp32": folder / "fp32.onnx"}
     onnx.save(graph, paths["fp32"])
     for name, lowering, budget, options, _ in CASES:
         paths[name] = folder / f"{name}.onnx"
         onnx.save(lower(lowering, graph, recipes[budget] if budget else None, options), paths[name])
-    for budget in ("uniform", "split"):
+    for budget in ("uniform", "split", "b-bit"):
         paths[f"fakequant-{budget}"] = folder / f"fakequant-{budget}.onnx"
         onnx.save(lower("fakequant", graph, recipes[budget]), paths[f"fakequant-{budget}"])
     inputs, fp32_out = folder / "inputs.json", folder / "fp32_out.json"
@@ -90,7 +92,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     paths["inputs"], paths["fp32_out"] = inputs, fp32_out
-    for budget in ("uniform", "split"):
+    for budget in ("uniform", "split", "b-bit"):
         out = folder / f"fakequant-{budget}_out.json"
         code = polygraphy(
             "run",
