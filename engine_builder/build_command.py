@@ -35,10 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max", dest="max_shape", help="largest input NCHW, e.g. 1x3x540x960")
     p.add_argument("--workspace-mib", type=int, help="workspace memory pool limit in MiB")
     p.add_argument("--opt-level", type=int, help="builder optimization level 0-5 (TensorRT default 3)")
-    p.add_argument("--timing-cache", type=Path, help="tactic timing cache to load and update")
-    p.add_argument("--version-compatible", action="store_true", help="engine runs on later TensorRT releases")
     p.add_argument(
-        "--hardware-compatible", action="store_true", help="engine runs on any Ampere or later GPU"
+        "--timing-cache",
+        type=Path,
+        help="tactic timing cache to load and update (full TensorRT; a no-op in TensorRT-RTX, so refused)",
+    )
+    p.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="engine runs on later TensorRT releases (full TensorRT >= 8.6; TensorRT-RTX fails it, "
+        "so refused)",
+    )
+    p.add_argument(
+        "--hardware-compatible",
+        action="store_true",
+        help="engine runs on any Ampere or later GPU (full TensorRT >= 8.6; TensorRT-RTX ignores it, so "
+        "refused: use --compute-capability)",
     )
     p.add_argument("--fp16", action="store_true", help="TensorRT <= 10.x: allow FP16 kernels (weak typing)")
     p.add_argument(
