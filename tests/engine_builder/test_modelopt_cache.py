@@ -2,9 +2,11 @@
 
 The whole chain: torch model -> `export_float_onnx` -> recipe -> `cache_from_recipe`/`write_cache` ->
 `modelopt.onnx.quantization.quantize(..., calibration_cache_path=...)` -> the QuantizeLinear scales of
-the quantized ONNX. Runs only where nvidia-modelopt[onnx] imports. On x86-64 Linux that extra pulls
-onnxruntime-gpu and cupy-cuda12x and pins onnx~=1.21, so CI does not install it; the results below
-were measured with nvidia-modelopt 0.47.0 on a CPU-only machine (calibration on the CPU provider).
+the quantized ONNX. Runs only where `modelopt.onnx.quantization` imports. Its `[onnx]` extra is not
+needed and not wanted: on x86-64 Linux it pulls onnxruntime-gpu (which overwrites onnxruntime) and
+cupy-cuda12x and pins onnx~=1.21. `pip install nvidia-modelopt onnx-graphsurgeon onnxslim lief` next to
+drq's own onnx/onnxruntime/torch is enough (nvidia-modelopt 0.47.0, onnx 1.23.2, onnxruntime 1.32.0
+CPU, calibration on the CPU provider).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tests.fakes.tiny_onnx import float_sr
 torch = pytest.importorskip("torch")
 modelopt_quantization = pytest.importorskip(
     "modelopt.onnx.quantization",
-    reason="needs NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'",
+    reason="needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon onnxslim lief",
     exc_type=ImportError,
 )
 
