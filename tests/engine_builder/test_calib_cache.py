@@ -209,7 +209,7 @@ def test_real_modelopt_reads_our_cache(tmp_path: Path):
     the QuantizeLinear of `lr`."""
     calib_utils = pytest.importorskip(
         "modelopt.onnx.quantization.calib_utils",
-        reason="needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon onnxslim lief",
+        reason="needs NVIDIA ModelOpt: pip install 'drq[modelopt]'",
         exc_type=ImportError,
     )
     recipe = make_recipe({"head": 0.0123, "tail": 0.25})

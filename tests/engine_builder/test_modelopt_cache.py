@@ -31,7 +31,7 @@ from tests.fakes.tiny_onnx import float_sr
 torch = pytest.importorskip("torch")
 modelopt_quantization = pytest.importorskip(
     "modelopt.onnx.quantization",
-    reason="needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon onnxslim lief",
+    reason="needs NVIDIA ModelOpt: pip install 'drq[modelopt]'",
     exc_type=ImportError,
 )
 
