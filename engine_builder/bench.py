@@ -265,6 +265,7 @@ def bench_onnx_cpu(
     command: str = "",
     kernels: bool = False,
     cuda: bool = False,
+    disabled_optimizers: tuple[str, ...] = (),
 ) -> BenchReport:
     """Time ONNX models with onnxruntime on the CPU (and score them on `data` if given).
 
@@ -279,6 +280,8 @@ def bench_onnx_cpu(
             the timing, same input and threads; CPU provider only).
         cuda: run on onnxruntime's CUDA execution provider instead (the GPU path that needs no
             TensorRT); each timed `session.run` then includes its host<->device copies.
+        disabled_optimizers: onnxruntime graph transformers every session skips (timing and kernels),
+            e.g. ("NhwcTransformer",): QLinearConv then stays channels-first, and so do the ops around it.
 
     Raises:
         BenchError: bad arguments; BuildError: a model onnxruntime cannot load.
@@ -291,7 +294,10 @@ def bench_onnx_cpu(
         raise BenchError(f"need repeat >= 1, warmup >= 0, threads >= 1; got {repeat}, {warmup}, {threads}")
     if baseline not in models:
         raise BenchError(f"--baseline {baseline!r}: not among the models ({', '.join(models)})")
-    runners = {name: OrtRunner(path, threads=threads, cuda=cuda) for name, path in models.items()}
+    runners = {
+        name: OrtRunner(path, threads=threads, cuda=cuda, disabled_optimizers=disabled_optimizers)
+        for name, path in models.items()
+    }
     backend = "onnxruntime-cuda" if cuda else "onnxruntime-cpu"
     x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
     scales = {}
@@ -337,7 +343,10 @@ def bench_onnx_cpu(
     for runner in runners.values():
         runner.close()
     profiles = (
-        tuple((name, profile_kernels(path, x, threads, runs=KERNEL_RUNS)) for name, path in models.items())
+        tuple(
+            (name, profile_kernels(path, x, threads, KERNEL_RUNS, disabled_optimizers=disabled_optimizers))
+            for name, path in models.items()
+        )
         if kernels
         else ()
     )
@@ -351,6 +360,10 @@ def bench_onnx_cpu(
         + "p90/p99 of so few rounds are "
         "interpolated, not tail latencies"
     ]
+    if disabled_optimizers:
+        notes.append(
+            f"onnxruntime graph transformers disabled in every session: {', '.join(disabled_optimizers)}"
+        )
     if kernels:
         notes.append(
             f"kernels: onnxruntime's profiler (enable_profiling) over {KERNEL_RUNS} runs per model after "
@@ -375,6 +388,7 @@ def bench_onnx_cpu(
         "batch": 1,
         "models": {n: str(p) for n, p in models.items()},
         "data": str(data) if data else "",
+        "disabled_optimizers": list(disabled_optimizers),
     }
     return BenchReport(
         command,

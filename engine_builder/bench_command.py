@@ -3,7 +3,7 @@
     CPU (onnxruntime; the embedded default):
       drq bench --onnx fp32=a.onnx qdq=b.onnx drq-split=c.onnx --size 256x256 --threads 2 --repeat 5
                 [--warmup 2] [--data ../shared/sr_bench/Set5/x4] [--baseline fp32] [--kernels]
-                [--ort-cuda] [-o results/bench/NAME]
+                [--ort-cuda] [--ort-no-nhwc] [-o results/bench/NAME]
     GPU (TensorRT engines, each with its .plan.json manifest):
       drq bench --engine fp16=m_fp16.plan qdq=m_qdq.plan --size 1280x720 --size 960x540
                 [--warmup 20] [--iters 200] [--baseline fp16] [--cuda auto|cuda-python|pycuda] [-o STEM]
@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the ONNX files on onnxruntime's CUDA execution provider (GPU without TensorRT; "
         "needs onnxruntime-gpu); timings include session.run's host<->device copies",
     )
+    p.add_argument(
+        "--ort-no-nhwc",
+        action="store_true",
+        help="disable onnxruntime's NhwcTransformer in every session: QLinearConv and the ops around it "
+        "stay channels-first (the same ONNX files; a runtime setting, not a graph change)",
+    )
     p.add_argument("--baseline", help="model the speedups are relative to (default fp32 on CPU, fp16 on GPU)")
     p.add_argument(
         "--cuda", choices=("auto", "cuda-python", "pycuda"), default="auto", help="GPU: CUDA binding"
@@ -93,10 +99,13 @@ def main(argv: list[str]) -> int:
             command=command,
             kernels=args.kernels,
             cuda=args.ort_cuda,
+            disabled_optimizers=("NhwcTransformer",) if args.ort_no_nhwc else (),
         )
     else:
-        if args.kernels or args.ort_cuda:
-            raise BenchError("--kernels / --ort-cuda: onnxruntime options; use them with --onnx")
+        if args.kernels or args.ort_cuda or args.ort_no_nhwc:
+            raise BenchError(
+                "--kernels / --ort-cuda / --ort-no-nhwc: onnxruntime options; use them with --onnx"
+            )
         report = bench_engines(
             parse_named(args.engine, "--engine"),
             sizes,

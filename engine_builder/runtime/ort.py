@@ -34,9 +34,17 @@ class OrtRunner:
         path: ONNX file.
         threads: intra-op threads (None: onnxruntime's default, one per physical core).
         cuda: use the CUDA execution provider (falls back to an error if it is not available).
+        disabled_optimizers: onnxruntime graph transformers to skip by name (`InferenceSession(...,
+            disabled_optimizers=...)`), e.g. ("NhwcTransformer",) keeps QLinearConv channels-first.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, cuda: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        threads: int | None = None,
+        cuda: bool = False,
+        disabled_optimizers: tuple[str, ...] = (),
+    ) -> None:
         ort = import_onnxruntime()
         self.path = Path(path)
         self.name = self.path.name
@@ -58,7 +66,12 @@ class OrtRunner:
                 )
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            self.session = ort.InferenceSession(
+                str(self.path),
+                sess_options=options,
+                providers=providers,
+                disabled_optimizers=list(disabled_optimizers) or None,
+            )
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
             raise BuildError(f"{self.path}: onnxruntime cannot load the model ({first[:300]})") from err
@@ -99,7 +112,12 @@ def _op_label(domain: str, op_type: str) -> str:
 
 
 def profile_kernels(
-    path: str | os.PathLike[str], x: np.ndarray, threads: int, runs: int = 3, warmup: int = 1
+    path: str | os.PathLike[str],
+    x: np.ndarray,
+    threads: int,
+    runs: int = 3,
+    warmup: int = 1,
+    disabled_optimizers: tuple[str, ...] = (),
 ) -> tuple[KernelTime, ...]:
     """Which kernels onnxruntime's CPU provider runs for `path` on input `x`, and for how long.
 
@@ -107,6 +125,7 @@ def profile_kernels(
     QLinearConv, and the NCHWc layout transform) is saved and its node names are joined with the
     per-node "kernel_time" events of onnxruntime's profiler over `runs` runs after `warmup` untimed
     ones (`SessionOptions.enable_profiling`, `optimized_model_filepath`); `nodes` and `ms` are per run.
+    `disabled_optimizers` as for `OrtRunner`.
     Sorted by time, longest first.
 
     Raises:
@@ -128,7 +147,10 @@ def profile_kernels(
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(path),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(disabled_optimizers) or None,
             )
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BuildError(f"{path}: onnxruntime cannot load the model ({err.__class__.__name__})") from err

@@ -236,7 +236,10 @@ def test_kernel_profile_tells_integer_from_float_convs(tmp_path: Path, capsys):
     assert {k["op"] for k in data["kernels"]["int8"]} >= {"com.microsoft:QLinearConv"}
     # the GPU path has no onnxruntime kernels to profile
     assert drq(["bench", "--engine", f"fp16={models['fp32']}", "--kernels"]) == 2
-    assert "--kernels / --ort-cuda: onnxruntime options; use them with --onnx" in capsys.readouterr().err
+    assert (
+        "--kernels / --ort-cuda / --ort-no-nhwc: onnxruntime options; use them with --onnx"
+        in capsys.readouterr().err
+    )
 
 
 def test_ort_cuda_path(two_models: dict[str, Path], capsys):
@@ -252,3 +255,26 @@ def test_ort_cuda_path(two_models: dict[str, Path], capsys):
     report = bench_onnx_cpu(two_models, (64, 64), threads=1, repeat=3, warmup=1, cuda=True)
     assert report.kind == "ort-cuda" and report.environment["providers"].startswith("CUDAExecutionProvider")
     assert all(r.backend == "onnxruntime-cuda" and r.latency.runs == 3 for r in report.rows)
+
+
+def test_no_nhwc_keeps_qlinearconv_channels_first(tmp_path: Path):
+    # onnxruntime's NhwcTransformer swaps QLinearConv for its channels-last contrib kernel and adds
+    # Transposes; disabling it (drq bench --ort-no-nhwc) keeps the ONNX QLinearConv and no Transpose
+    path = tmp_path / "int8.onnx"
+    onnx.save(qlinear_sr(scale=2), path)
+    models = {"fp32": path}
+    default = dict(bench_onnx_cpu(models, (12, 16), threads=1, repeat=1, warmup=0, kernels=True).kernels)
+    report = bench_onnx_cpu(
+        models,
+        (12, 16),
+        threads=1,
+        repeat=1,
+        warmup=0,
+        kernels=True,
+        disabled_optimizers=("NhwcTransformer",),
+    )
+    ops = {k.op: k.nodes for k in dict(report.kernels)["fp32"]}
+    assert {k.op: k.nodes for k in default["fp32"]}["com.microsoft:QLinearConv"] == 2
+    assert ops["QLinearConv"] == 2 and "com.microsoft:QLinearConv" not in ops and "Transpose" not in ops
+    assert report.settings["disabled_optimizers"] == ["NhwcTransformer"]
+    assert any("disabled in every session: NhwcTransformer" in n for n in report.notes)
