@@ -46,6 +46,7 @@ class CudaApi(Protocol):
     def event_elapsed_ms(self, start: Any, end: Any) -> float: ...
     def mem_get_info(self) -> tuple[int, int]: ...
     def device(self) -> tuple[str, str]: ...
+    def close(self) -> None: ...
 
 
 def _import_cudart() -> Any:
@@ -128,6 +129,9 @@ class CudaPython:
         )
         return name, f"{prop.major}.{prop.minor}"
 
+    def close(self) -> None:
+        return None  # the runtime API owns the primary context
+
 
 @dataclass
 class PyCuda:
@@ -190,6 +194,13 @@ class PyCuda:
     def device(self) -> tuple[str, str]:
         major, minor = self._dev.compute_capability()
         return str(self._dev.name()), f"{major}.{minor}"
+
+    def close(self) -> None:
+        """Pop the context pushed at construction (idempotent): pycuda aborts at exit when its context
+        stack is not empty."""
+        if self._ctx is not None:
+            self._ctx.pop()
+            self._ctx = None
 
 
 def load_cuda(binding: Binding = "auto") -> CudaApi:

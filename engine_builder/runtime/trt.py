@@ -112,6 +112,16 @@ class TrtRunner:
         self.backend = backend
         check_versions(self.path, self.manifest, backend.flavour, backend.version)
         self.cuda = cuda_api if cuda_api is not None else load_cuda(cuda)
+        self.stream: Any = None
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
+        try:
+            self._open(backend, data)
+        except BaseException:
+            self.close()  # a pycuda context pushed by load_cuda must not outlive a failed load
+            raise
+
+    def _open(self, backend: EngineBackend, data: bytes) -> None:
+        """Check the GPU, deserialise the engine, make the context and the stream."""
         backend.check_runtime_device(
             self.manifest.device,
             self.manifest.compute_capability,
@@ -143,7 +153,6 @@ class TrtRunner:
             )
         self.input_name, self.output_name = self.inputs[0], self.outputs[0]
         self.stream = self.cuda.stream_create()
-        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
 
     def _dtype(self, name: str) -> np.dtype:
         return np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
@@ -200,11 +209,13 @@ class TrtRunner:
         for ptr, _ in self._buffers.values():
             self.cuda.free(ptr)
         self._buffers.clear()
-        if getattr(self, "stream", None) is not None:
+        if self.stream is not None:
             self.cuda.stream_destroy(self.stream)
             self.stream = None
+        # TensorRT objects go before the CUDA context they were created in
         self.context = None
         self.engine = None
+        self.cuda.close()
 
     def device_memory_bytes(self) -> int:
         """Device memory held by the context's activations plus the I/O buffers (engine weights excluded)."""

@@ -198,7 +198,24 @@ def test_pycuda_fallback_runs_the_engine(world, monkeypatch: pytest.MonkeyPatch)
         == 1.5
     )
     runner.close()
-    assert not drv.MEMORY.blocks
+    assert not drv.MEMORY.blocks and drv.MEMORY.calls[-1] == ("Context.pop",)
+    runner.close()  # idempotent: the context is popped once
+    assert [c for c in drv.MEMORY.calls if c[0].startswith("Context")] == [
+        ("Context.push",),
+        ("Context.pop",),
+    ]
+
+
+def test_failed_load_pops_the_pycuda_context(world, monkeypatch: pytest.MonkeyPatch):
+    trt, _, engine = world
+    drv = fake_cuda.install_pycuda(monkeypatch)
+    trt.STATE.memory = drv.MEMORY
+    with pytest.raises(EngineMismatch, match=r"this GPU is NVIDIA L4 \(sm 8.9\)"):
+        TrtRunner(engine, cuda="pycuda")  # built for sm 9.0
+    assert [c for c in drv.MEMORY.calls if c[0].startswith("Context")] == [
+        ("Context.push",),
+        ("Context.pop",),
+    ]
 
 
 def test_rtx_runtime_device_checks():

@@ -190,6 +190,9 @@ def install_pycuda(monkeypatch: Any, memory: Memory | None = None) -> types.Modu
         def push(self) -> None:
             memory.calls.append(("Context.push",))
 
+        def pop(self) -> None:
+            memory.calls.append(("Context.pop",))
+
     class Device:
         def __init__(self, number: int) -> None:
             self.number = number
