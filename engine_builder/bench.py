@@ -426,10 +426,12 @@ def bench_engines(
         raise BenchError(f"need iters >= 1 and warmup >= 0; got {iters}, {warmup}")
     if baseline not in engines:
         raise BenchError(f"--baseline {baseline!r}: not among the engines ({', '.join(engines)})")
-    runners = {name: TrtRunner(path, cuda=cuda) for name, path in engines.items()}  # type: ignore[arg-type]
+    runners: dict[str, TrtRunner] = {}
     rows: list[BenchRow] = []
     notes: list[str] = []
     try:
+        for name, path in engines.items():  # one at a time, so a failed load closes the earlier ones
+            runners[name] = TrtRunner(path, cuda=cuda)  # type: ignore[arg-type]
         for lr_hw in sizes:
             x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
             for name, runner in runners.items():
