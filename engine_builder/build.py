@@ -325,7 +325,8 @@ def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> B
             build_config.int8_calibrator = make_calibrator(trt, read_cache(config.calib_cache))
             # "Calibration optimization profile must be set if int8 calibration is used to set scales
             # for a network with runtime dimensions" (IBuilderConfig.set_calibration_profile, 10.x
-            # Python API; MIN/MAX are replaced by OPT). Our input is dynamic, so give it the build's.
+            # Python API, IBuilderConfig; MIN/MAX are replaced by OPT; deprecated in 10.1, removed in
+            # 11 with the calibrators). Our input is dynamic, so give it the build's profile.
             if not build_config.set_calibration_profile(profile):
                 described = Profile(*shapes).describe()  # type: ignore[arg-type]
                 raise BuildError(f"{config.onnx}: TensorRT refused the calibration profile ({described})")

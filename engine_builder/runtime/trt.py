@@ -56,7 +56,8 @@ def check_versions(engine: Path, manifest: Manifest, flavour: str, running: str)
         # BuilderFlag.VERSION_COMPATIBLE: later runtimes of the same major, and across majors only
         # 8 -> 9/10 and 10 -> 11 ("Version Compatibility", TensorRT developer guide; "Engine Portability"
         # in the TensorRT 11.4 support matrix: "No other combination across major versions is
-        # supported"); never older runtimes.
+        # supported"); never older runtimes. https://docs.nvidia.com/deeplearning/tensorrt/latest/
+        # inference-library/engine-compatibility.html, .../latest/getting-started/support-matrix.html
         built_major, running_major = (built_key or (0,))[0], (running_key or (0,))[0]
         if running_major == built_major or (built_major, running_major) in _CROSS_MAJOR:
             return
