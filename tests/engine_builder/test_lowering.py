@@ -426,3 +426,20 @@ def test_shared_layer_is_lowered_at_every_call(lr) -> None:
     np.testing.assert_allclose(
         run_ort(lower("fakequant", graph, recipe), lr), _torch_fake_quant(net, recipe, lr), atol=2e-5
     )
+
+
+def test_calibration_cache_and_qdq_graph_carry_the_same_scales(float_model, recipes) -> None:
+    """TensorRT <= 10 takes the recipe through the calibration cache, TensorRT 11 through qdq's Q/DQ:
+    both must hand TensorRT the same scale for the same conv input."""
+    from engine_builder.calib_cache import cache_from_recipe, input_tensor_map
+
+    recipe = recipes["uniform"]
+    tensors = input_tensor_map(float_model)
+    cache = cache_from_recipe(recipe, tensors, version="10.13.0")
+    model = lower("qdq", float_model, recipe)
+    prod, inits = _producers(model), _inits(model)
+    for layer, node_name in layer_map(model).items():
+        conv = next(n for n in model.graph.node if n.name == node_name)
+        q = prod[prod[conv.input[0]].input[0]]
+        assert q.input[0] == tensors[layer]  # the Q/DQ sits on the tensor the cache names
+        assert float(numpy_helper.to_array(inits[q.input[1]])) == cache.scales[tensors[layer]]
