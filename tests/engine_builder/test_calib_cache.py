@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -220,3 +221,23 @@ def test_real_modelopt_reads_our_cache(tmp_path: Path):
 def test_modelopt_misread_tensors_are_names_containing_scale():
     cache = CalibCache({"lr": 0.1, "/up_scale/Conv_output_0": 0.2, "/scale/x": 0.3, "a_scale": 0.4})
     assert modelopt_misread_tensors(cache) == ("/up_scale/Conv_output_0", "a_scale")
+
+
+def test_command_notes_tensors_modelopt_would_drop(tmp_path: Path, capsys):
+    import onnx
+
+    from calib.artifacts import atomic_write_text
+    from serve.cli import main
+
+    model = float_sr()
+    for node in model.graph.node:  # the tail conv's input becomes "r_scale"
+        node.input[:] = ["r_scale" if n == "r" else n for n in node.input]
+        node.output[:] = ["r_scale" if n == "r" else n for n in node.output]
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    atomic_write_text(tmp_path / "r.json", json.dumps(make_recipe({"head": 0.02, "tail": 0.1}).to_dict()))
+    argv = ["calib-cache", "--recipe", str(tmp_path / "r.json"), "--onnx", str(tmp_path / "m.onnx")]
+    assert main([*argv, "-o", str(tmp_path / "c.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "note: ModelOpt's calibration_cache_path reader cannot match 1 tensor(s)" in out
+    assert "(first: r_scale)" in out
+    assert read_cache(tmp_path / "c.txt").scales["r_scale"] == float(np.float32(0.1))
