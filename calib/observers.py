@@ -170,10 +170,10 @@ def entropy_amax(
     """KL-divergence calibration as TensorRT's IInt8EntropyCalibrator2 describes it.
 
     `levels` is the number of non-negative codes of the target grid: 128 for int8, 2^(b-1) for b bits
-    (`entropy_levels`). For each candidate threshold of i bins (i = start_bin .. bins): the reference P is the first i bins
-    with every count beyond them added to bin i-1; the candidate Q merges the first i bins into `levels`
-    groups and spreads each group's total evenly over that group's non-empty bins. The threshold of the
-    smallest KL(P || Q) is returned, taken at the candidate's upper bin edge.
+    (`entropy_levels`). For each candidate threshold of i bins (i = start_bin .. bins): the reference P
+    is the first i bins with every count beyond them added to bin i-1; the candidate Q merges the first
+    i bins into `levels` groups and spreads each group's total evenly over that group's non-empty bins.
+    The threshold of the smallest KL(P || Q) is returned, taken at the candidate's upper bin edge.
     """
     hist._require()
     counts = hist.counts

@@ -28,7 +28,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -78,14 +78,15 @@ class ModelIdentity:
     input_range: float = 1.0
     checkpoint: str = ""  # path as given at quantize time; export/eval use it unless --weights overrides
 
-
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
             raise RecipeError("arch: must be a non-empty string")
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
             raise RecipeError(f"scale: must be a positive integer, got {self.scale!r}")
         sha = self.checkpoint_sha256
-        if not isinstance(sha, str) or not (sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))):
+        if not isinstance(sha, str) or not (
+            sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))
+        ):
             raise RecipeError(f"checkpoint_sha256: must be 64 lowercase hex digits or '', got {sha!r}")
         _check_finite(self.input_range, "input_range", positive=True)
         if not isinstance(self.checkpoint, str):
@@ -145,7 +146,9 @@ class UniformAct:
         if isinstance(self.zero_point, bool) or not isinstance(self.zero_point, int):
             raise RecipeError(f"zero_point: must be an integer, got {self.zero_point!r}")
         if not self.qmin <= self.zero_point <= self.qmax:
-            raise RecipeError(f"zero_point: {self.zero_point} is outside the code range [{self.qmin}, {self.qmax}]")
+            raise RecipeError(
+                f"zero_point: {self.zero_point} is outside the code range [{self.qmin}, {self.qmax}]"
+            )
 
     @property
     def qmin(self) -> int:
@@ -199,7 +202,9 @@ class DualRegionAct:
             raise RecipeError(f"outlier_scale: only the split budget has one, not {self.budget!r}")
         if self.outlier_channels is not None:
             chans = self.outlier_channels
-            if not isinstance(chans, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in chans):
+            if not isinstance(chans, tuple) or any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in chans
+            ):
                 raise RecipeError("outlier_channels: must be a list of non-negative channel indices")
             if list(chans) != sorted(set(chans)):
                 raise RecipeError("outlier_channels: must be sorted and unique")
@@ -210,7 +215,7 @@ class DualRegionAct:
         return self.lower >= -self.breakpoint
 
 
-ActQuant = Union[UniformAct, DualRegionAct]
+ActQuant = UniformAct | DualRegionAct
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,9 @@ class Recipe:
         if self.budget not in BUDGETS:
             raise RecipeError(f"budget: must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
         if self.weight_mode not in WEIGHT_MODES:
-            raise RecipeError(f"weight_mode: must be one of {', '.join(WEIGHT_MODES)}, got {self.weight_mode!r}")
+            raise RecipeError(
+                f"weight_mode: must be one of {', '.join(WEIGHT_MODES)}, got {self.weight_mode!r}"
+            )
         _check_bits(self.w_bits, "w_bits")
         _check_bits(self.a_bits, "a_bits")
         if not self.layers:
@@ -274,9 +281,13 @@ class Recipe:
         for name, layer in self.layers.items():
             act_is_dual = isinstance(layer.act, DualRegionAct)
             if act_is_dual != (self.budget != "uniform"):
-                raise RecipeError(f"layers[{name!r}].act: kind {layer.act.kind!r} does not match budget {self.budget!r}")
+                raise RecipeError(
+                    f"layers[{name!r}].act: kind {layer.act.kind!r} does not match budget {self.budget!r}"
+                )
             if act_is_dual and layer.act.budget != self.budget:
-                raise RecipeError(f"layers[{name!r}].act.budget: {layer.act.budget!r} differs from budget {self.budget!r}")
+                raise RecipeError(
+                    f"layers[{name!r}].act.budget: {layer.act.budget!r} differs from budget {self.budget!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (tuples become lists; key order is the schema's)."""
@@ -343,7 +354,9 @@ def recipe_from_dict(data: Any) -> Recipe:
     if isinstance(version, bool) or not isinstance(version, int):
         raise RecipeError(f"schema_version: must be an integer, got {version!r}")
     if version > SCHEMA_VERSION:
-        raise RecipeError(f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq")
+        raise RecipeError(
+            f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq"
+        )
     if version != SCHEMA_VERSION:
         raise RecipeError(f"schema_version: {version} is not supported (expected {SCHEMA_VERSION})")
     required = ("model", "method", "w_bits", "a_bits", "budget", "weight_mode", "calibration", "layers")
@@ -366,18 +379,35 @@ def recipe_from_dict(data: Any) -> Recipe:
         unknown = sorted(set(raw) - {"op", "weight", "act"})
         missing = sorted({"op", "weight", "act"} - set(raw))
         if unknown or missing:
-            raise RecipeError(f"{where}: " + "; ".join(
-                part for part in (f"missing {', '.join(missing)}" if missing else "",
-                                  f"unknown {', '.join(unknown)}" if unknown else "") if part))
+            raise RecipeError(
+                f"{where}: "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"missing {', '.join(missing)}" if missing else "",
+                        f"unknown {', '.join(unknown)}" if unknown else "",
+                    )
+                    if part
+                )
+            )
         weight = _build(WeightQuant, raw["weight"], f"{where}.weight")
         act = _act_from_dict(raw["act"], f"{where}.act")
         try:
             layers[name] = LayerRecipe(op=raw["op"], weight=weight, act=act)
         except RecipeError as err:
             raise RecipeError(_join(where, str(err), {"op"})) from err
-    return Recipe(model=model, method=data["method"], w_bits=data["w_bits"], a_bits=data["a_bits"],
-                  budget=data["budget"], weight_mode=data["weight_mode"], calibration=calibration,
-                  layers=layers, schema_version=version, producer=data.get("producer", PRODUCER))
+    return Recipe(
+        model=model,
+        method=data["method"],
+        w_bits=data["w_bits"],
+        a_bits=data["a_bits"],
+        budget=data["budget"],
+        weight_mode=data["weight_mode"],
+        calibration=calibration,
+        layers=layers,
+        schema_version=version,
+        producer=data.get("producer", PRODUCER),
+    )
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

@@ -118,8 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--cached-only", action="store_true",
-                   help="render the tables from cached results only; configurations not cached are left out")
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="render the tables from cached results only; configurations not cached are left out",
+    )
     p.add_argument("--note", default="", help="a sentence added under the schedule in the Markdown")
     p.add_argument("--out", type=Path, required=True, help="output folder (Markdown, JSON, PNG)")
     return p

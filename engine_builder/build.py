@@ -121,8 +121,10 @@ class BuildConfig:
             # The AOT plugin embeds PTX compiled for the building GPU (plugins.aot): sm_90a / sm_100a /
             # sm_120a PTX runs on that architecture only and sm_86 PTX not on sm_80, so the engine could
             # not run on every GPU AMPERE_PLUS promises.
-            raise BuildError("--plugins drq: cannot be --hardware-compatible; the embedded plugin PTX "
-                             "is compiled for the building GPU's architecture")
+            raise BuildError(
+                "--plugins drq: cannot be --hardware-compatible; the embedded plugin PTX "
+                "is compiled for the building GPU's architecture"
+            )
         if self.output.resolve() == self.onnx.resolve():
             raise BuildError(f"{self.output}: is the input model; choose another output path")
 

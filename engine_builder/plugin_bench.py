@@ -307,9 +307,9 @@ def _markdown(r: dict) -> str:
         "",
         f"## Memory traffic per image ({r['input_size'][0]}x{r['input_size'][1]} LR), {r['traffic_note']}",
         "",
-        "Bytes between each quantized conv input's producer and the conv (write + read). \"plugin, fused\" "
+        'Bytes between each quantized conv input\'s producer and the conv (write + read). "plugin, fused" '
         "assumes quantize and dequant inside the producer and the conv; TensorRT does not fuse plugins with "
-        "its own layers, so an engine runs \"plugin, standalone\" (fp16 x, int8 codes, fp16 x_hat).",
+        'its own layers, so an engine runs "plugin, standalone" (fp16 x, int8 codes, fp16 x_hat).',
         "",
         "| layer | C x H x W | outlier ch. | fp16 | plugin, fused (int8 codes) | plugin, standalone "
         "| drq-split | split, outlier ch. only |",

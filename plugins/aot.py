@@ -72,10 +72,18 @@ class KernelSpec:
     def args(self) -> tuple[KernelArg, ...]:
         """Launch order: input tensors, extra scalars, outputs (TensorRT AOT plugin convention)."""
         if self.op == DEQUANT_OP:
-            return (KernelArg("codes_ptr", "*i8", "input"), KernelArg("params_ptr", "*fp32", "input"),
-                    KernelArg("n_elements", "i32", "extra"), KernelArg("out_ptr", f"*{self.dtype}", "output"))
-        return (KernelArg("x_ptr", f"*{self.dtype}", "input"), KernelArg("params_ptr", "*fp32", "input"),
-                KernelArg("n_elements", "i32", "extra"), KernelArg("out_ptr", "*i8", "output"))
+            return (
+                KernelArg("codes_ptr", "*i8", "input"),
+                KernelArg("params_ptr", "*fp32", "input"),
+                KernelArg("n_elements", "i32", "extra"),
+                KernelArg("out_ptr", f"*{self.dtype}", "output"),
+            )
+        return (
+            KernelArg("x_ptr", f"*{self.dtype}", "input"),
+            KernelArg("params_ptr", "*fp32", "input"),
+            KernelArg("n_elements", "i32", "extra"),
+            KernelArg("out_ptr", "*i8", "output"),
+        )
 
     def file_name(self, arch: int) -> str:
         return f"{self.kernel_name.removesuffix('_kernel')}_{self.dtype}_sm{arch}.ptx"
@@ -120,8 +128,9 @@ def _import_triton() -> Any:
     try:
         import triton
     except ImportError as err:
-        raise MissingDependency("compiling the dual-region kernels needs triton "
-                                "(pip install 'drq[triton]')") from err
+        raise MissingDependency(
+            "compiling the dual-region kernels needs triton (pip install 'drq[triton]')"
+        ) from err
     return triton
 
 
@@ -174,7 +183,7 @@ def _trim_entry(ptx: str, name: str, keep: int) -> str:
         if re.search(rf"\[{re.escape(param_name)}\]", ptx):
             raise PluginError(f"PTX of {name}: hidden parameter {param_name} is used; cannot drop it")
     body = ",\n\t".join(decls[:keep])
-    return ptx[: match.start(3)] + "\n\t" + body + "\n" + ptx[match.end(3):]
+    return ptx[: match.start(3)] + "\n\t" + body + "\n" + ptx[match.end(3) :]
 
 
 def compile_kernel(spec: KernelSpec, arch: int, ptx_version: int | None = None) -> CompiledKernel:
@@ -207,14 +216,23 @@ def compile_kernel(spec: KernelSpec, arch: int, ptx_version: int | None = None) 
     name = meta.name
     for scratch in ("global_scratch_size", "profile_scratch_size"):
         if getattr(meta, scratch, 0):
-            raise PluginError(f"{name} sm_{arch}: needs {scratch}={getattr(meta, scratch)}; "
-                              "TensorRT's AOT launcher cannot provide scratch memory")
+            raise PluginError(
+                f"{name} sm_{arch}: needs {scratch}={getattr(meta, scratch)}; "
+                "TensorRT's AOT launcher cannot provide scratch memory"
+            )
     ptx = _trim_entry(compiled.asm["ptx"], name, len(spec.args))
     inexact = sorted(set(re.findall(r"\b(fma\.\w+(?:\.\w+)*|div\.(?:full|approx)\.\w+)", ptx)))
     if inexact:
         raise PluginError(f"{name} sm_{arch}: PTX contains {inexact}; the result would not be bit exact")
-    return CompiledKernel(spec=spec, arch=arch, name=name, ptx=ptx, num_warps=int(meta.num_warps),
-                          shared_mem=int(meta.shared), block=BLOCK)
+    return CompiledKernel(
+        spec=spec,
+        arch=arch,
+        name=name,
+        ptx=ptx,
+        num_warps=int(meta.num_warps),
+        shared_mem=int(meta.shared),
+        block=BLOCK,
+    )
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -247,8 +265,9 @@ def _manifest_entry(k: CompiledKernel) -> dict[str, Any]:
     }
 
 
-def write_kernels(out_dir: str | os.PathLike[str], archs: tuple[int, ...] = ARCHS,
-                  specs: tuple[KernelSpec, ...] = SPECS) -> Path:
+def write_kernels(
+    out_dir: str | os.PathLike[str], archs: tuple[int, ...] = ARCHS, specs: tuple[KernelSpec, ...] = SPECS
+) -> Path:
     """Compile every (spec, arch) to `out_dir/<kernel>_<dtype>_sm<cc>.ptx` and write `manifest.json`.
 
     Each file is written atomically; the manifest is written last, so a reader that finds it finds
@@ -267,8 +286,12 @@ def write_kernels(out_dir: str | os.PathLike[str], archs: tuple[int, ...] = ARCH
             kernel = compile_kernel(spec, arch)
             _atomic_write(out / spec.file_name(arch), kernel.ptx)
             entries.append(_manifest_entry(kernel))
-    manifest = {"schema_version": MANIFEST_SCHEMA_VERSION, "triton_version": triton.__version__,
-                "grid": GRID_RULE, "kernels": entries}
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "triton_version": triton.__version__,
+        "grid": GRID_RULE,
+        "kernels": entries,
+    }
     path = out / MANIFEST
     _atomic_write(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
@@ -289,8 +312,10 @@ def load_kernel(kernel_dir: str | os.PathLike[str], spec: KernelSpec, arch: int)
     except json.JSONDecodeError as err:
         raise PluginError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from err
     if manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:
-        raise PluginError(f"{path}: schema_version {manifest.get('schema_version')!r}, "
-                          f"this drq reads {MANIFEST_SCHEMA_VERSION}")
+        raise PluginError(
+            f"{path}: schema_version {manifest.get('schema_version')!r}, "
+            f"this drq reads {MANIFEST_SCHEMA_VERSION}"
+        )
     for entry in manifest.get("kernels", []):
         if (entry.get("op"), entry.get("dtype"), entry.get("arch")) == (spec.op, spec.dtype, arch):
             try:
@@ -299,8 +324,16 @@ def load_kernel(kernel_dir: str | os.PathLike[str], spec: KernelSpec, arch: int)
                 raise PluginError(f"{folder / entry['file']}: listed in {path} but missing") from err
             if hashlib.sha256(ptx.encode()).hexdigest() != entry["sha256"]:
                 raise PluginError(f"{folder / entry['file']}: sha256 differs from {path}")
-            return CompiledKernel(spec=spec, arch=arch, name=entry["kernel"], ptx=ptx,
-                                  num_warps=int(entry["num_warps"]), shared_mem=int(entry["shared_mem"]),
-                                  block=int(entry["constexprs"]["BLOCK"]))
-    raise PluginError(f"{path}: no kernel for {spec.op} {spec.dtype} sm_{arch}; "
-                      f"recompile with 'drq kernels --out {folder} --arch sm_{arch}'")
+            return CompiledKernel(
+                spec=spec,
+                arch=arch,
+                name=entry["kernel"],
+                ptx=ptx,
+                num_warps=int(entry["num_warps"]),
+                shared_mem=int(entry["shared_mem"]),
+                block=int(entry["constexprs"]["BLOCK"]),
+            )
+    raise PluginError(
+        f"{path}: no kernel for {spec.op} {spec.dtype} sm_{arch}; "
+        f"recompile with 'drq kernels --out {folder} --arch sm_{arch}'"
+    )

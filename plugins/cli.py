@@ -12,11 +12,17 @@ from plugins.aot import ARCHS, parse_arch
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drq kernels", description=__doc__)
     parser.add_argument("--out", type=Path, help="folder for <kernel>_<dtype>_sm<cc>.ptx and manifest.json")
-    parser.add_argument("--arch", nargs="+", default=[f"sm_{a}" for a in ARCHS],
-                        help="compute capabilities (default: %(default)s)")
-    parser.add_argument("--bench", action="store_true",
-                        help="time both kernels vs device-to-device copy on the current CUDA GPU "
-                             "(prints JSON)")
+    parser.add_argument(
+        "--arch",
+        nargs="+",
+        default=[f"sm_{a}" for a in ARCHS],
+        help="compute capabilities (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bench",
+        action="store_true",
+        help="time both kernels vs device-to-device copy on the current CUDA GPU (prints JSON)",
+    )
     parser.add_argument("--size-mb", type=int, default=256, help="MiB of int8 codes for --bench")
     parser.add_argument("--iters", type=int, default=20, help="timed iterations for --bench")
     return parser

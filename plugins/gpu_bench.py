@@ -60,12 +60,18 @@ def bench_params() -> np.ndarray:
     """A representative 8-bit quantizer (bp = 1, tails to +8 / -4) for the benchmark inputs."""
     d = 63
     bp = np.float32(1.0)
-    return pack_params(bp, np.float32(bp / np.float32(d)), np.float32((np.float32(8.0) - bp) / np.float32(d)),
-                       np.float32((np.float32(4.0) - bp) / np.float32(d)), d)
+    return pack_params(
+        bp,
+        np.float32(bp / np.float32(d)),
+        np.float32((np.float32(8.0) - bp) / np.float32(d)),
+        np.float32((np.float32(4.0) - bp) / np.float32(d)),
+        d,
+    )
 
 
-def summarize(n_elements: int, copy_ms: float, kernel_ms: dict[str, float],
-              mismatches: dict[str, int]) -> dict[str, Any]:
+def summarize(
+    n_elements: int, copy_ms: float, kernel_ms: dict[str, float], mismatches: dict[str, int]
+) -> dict[str, Any]:
     """Bandwidths and fractions of copy bandwidth from measured times (milliseconds per call).
 
     Args:
@@ -89,13 +95,21 @@ def summarize(n_elements: int, copy_ms: float, kernel_ms: dict[str, float],
     for key, ms in kernel_ms.items():
         op, _, dtype = key.partition("_")
         rate = gbps(bytes_moved(op, dtype, n_elements), ms)
-        rows[key] = {"ms": ms, "gbps": rate, "fraction_of_copy": rate / copy_gbps,
-                     "sample_mismatches": int(mismatches[key])}
+        rows[key] = {
+            "ms": ms,
+            "gbps": rate,
+            "fraction_of_copy": rate / copy_gbps,
+            "sample_mismatches": int(mismatches[key]),
+        }
     dequant = [row for key, row in rows.items() if key.startswith("dequant_")]
-    met = bool(dequant) and all(r["fraction_of_copy"] >= DEQUANT_TARGET and not r["sample_mismatches"]
-                                for r in dequant)
-    return {"copy": {"ms": copy_ms, "gbps": copy_gbps}, "kernels": rows,
-            "target": {"dequant_fraction_of_copy": DEQUANT_TARGET, "met": met}}
+    met = bool(dequant) and all(
+        r["fraction_of_copy"] >= DEQUANT_TARGET and not r["sample_mismatches"] for r in dequant
+    )
+    return {
+        "copy": {"ms": copy_ms, "gbps": copy_gbps},
+        "kernels": rows,
+        "target": {"dequant_fraction_of_copy": DEQUANT_TARGET, "met": met},
+    }
 
 
 def _time_ms(torch: Any, fn: Any, iters: int, warmup: int) -> float:
@@ -123,8 +137,9 @@ def run_benchmark(config: BenchConfig = BenchConfig()) -> dict[str, Any]:
 
         from plugins.kernels import dequantize_triton, quantize_triton
     except ImportError as err:
-        raise MissingDependency("kernels --bench needs torch (CUDA) and triton "
-                                "(pip install 'drq[triton]')") from err
+        raise MissingDependency(
+            "kernels --bench needs torch (CUDA) and triton (pip install 'drq[triton]')"
+        ) from err
     if not torch.cuda.is_available():
         raise PluginError("kernels --bench: needs a CUDA GPU; torch.cuda.is_available() is False")
     n = config.size_mb << 20
@@ -142,8 +157,9 @@ def run_benchmark(config: BenchConfig = BenchConfig()) -> dict[str, Any]:
         tdt = torch.float32 if dtype == "fp32" else torch.float16
         if op == "dequant":
             out = torch.empty(n, dtype=tdt, device="cuda")
-            ms = _time_ms(torch, lambda out=out: dequantize_triton(codes, params, out),
-                          config.iters, config.warmup)
+            ms = _time_ms(
+                torch, lambda out=out: dequantize_triton(codes, params, out), config.iters, config.warmup
+            )
             want = dequantize(codes_sample, params_np, np.float32 if dtype == "fp32" else np.float16)
             got = out[sample].cpu().numpy()
             bits = np.uint32 if dtype == "fp32" else np.uint16  # compare bit patterns (NaN, -0.0)
@@ -153,12 +169,17 @@ def run_benchmark(config: BenchConfig = BenchConfig()) -> dict[str, Any]:
             x = dequantize_triton(codes, params, torch.empty(n, dtype=torch.float32, device="cuda"))
             x = (x + (torch.rand(n, device="cuda", generator=gen) - 0.5) * float(params_np[1])).to(tdt)
             out = torch.empty(n, dtype=torch.int8, device="cuda")
-            ms = _time_ms(torch, lambda x=x, out=out: quantize_triton(x, params, out),
-                          config.iters, config.warmup)
+            ms = _time_ms(
+                torch, lambda x=x, out=out: quantize_triton(x, params, out), config.iters, config.warmup
+            )
             got = out[sample].cpu().numpy()
             bad = int(np.count_nonzero(got != quantize(x[sample].cpu().numpy(), params_np)))
             del x
         times[f"{op}_{dtype}"], mismatches[f"{op}_{dtype}"] = ms, bad
         del out
-    return {"device": torch.cuda.get_device_name(), "n_elements": n, "config": asdict(config),
-            **summarize(n, copy_ms, times, mismatches)}
+    return {
+        "device": torch.cuda.get_device_name(),
+        "n_elements": n,
+        "config": asdict(config),
+        **summarize(n, copy_ms, times, mismatches),
+    }

@@ -159,8 +159,9 @@ def dequantize_triton(codes: Any, params: Any, out: Any) -> Any:
     _check("dequantize_triton", out, (torch.float32, torch.float16), "out")
     n = _check_launch("dequantize_triton", codes, params, out)
     if n:
-        dual_region_dequant_kernel[grid(n)](codes, params, n, out, BLOCK=BLOCK, num_warps=NUM_WARPS,
-                                            enable_fp_fusion=False)
+        dual_region_dequant_kernel[grid(n)](
+            codes, params, n, out, BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=False
+        )
     return out
 
 
@@ -176,6 +177,7 @@ def quantize_triton(x: Any, params: Any, out: Any) -> Any:
     _check("quantize_triton", out, (torch.int8,), "out")
     n = _check_launch("quantize_triton", x, params, out)
     if n:
-        dual_region_quantize_kernel[grid(n)](x, params, n, out, BLOCK=BLOCK, num_warps=NUM_WARPS,
-                                             enable_fp_fusion=False)
+        dual_region_quantize_kernel[grid(n)](
+            x, params, n, out, BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=False
+        )
     return out

@@ -44,22 +44,32 @@ def _plugin_attrs() -> dict[str, str]:
 
 def make_quantize_node(x: str, params: str, codes: str, name: str | None = None) -> NodeProto:
     """A DualRegionQuantize node: float32/float16 `x` and float32[5] `params` -> int8 `codes`."""
-    return helper.make_node(QUANTIZE_OP, [x, params], [codes], name=name or codes + "_quantize",
-                            domain=DOMAIN, **_plugin_attrs())
+    return helper.make_node(
+        QUANTIZE_OP, [x, params], [codes], name=name or codes + "_quantize", domain=DOMAIN, **_plugin_attrs()
+    )
 
 
-def make_dequant_node(codes: str, params: str, out: str, out_dtype: int = TensorProto.FLOAT,
-                      name: str | None = None) -> NodeProto:
+def make_dequant_node(
+    codes: str, params: str, out: str, out_dtype: int = TensorProto.FLOAT, name: str | None = None
+) -> NodeProto:
     """A DualRegionDequant node: int8 `codes` and float32[5] `params` -> `out` of `out_dtype`.
 
     Raises:
         PluginError: `out_dtype` is not TensorProto.FLOAT or TensorProto.FLOAT16.
     """
     if out_dtype not in OUT_DTYPES:
-        raise PluginError(f"{DEQUANT_OP}: out_dtype must be TensorProto.FLOAT (1) or FLOAT16 (10), "
-                          f"got {out_dtype}")
-    return helper.make_node(DEQUANT_OP, [codes, params], [out], name=name or out + "_dequant", domain=DOMAIN,
-                            out_dtype=int(out_dtype), **_plugin_attrs())
+        raise PluginError(
+            f"{DEQUANT_OP}: out_dtype must be TensorProto.FLOAT (1) or FLOAT16 (10), got {out_dtype}"
+        )
+    return helper.make_node(
+        DEQUANT_OP,
+        [codes, params],
+        [out],
+        name=name or out + "_dequant",
+        domain=DOMAIN,
+        out_dtype=int(out_dtype),
+        **_plugin_attrs(),
+    )
 
 
 def params_initializer(name: str, params: npt.NDArray[np.float32]) -> TensorProto:
@@ -124,9 +134,16 @@ def _quantize_function(opset: int) -> FunctionProto:
     q = b.op("Where", [in_dense, q_dense, b.op("Where", [above, q_pos, q_neg], "q_tails")], "q_float")
     q = b.op("Where", [b.op("IsNaN", [xf], "is_nan"), zero, q], "q_no_nan")
     b.op("Cast", [q], "codes", to=TensorProto.INT8)
-    return helper.make_function(DOMAIN, QUANTIZE_OP, ["x", "params"], ["codes"], b.nodes, _opsets(opset),
-                                attributes=list(PLUGIN_ATTRIBUTES),
-                                doc_string="Dual-region b-bit codes of x (docs/dual_region_codes.md).")
+    return helper.make_function(
+        DOMAIN,
+        QUANTIZE_OP,
+        ["x", "params"],
+        ["codes"],
+        b.nodes,
+        _opsets(opset),
+        attributes=list(PLUGIN_ATTRIBUTES),
+        doc_string="Dual-region b-bit codes of x (docs/dual_region_codes.md).",
+    )
 
 
 def _dequant_function(opset: int) -> FunctionProto:
@@ -148,9 +165,16 @@ def _dequant_function(opset: int) -> FunctionProto:
     cast = helper.make_node("Cast", [v], ["out"])
     cast.attribute.append(to)
     b.nodes.append(cast)
-    fn = helper.make_function(DOMAIN, DEQUANT_OP, ["codes", "params"], ["out"], b.nodes, _opsets(opset),
-                              attributes=list(PLUGIN_ATTRIBUTES),
-                              doc_string="Values of dual-region b-bit codes (docs/dual_region_codes.md).")
+    fn = helper.make_function(
+        DOMAIN,
+        DEQUANT_OP,
+        ["codes", "params"],
+        ["out"],
+        b.nodes,
+        _opsets(opset),
+        attributes=list(PLUGIN_ATTRIBUTES),
+        doc_string="Values of dual-region b-bit codes (docs/dual_region_codes.md).",
+    )
     fn.attribute_proto.append(helper.make_attribute("out_dtype", int(TensorProto.FLOAT)))
     return fn
 
@@ -162,8 +186,9 @@ def functions(opset: int = MIN_OPSET) -> list[FunctionProto]:
         PluginError: `opset` < 17.
     """
     if opset < MIN_OPSET:
-        raise PluginError(f"dual-region ONNX functions: need default-domain opset >= {MIN_OPSET}, "
-                          f"got {opset}")
+        raise PluginError(
+            f"dual-region ONNX functions: need default-domain opset >= {MIN_OPSET}, got {opset}"
+        )
     return [_quantize_function(opset), _dequant_function(opset)]
 
 

@@ -71,8 +71,10 @@ def import_tensorrt_plugin() -> tuple[ModuleType, ModuleType]:
         trt = importlib.import_module("tensorrt")
         trtp = importlib.import_module("tensorrt.plugin")
     except ImportError as err:
-        raise MissingDependency("the dual-region TensorRT plugins need tensorrt >= 10.6 with tensorrt.plugin "
-                                "(pip install 'drq[tensorrt]')") from err
+        raise MissingDependency(
+            "the dual-region TensorRT plugins need tensorrt >= 10.6 with tensorrt.plugin "
+            "(pip install 'drq[tensorrt]')"
+        ) from err
     return trt, trtp
 
 
@@ -104,17 +106,21 @@ def _current_arch() -> int:
     try:
         from triton.runtime import driver
     except ImportError as err:
-        raise MissingDependency("compiling the dual-region kernels needs triton "
-                                "(pip install 'drq[triton]')") from err
+        raise MissingDependency(
+            "compiling the dual-region kernels needs triton (pip install 'drq[triton]')"
+        ) from err
     try:
         return int(driver.active.get_current_target().arch)
     except RuntimeError as err:  # Triton: "0 active drivers" without a GPU
-        raise PluginError("dual-region plugins: no CUDA GPU to compile the kernels for; register with "
-                          "arch=<compute capability> or kernel_dir=<drq kernels --out folder>") from err
+        raise PluginError(
+            "dual-region plugins: no CUDA GPU to compile the kernels for; register with "
+            "arch=<compute capability> or kernel_dir=<drq kernels --out folder>"
+        ) from err
 
 
-def register_dual_region_plugins(impl: ImplKind | None = None, kernel_dir: str | Path | None = None,
-                                 arch: int | None = None) -> Registration:
+def register_dual_region_plugins(
+    impl: ImplKind | None = None, kernel_dir: str | Path | None = None, arch: int | None = None
+) -> Registration:
     """Register both plugins with TensorRT once; later calls with the same arguments return the first result.
 
     Args:
@@ -133,18 +139,22 @@ def register_dual_region_plugins(impl: ImplKind | None = None, kernel_dir: str |
     has_aot = hasattr(trtp, "aot_impl")
     chosen: ImplKind = impl or ("aot" if has_aot else "jit")
     if chosen in ("aot", "both") and not has_aot:
-        raise PluginError(f"impl={chosen!r}: AOT Python plugins need TensorRT >= {MIN_AOT[0]}.{MIN_AOT[1]}; "
-                          f"found {trt.__version__}")
+        raise PluginError(
+            f"impl={chosen!r}: AOT Python plugins need TensorRT >= {MIN_AOT[0]}.{MIN_AOT[1]}; "
+            f"found {trt.__version__}"
+        )
     if version < MIN_JIT or not hasattr(trtp, "register"):
-        raise PluginError(f"dual-region plugins need TensorRT >= {MIN_JIT[0]}.{MIN_JIT[1]}; "
-                          f"found {trt.__version__}")
+        raise PluginError(
+            f"dual-region plugins need TensorRT >= {MIN_JIT[0]}.{MIN_JIT[1]}; found {trt.__version__}"
+        )
     folder = None if kernel_dir is None else str(kernel_dir)
     wanted = Registration((DEQUANT_ID, QUANTIZE_ID), chosen, folder, arch, str(trt.__version__))
     done = _REGISTERED.get("drq")
     if done is not None:
         if done != wanted:
-            raise PluginError(f"dual-region plugins already registered as {done}; "
-                              f"cannot re-register as {wanted}")
+            raise PluginError(
+                f"dual-region plugins already registered as {done}; cannot re-register as {wanted}"
+            )
         return done
     _define(trt, trtp, wanted)
     _REGISTERED["drq"] = wanted
@@ -183,8 +193,10 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
     # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_register/index.html
     def dequant_desc(codes, params, out_dtype):
         if out_dtype not in (ONNX_FLOAT, ONNX_FLOAT16):
-            raise PluginError(f"{DEQUANT_ID}: out_dtype must be {ONNX_FLOAT} (float32) or {ONNX_FLOAT16} "
-                              f"(float16), got {out_dtype}")
+            raise PluginError(
+                f"{DEQUANT_ID}: out_dtype must be {ONNX_FLOAT} (float32) or {ONNX_FLOAT16} "
+                f"(float16), got {out_dtype}"
+            )
         # TensorDesc / from_shape_expr:
         # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/Tensor/TensorDesc.html
         out = trt.float16 if out_dtype == ONNX_FLOAT16 else trt.float32
@@ -193,10 +205,18 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
     def quantize_desc(x, params):
         return trtp.from_shape_expr(x.shape_expr, dtype=trt.int8)
 
-    trtp.register(DEQUANT_ID)(_annotate(dequant_desc, codes=trtp.TensorDesc, params=trtp.TensorDesc,
-                                        out_dtype=int, **{"return": trtp.TensorDesc}))
-    trtp.register(QUANTIZE_ID)(_annotate(quantize_desc, x=trtp.TensorDesc, params=trtp.TensorDesc,
-                                         **{"return": trtp.TensorDesc}))
+    trtp.register(DEQUANT_ID)(
+        _annotate(
+            dequant_desc,
+            codes=trtp.TensorDesc,
+            params=trtp.TensorDesc,
+            out_dtype=int,
+            **{"return": trtp.TensorDesc},
+        )
+    )
+    trtp.register(QUANTIZE_ID)(
+        _annotate(quantize_desc, x=trtp.TensorDesc, params=trtp.TensorDesc, **{"return": trtp.TensorDesc})
+    )
 
     # --- type/format combinations -----------------------------------------------------------------
     # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_autotune/index.html
@@ -212,10 +232,25 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
 
     combos = list[trtp.AutoTuneCombination]
     out_descs = tuple[trtp.TensorDesc]
-    trtp.autotune(DEQUANT_ID)(_annotate(dequant_autotune, codes=trtp.TensorDesc, params=trtp.TensorDesc,
-                                        out_dtype=int, outputs=out_descs, **{"return": combos}))
-    trtp.autotune(QUANTIZE_ID)(_annotate(quantize_autotune, x=trtp.TensorDesc, params=trtp.TensorDesc,
-                                         outputs=out_descs, **{"return": combos}))
+    trtp.autotune(DEQUANT_ID)(
+        _annotate(
+            dequant_autotune,
+            codes=trtp.TensorDesc,
+            params=trtp.TensorDesc,
+            out_dtype=int,
+            outputs=out_descs,
+            **{"return": combos},
+        )
+    )
+    trtp.autotune(QUANTIZE_ID)(
+        _annotate(
+            quantize_autotune,
+            x=trtp.TensorDesc,
+            params=trtp.TensorDesc,
+            outputs=out_descs,
+            **{"return": combos},
+        )
+    )
 
     if reg.impl in ("aot", "both"):
         aot_return = tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
@@ -228,10 +263,26 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
             dtype = _float_dtype(trt, x.dtype, QUANTIZE_ID)
             return launch(kernel_for(QUANTIZE_OP, dtype), x.shape_expr.numel())
 
-        trtp.aot_impl(DEQUANT_ID)(_annotate(dequant_aot, codes=trtp.TensorDesc, params=trtp.TensorDesc,
-                                            outputs=out_descs, tactic=int, **{"return": aot_return}))
-        trtp.aot_impl(QUANTIZE_ID)(_annotate(quantize_aot, x=trtp.TensorDesc, params=trtp.TensorDesc,
-                                             outputs=out_descs, tactic=int, **{"return": aot_return}))
+        trtp.aot_impl(DEQUANT_ID)(
+            _annotate(
+                dequant_aot,
+                codes=trtp.TensorDesc,
+                params=trtp.TensorDesc,
+                outputs=out_descs,
+                tactic=int,
+                **{"return": aot_return},
+            )
+        )
+        trtp.aot_impl(QUANTIZE_ID)(
+            _annotate(
+                quantize_aot,
+                x=trtp.TensorDesc,
+                params=trtp.TensorDesc,
+                outputs=out_descs,
+                tactic=int,
+                **{"return": aot_return},
+            )
+        )
 
     if reg.impl in ("jit", "both"):
         # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_impl/index.html
@@ -243,10 +294,26 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
         def quantize_jit(x, params, outputs, stream):
             _launch_jit("quantize_triton", x, params, outputs[0], stream)
 
-        trtp.impl(DEQUANT_ID)(_annotate(dequant_jit, codes=trtp.Tensor, params=trtp.Tensor,
-                                        outputs=out_tensors, stream=int, **{"return": None}))
-        trtp.impl(QUANTIZE_ID)(_annotate(quantize_jit, x=trtp.Tensor, params=trtp.Tensor,
-                                         outputs=out_tensors, stream=int, **{"return": None}))
+        trtp.impl(DEQUANT_ID)(
+            _annotate(
+                dequant_jit,
+                codes=trtp.Tensor,
+                params=trtp.Tensor,
+                outputs=out_tensors,
+                stream=int,
+                **{"return": None},
+            )
+        )
+        trtp.impl(QUANTIZE_ID)(
+            _annotate(
+                quantize_jit,
+                x=trtp.Tensor,
+                params=trtp.Tensor,
+                outputs=out_tensors,
+                stream=int,
+                **{"return": None},
+            )
+        )
 
 
 def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> None:
@@ -262,8 +329,9 @@ def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> N
 
         from plugins import kernels
     except ImportError as err:
-        raise MissingDependency("the JIT dual-region plugins need torch and triton "
-                                "(pip install torch 'drq[triton]')") from err
+        raise MissingDependency(
+            "the JIT dual-region plugins need torch and triton (pip install torch 'drq[triton]')"
+        ) from err
     views = [_torch_view(torch, t) for t in (inp, params, out)]
     launch = getattr(kernels, wrapper)
     if views[0].is_cuda:
@@ -285,5 +353,7 @@ def _torch_view(torch: Any, tensor: Any) -> Any:
         return torch.as_tensor(tensor, device="cuda")
     if hasattr(tensor, "__dlpack__"):
         return torch.from_dlpack(tensor)
-    raise PluginError(f"JIT plugin: cannot view a {type(tensor).__name__} as a tensor "
-                      "(neither __cuda_array_interface__ nor __dlpack__)")
+    raise PluginError(
+        f"JIT plugin: cannot view a {type(tensor).__name__} as a tensor "
+        "(neither __cuda_array_interface__ nor __dlpack__)"
+    )

@@ -21,16 +21,32 @@ class Subcommand:
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
-    "quantize": Subcommand("calib.quantize_command:main", "calibrate a model and write a recipe (PTQ, optional SAFT)"),
-    "eval": Subcommand("serve.eval_command:main", "PSNR/SSIM-Y of a checkpoint, a recipe (simulated) or an ONNX model"),
-    "upscale": Subcommand("serve.upscale_command:main", "super-resolve image files with an ONNX model or an engine (no torch)"),
-    "zoo": Subcommand("calib.zoo_command:main", "evaluate every pretrained model of the zoo (FP32) into a results table"),
+    "quantize": Subcommand(
+        "calib.quantize_command:main", "calibrate a model and write a recipe (PTQ, optional SAFT)"
+    ),
+    "eval": Subcommand(
+        "serve.eval_command:main", "PSNR/SSIM-Y of a checkpoint, a recipe (simulated) or an ONNX model"
+    ),
+    "upscale": Subcommand(
+        "serve.upscale_command:main", "super-resolve image files with an ONNX model or an engine (no torch)"
+    ),
+    "zoo": Subcommand(
+        "calib.zoo_command:main", "evaluate every pretrained model of the zoo (FP32) into a results table"
+    ),
     "report": Subcommand("calib.report:main", "the PTQ results grid: methods x bits x budgets x datasets"),
     "export": Subcommand("engine_builder.export_command:main", "lower a recipe (or FP model) to ONNX"),
-    "build": Subcommand("engine_builder.build_command:main", "build a TensorRT / TensorRT-RTX engine from ONNX"),
-    "bench": Subcommand("engine_builder.bench_command:main", "latency / throughput / PSNR of lowerings side by side"),
-    "calib-cache": Subcommand("engine_builder.calib_cache_command:main", "write a TensorRT calibration cache from a recipe"),
-    "plugin-bench": Subcommand("engine_builder.plugin_bench:main", "memory traffic and PSNR of the dual-region plugin path"),
+    "build": Subcommand(
+        "engine_builder.build_command:main", "build a TensorRT / TensorRT-RTX engine from ONNX"
+    ),
+    "bench": Subcommand(
+        "engine_builder.bench_command:main", "latency / throughput / PSNR of lowerings side by side"
+    ),
+    "calib-cache": Subcommand(
+        "engine_builder.calib_cache_command:main", "write a TensorRT calibration cache from a recipe"
+    ),
+    "plugin-bench": Subcommand(
+        "engine_builder.plugin_bench:main", "memory traffic and PSNR of the dual-region plugin path"
+    ),
     "kernels": Subcommand("plugins.cli:main", "compile the dual-region Triton kernels to PTX, or check them"),
 }
 
@@ -51,7 +67,13 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def _usage() -> str:
     width = max(len(name) for name in SUBCOMMANDS)
-    lines = ["usage: drq <command> [options]", "", "Deploy super-resolution networks at low precision.", "", "commands:"]
+    lines = [
+        "usage: drq <command> [options]",
+        "",
+        "Deploy super-resolution networks at low precision.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {cmd.summary}" for name, cmd in SUBCOMMANDS.items()]
     lines += ["", "Run 'drq <command> --help' for the options of one command."]
     return "\n".join(lines)

@@ -10,8 +10,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -34,12 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     source = parser.add_argument_group("model source (choose one)")
     source.add_argument("--arch", help="architecture name (see `drq zoo --help` for the list)")
-    source.add_argument("--weights", type=Path, help="checkpoint (.pth state_dict); with --recipe, overrides its path")
+    source.add_argument(
+        "--weights", type=Path, help="checkpoint (.pth state_dict); with --recipe, overrides its path"
+    )
     source.add_argument("--recipe", type=Path, help="recipe JSON from `drq quantize`")
     source.add_argument("--onnx", type=Path, help="ONNX model from `drq export`")
-    parser.add_argument("--scale", type=int, help="upscaling factor (read from the recipe or ONNX metadata if omitted)")
-    parser.add_argument("--data", type=Path, action="append", required=True,
-                        help="dataset folder: HR/ + LR/ with the same names, or a folder of HR images (repeatable)")
+    parser.add_argument(
+        "--scale", type=int, help="upscaling factor (read from the recipe or ONNX metadata if omitted)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="dataset folder: HR/ + LR/ with the same names, or a folder of HR images (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -85,7 +94,11 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
         if args.scale and args.scale != recipe.model.scale:
             raise ServeError(f"{args.recipe}: recipe is for x{recipe.model.scale}, not --scale {args.scale}")
         model = load_simulated_model(recipe, args.weights)
-        return torch_upscaler(model), recipe.model.scale, {"recipe": str(args.recipe), "recipe_sha256": recipe.sha256()}
+        return (
+            torch_upscaler(model),
+            recipe.model.scale,
+            {"recipe": str(args.recipe), "recipe_sha256": recipe.sha256()},
+        )
     if args.weights is None or args.scale is None:
         raise ServeError("--arch needs --weights and --scale")
     from calib.inference import torch_upscaler
@@ -93,8 +106,11 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
 
     _set_torch_threads(args.threads)
     loaded = load_pretrained(args.arch, args.scale, args.weights)
-    return torch_upscaler(loaded.model), args.scale, {
-        "arch": args.arch, "weights": str(args.weights), "checkpoint_sha256": loaded.checkpoint_sha256}
+    return (
+        torch_upscaler(loaded.model),
+        args.scale,
+        {"arch": args.arch, "weights": str(args.weights), "checkpoint_sha256": loaded.checkpoint_sha256},
+    )
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -110,7 +126,9 @@ def _set_torch_threads_if_loaded(threads: int) -> None:
 
 
 def format_row(result: DatasetResult) -> str:
-    return f"{result.name:<12} {result.images:>6} {result.psnr:>9.4f} {result.ssim:>8.4f} {result.seconds:>9.2f}"
+    return (
+        f"{result.name:<12} {result.images:>6} {result.psnr:>9.4f} {result.ssim:>8.4f} {result.seconds:>9.2f}"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -133,7 +151,12 @@ def main(argv: list[str]) -> int:
         results.append(result)
         print(format_row(result), flush=True)
     if args.json is not None:
-        payload = {"command": "drq eval " + " ".join(argv), "scale": scale, "model": model_info,
-                   "seconds": time.perf_counter() - started, "results": [r.to_dict() for r in results]}
+        payload = {
+            "command": "drq eval " + " ".join(argv),
+            "scale": scale,
+            "model": model_info,
+            "seconds": time.perf_counter() - started,
+            "results": [r.to_dict() for r in results],
+        }
         atomic_write_text(args.json, json.dumps(payload, indent=1) + "\n")
     return 0

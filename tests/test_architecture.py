@@ -23,8 +23,16 @@ HEAVY = ("torch", "tensorrt", "tensorrt_rtx", "cuda", "pycuda", "triton", "onnxr
 # Modules that must import (and `drq --help` must work) with every heavy package blocked. torch-free by
 # design (STYLE.md §2): everything in plugins/ but the Triton leaf, serve/, and calib's torch-free parts.
 TORCH_MODULES = {
-    "calib.models", "calib.quantizers", "calib.observers", "calib.policy", "calib.calibrate",
-    "calib.finetune", "calib.simulate", "calib.quantize_command", "calib.report", "calib.zoo_command",
+    "calib.models",
+    "calib.quantizers",
+    "calib.observers",
+    "calib.policy",
+    "calib.calibrate",
+    "calib.finetune",
+    "calib.simulate",
+    "calib.quantize_command",
+    "calib.report",
+    "calib.zoo_command",
     "calib.inference",
     "engine_builder.export",
     "plugins.kernels",  # needs triton at module top (@triton.jit); only function bodies import it
@@ -87,7 +95,9 @@ def test_torch_free_modules_import_without_heavy_packages() -> None:
         print("ok", len({modules!r}))
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1].startswith("ok"), proc.stdout[-500:]
 
@@ -110,12 +120,16 @@ def test_every_module_imports_with_optional_packages_missing() -> None:
         print("ok")
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_drq_help_lists_every_subcommand() -> None:
-    proc = subprocess.run([sys.executable, "-m", "serve.cli", "--help"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "serve.cli", "--help"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0
     from serve.cli import SUBCOMMANDS
 

@@ -141,8 +141,11 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 def test_every_drq_command_parses_with_its_own_parser() -> None:
     lines = drq_lines(_readme_text())
     assert len(lines) >= len(SUBCOMMANDS), f"only {len(lines)} drq command lines found"
-    failures = [f"README.md:{d.line}: drq {' '.join(d.argv)}: {why}"
-                for d in lines if (why := parse_error(d.argv)) is not None]
+    failures = [
+        f"README.md:{d.line}: drq {' '.join(d.argv)}: {why}"
+        for d in lines
+        if (why := parse_error(d.argv)) is not None
+    ]
     assert not failures, "\n".join(failures)
 
 
@@ -165,7 +168,12 @@ def test_the_checker_rejects_what_argparse_rejects() -> None:
     )
     found = drq_lines(text)
     assert [(d.line, d.argv[0]) for d in found] == [
-        (2, "eval"), (4, "kernels"), (5, "export"), (5, "quantize"), (6, "frobnicate"), (7, "zoo")
+        (2, "eval"),
+        (4, "kernels"),
+        (5, "export"),
+        (5, "quantize"),
+        (6, "frobnicate"),
+        (7, "zoo"),
     ]
     assert found[0].argv[-2:] == ("--thread", "2")
     errors = [parse_error(d.argv) for d in found]
@@ -179,8 +187,9 @@ def test_the_checker_rejects_what_argparse_rejects() -> None:
 
 def test_repository_paths_named_in_the_readme_exist() -> None:
     text = _readme_text()
-    paths = set(re.findall(r"`((?:results|docs|tests|calib|engine_builder|plugins|serve|\.ci)/[^`\s*{}<>]+)`",
-                           text))
+    paths = set(
+        re.findall(r"`((?:results|docs|tests|calib|engine_builder|plugins|serve|\.ci)/[^`\s*{}<>]+)`", text)
+    )
     assert paths, "README.md names no repository files"
     missing = []
     for path in sorted(paths):

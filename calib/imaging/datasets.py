@@ -52,8 +52,11 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ImageError(f"{folder}: no such folder")
     images = sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-         and p.is_file()),
+        (
+            p
+            for p in folder.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        ),
         key=lambda p: p.name,
     )
     if not images:

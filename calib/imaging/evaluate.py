@@ -94,8 +94,9 @@ def evaluate_dataset(
         except ImageError as err:  # NaN output, image too small to crop: name the image
             raise ImageError(f"{dataset.name}/{pair.name}: {err}") from err
         if progress is not None:
-            progress.update(1, psnr=float(np.mean([s[1] for s in scores])),
-                            ssim=float(np.mean([s[2] for s in scores])))
+            progress.update(
+                1, psnr=float(np.mean([s[1] for s in scores])), ssim=float(np.mean([s[2] for s in scores]))
+            )
     if not scores:
         raise ImageError(f"{dataset.name}: no images to evaluate")
     return DatasetResult(

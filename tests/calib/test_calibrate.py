@@ -70,7 +70,9 @@ def test_split_breakpoint_search_only_moves_split_breakpoints():
     for budget in ("split", "b-bit"):
         runs = {init: _run("drq", budget, breakpoint_init=init) for init in ("mse", "percentile")}
         searched, paper = runs["mse"][2], runs["percentile"][2]
-        moved = [n for n in searched.layers if searched.layers[n].act.breakpoint != paper.layers[n].act.breakpoint]
+        moved = [
+            n for n in searched.layers if searched.layers[n].act.breakpoint != paper.layers[n].act.breakpoint
+        ]
         if budget == "b-bit":
             assert moved == []
             continue

@@ -60,7 +60,11 @@ def test_scores_are_the_metric_functions_means(folder: Path) -> None:
     data = json.loads(json.dumps(result.to_dict()))
     assert data["per_image"][1] == {"name": "im1.png", "psnr": expected[1][1], "ssim": expected[1][2]}
     assert {k: data[k] for k in ("name", "images", "psnr", "ssim")} == {
-        "name": "Tiny", "images": 2, "psnr": result.psnr, "ssim": result.ssim}
+        "name": "Tiny",
+        "images": 2,
+        "psnr": result.psnr,
+        "ssim": result.ssim,
+    }
 
 
 def test_perfect_output_scores_inf_and_one(folder: Path) -> None:
@@ -80,7 +84,8 @@ def test_wrong_output_shape_names_image_and_shapes(folder: Path) -> None:
     with pytest.raises(ImageError) as info:
         evaluate_dataset(_bicubic_upscaler(3), dataset, 2)
     assert str(info.value) == (
-        "Tiny/im0.png: SR output shape (1, 3, 48, 54) does not match HR (1, 3, 32, 36) (LR (16, 18) x2)")
+        "Tiny/im0.png: SR output shape (1, 3, 48, 54) does not match HR (1, 3, 32, 36) (LR (16, 18) x2)"
+    )
 
 
 def test_nan_output_and_scale_mismatch(folder: Path) -> None:

@@ -69,8 +69,9 @@ def _ssim_loop(y1: np.ndarray, y2: np.ndarray) -> float:
             var_a = (window * a * a).sum() - mu_a**2
             var_b = (window * b * b).sum() - mu_b**2
             cov = (window * a * b).sum() - mu_a * mu_b
-            values.append(((2 * mu_a * mu_b + c1) * (2 * cov + c2))
-                          / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
+            values.append(
+                ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+            )
     return float(np.mean(values))
 
 

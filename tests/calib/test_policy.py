@@ -66,7 +66,7 @@ def test_zoo_models(arch, pooled):
     assert len(graph.pooled) == pooled
     # Besides the head, the protected layers are exactly the last ones executed: the upsampling path.
     tail = set(graph.protected - {graph.head})
-    assert tail and tail == set(graph.executed[-len(tail):])
+    assert tail and tail == set(graph.executed[-len(tail) :])
     assert len(graph.protected) < 0.25 * len(graph.executed)
 
 

@@ -31,16 +31,30 @@ def _recipe(budget: str = "split") -> Recipe:
         method = "minmax"
     else:
         outlier = split_outlier_scale(-0.5, 0.25, 3.0, 4) if budget == "split" else None
-        act = DualRegionAct(budget=budget, bits=4, lower=f32(-0.5), breakpoint=f32(0.25), upper=f32(3.0),
-                            outlier_scale=outlier, outlier_channels=(1, 5))
+        act = DualRegionAct(
+            budget=budget,
+            bits=4,
+            lower=f32(-0.5),
+            breakpoint=f32(0.25),
+            upper=f32(3.0),
+            outlier_scale=outlier,
+            outlier_channels=(1, 5),
+        )
         method = "drq+saft"
     layers = {
         "head": LayerRecipe("conv2d", WeightQuant(8, (f32(0.02), f32(0.03)), 0), act),
         "body.0.c1": LayerRecipe("conv2d", WeightQuant(4, (f32(0.1),), None), act),
     }
-    return Recipe(model=ModelIdentity("imdn", 4, "a" * 64, 1.0, "w.pth"), method=method, w_bits=4, a_bits=4,
-                  budget=budget, weight_mode="per-channel", calibration=CalibrationInfo(100, 96, 0, "bsd200", 10, 1.5),
-                  layers=layers)
+    return Recipe(
+        model=ModelIdentity("imdn", 4, "a" * 64, 1.0, "w.pth"),
+        method=method,
+        w_bits=4,
+        a_bits=4,
+        budget=budget,
+        weight_mode="per-channel",
+        calibration=CalibrationInfo(100, 96, 0, "bsd200", 10, 1.5),
+        layers=layers,
+    )
 
 
 @pytest.mark.parametrize("budget", ["uniform", "paper", "b-bit", "split"])
@@ -75,15 +89,32 @@ def _write(tmp_path: Path, data: object) -> Path:
         (lambda d: d.update(extra=1), "top level: unknown field(s) extra"),
         (lambda d: d.update(method="magic"), "method: must be one of minmax"),
         (lambda d: d["model"].update(scale=0), "model.scale: must be a positive integer"),
-        (lambda d: d["layers"]["head"]["weight"].update(bits=9), "layers['head'].weight.bits: must be an integer in 2..8"),
-        (lambda d: d["layers"]["head"]["weight"]["scale"].__setitem__(1, -1.0), "layers['head'].weight.scale[1]: must be > 0"),
-        (lambda d: d["layers"]["head"]["act"].update(breakpoint=5.0),
-         "layers['head'].act: need lower <= 0 < breakpoint < upper"),
+        (
+            lambda d: d["layers"]["head"]["weight"].update(bits=9),
+            "layers['head'].weight.bits: must be an integer in 2..8",
+        ),
+        (
+            lambda d: d["layers"]["head"]["weight"]["scale"].__setitem__(1, -1.0),
+            "layers['head'].weight.scale[1]: must be > 0",
+        ),
+        (
+            lambda d: d["layers"]["head"]["act"].update(breakpoint=5.0),
+            "layers['head'].act: need lower <= 0 < breakpoint < upper",
+        ),
         (lambda d: d["layers"]["head"]["act"].update(kind="weird"), "layers['head'].act.kind: must be"),
-        (lambda d: d["layers"]["head"]["act"].update(outlier_scale=None), "layers['head'].act.outlier_scale: required by the split budget"),
+        (
+            lambda d: d["layers"]["head"]["act"].update(outlier_scale=None),
+            "layers['head'].act.outlier_scale: required by the split budget",
+        ),
         (lambda d: d["layers"]["head"]["act"].update(outlier_channels=[5, 1]), "must be sorted and unique"),
-        (lambda d: d.update(budget="paper"), "layers['head'].act.budget: 'split' differs from budget 'paper'"),
-        (lambda d: d.update(budget="uniform", method="minmax"), "act: kind 'dual_region' does not match budget"),
+        (
+            lambda d: d.update(budget="paper"),
+            "layers['head'].act.budget: 'split' differs from budget 'paper'",
+        ),
+        (
+            lambda d: d.update(budget="uniform", method="minmax"),
+            "act: kind 'dual_region' does not match budget",
+        ),
         (lambda d: d.update(layers={}), "layers: a recipe must quantize at least one layer"),
     ],
 )

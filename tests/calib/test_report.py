@@ -65,8 +65,7 @@ def test_markdown_has_command_table_and_targets():
     assert "| FP32 | 32.20 / 0.9000 | 28.60 / 0.8000 | 32.20 / 0.9000 | 28.60 / 0.8000 |" in md
     assert (
         "- imdn W4A4 drq+saft (split): better than all 1 baselines on every set: yes; "
-        "Set5 gap to FP 0.50 dB (within 0.6 dB)"
-        in md
+        "Set5 gap to FP 0.50 dB (within 0.6 dB)" in md
     )
     assert "- imdn W8A8 drq+saft (split): largest gap to FP 0.020 dB (within 0.05 dB)" in md
     assert "20 images x 2 epochs" in md

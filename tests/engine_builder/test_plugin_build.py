@@ -90,8 +90,9 @@ def layers(trt) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("version", ["10.6.0.26", "10.8.0.43", "10.13.0.35", "10.15.1.29", "11.0.0.1"])
-def test_drq_build_parses_plugin_nodes_not_function_bodies(model_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           version: str) -> None:
+def test_drq_build_parses_plugin_nodes_not_function_bodies(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
     trt = install(monkeypatch, version)
     result = build(model_path, plugins="drq")
     assert trt.STATE.named("parsed_functions")[0].args == (0,)  # bodies stripped before parsing
@@ -106,10 +107,12 @@ def test_drq_build_parses_plugin_nodes_not_function_bodies(model_path: Path, mon
     assert result.manifest.lowering == "drq-plugin"
 
 
-@pytest.mark.parametrize(("version", "parsed_as"), [("10.6.0.26", "function"), ("10.13.0.35", "plugin"),
-                                                    ("10.15.1.29", "plugin")])
-def test_parser_order_with_bodies_present(model_path: Path, monkeypatch: pytest.MonkeyPatch, version: str,
-                                          parsed_as: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "parsed_as"), [("10.6.0.26", "function"), ("10.13.0.35", "plugin"), ("10.15.1.29", "plugin")]
+)
+def test_parser_order_with_bodies_present(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, parsed_as: str
+) -> None:
     """Why `drq build` strips the bodies: with them, TensorRT <= 10.6 expands the function even though
     the plugin is registered (onnx-tensorrt parseNode: local function before the plugin fallback)."""
     trt = install(monkeypatch, version)
@@ -134,13 +137,17 @@ def test_without_plugins_the_bodies_are_inlined(model_path: Path, monkeypatch: p
     assert result.manifest.plugins == ()
 
 
-def test_stripped_model_without_plugins_fails_the_parse(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stripped_model_without_plugins_fails_the_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(monkeypatch, "10.13.0.35")
     path = tmp_path / "stripped.onnx"
     onnx.save(strip_functions(plugin_model()), path)
-    with pytest.raises(BuildError, match=r"stripped.onnx: TensorRT's ONNX parser rejected the model: "
-                                         r"In node .* operator: DualRegionQuantize .*Plugin not found"):
+    with pytest.raises(
+        BuildError,
+        match=r"stripped.onnx: TensorRT's ONNX parser rejected the model: "
+        r"In node .* operator: DualRegionQuantize .*Plugin not found",
+    ):
         build(path)
 
 
@@ -150,8 +157,9 @@ def _new_process(monkeypatch: pytest.MonkeyPatch, version: str):
     return install(monkeypatch, version)
 
 
-def test_runtime_registers_plugins_before_deserialising(model_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_registers_plugins_before_deserialising(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(monkeypatch, "10.8.0.43")  # JIT plugins: the engine needs the creators at deserialisation
     engine = build(model_path, plugins="drq").engine
     trt = _new_process(monkeypatch, "10.8.0.43")
@@ -164,8 +172,9 @@ def test_runtime_registers_plugins_before_deserialising(model_path: Path,
     runner.close()
 
 
-def test_runtime_without_registration_cannot_deserialise(model_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_without_registration_cannot_deserialise(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The test above can fail: skip the registration and TensorRT cannot find the plugin creators."""
     install(monkeypatch, "10.8.0.43")
     engine = build(model_path, plugins="drq").engine
@@ -178,12 +187,14 @@ def test_runtime_without_registration_cannot_deserialise(model_path: Path,
 def test_drq_plugins_refuse_hardware_compatibility(model_path: Path) -> None:
     """The AOT PTX is arch-specific (.target sm_XXa): an AMPERE_PLUS engine would not run elsewhere."""
     with pytest.raises(BuildError, match=r"--plugins drq: cannot be --hardware-compatible"):
-        BuildConfig(onnx=model_path, output=model_path.with_suffix(".plan"), plugins="drq",
-                    hardware_compatible=True)
+        BuildConfig(
+            onnx=model_path, output=model_path.with_suffix(".plan"), plugins="drq", hardware_compatible=True
+        )
 
 
-def test_drq_build_command_with_plugins(model_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_drq_build_command_with_plugins(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`drq build --plugins drq` end to end through the dispatcher; a conflicting flag is one line, exit 2."""
     from serve.cli import main as drq
 

@@ -64,8 +64,12 @@ class ShapeExprs(tuple):
 
 
 class TensorDesc:
-    def __init__(self, shape_expr: tuple[int, ...] | ShapeExprs, dtype: DataType,
-                 format: TensorFormat = TensorFormat.LINEAR) -> None:
+    def __init__(
+        self,
+        shape_expr: tuple[int, ...] | ShapeExprs,
+        dtype: DataType,
+        format: TensorFormat = TensorFormat.LINEAR,
+    ) -> None:
         self.shape_expr = ShapeExprs(ShapeExpr(e) for e in shape_expr)
         self.dtype = dtype
         self.format = format
@@ -74,8 +78,12 @@ class TensorDesc:
         return TensorDesc(self.shape_expr, self.dtype, self.format)
 
 
-_NP_TO_DTYPE = {"float32": DataType.FLOAT, "float16": DataType.HALF, "int8": DataType.INT8,
-                "int32": DataType.INT32}
+_NP_TO_DTYPE = {
+    "float32": DataType.FLOAT,
+    "float16": DataType.HALF,
+    "int8": DataType.INT8,
+    "int32": DataType.INT32,
+}
 
 
 class Tensor:
@@ -194,12 +202,13 @@ class AutoTuneCombination:
     def type_combinations(self) -> list[list[str]]:
         """Every I/O type list this combination allows ('|' positions vary together, '*' ones freely)."""
         width = max([len(s.split("|")) for s in self.io_types] + [1])
-        combos = [[s.split("|")[k] if "|" in s else s.split("*")[0] for s in self.io_types]
-                  for k in range(width)]
+        combos = [
+            [s.split("|")[k] if "|" in s else s.split("*")[0] for s in self.io_types] for k in range(width)
+        ]
         for j, s in enumerate(self.io_types):
             base = list(combos)
             for alt in s.split("*")[1:]:
-                combos += [c[:j] + [alt] + c[j + 1:] for c in base]
+                combos += [c[:j] + [alt] + c[j + 1 :] for c in base]
         return combos
 
 
@@ -310,8 +319,9 @@ def _validate(func: Any, plugin: PluginDef, tail: tuple[str, ...], tensor_type: 
             continue
         if pname == "outputs":
             args = typing.get_args(ann)
-            if typing.get_origin(ann) is not tuple or not all(_is_class(a) and issubclass(a, tensor_type)
-                                                              for a in args):
+            if typing.get_origin(ann) is not tuple or not all(
+                _is_class(a) and issubclass(a, tensor_type) for a in args
+            ):
                 raise ValueError(f"{kind}: 'outputs' should be a Tuple[{tensor_type.__name__}], got {ann!r}")
         elif pname in ("stream", "tactic"):
             if not (_is_class(ann) and issubclass(ann, int)):
@@ -354,8 +364,11 @@ def autotune(plugin_id: str) -> Any:
 def impl(plugin_id: str) -> Any:
     def decorator(func: Any) -> Any:
         plugin = _plugin(plugin_id)
-        tail = ("outputs", "stream", "tactic") if "tactic" in inspect.signature(func).parameters else (
-            "outputs", "stream")
+        tail = (
+            ("outputs", "stream", "tactic")
+            if "tactic" in inspect.signature(func).parameters
+            else ("outputs", "stream")
+        )
         _validate(func, plugin, tail, Tensor, "impl")
         ret = inspect.signature(func).return_annotation
         if ret is not inspect.Parameter.empty and ret is not None:
@@ -378,20 +391,33 @@ def aot_impl(plugin_id: str) -> Any:
         _validate(func, plugin, ("outputs", "tactic"), TensorDesc, "aot_impl")
         ret = inspect.signature(func).return_annotation
         args = typing.get_args(ret)
-        if (ret is inspect.Parameter.empty or typing.get_origin(ret) is not tuple or len(args) != 4
-                or not _str_or_bytes(args[0]) or not _str_or_bytes(args[1])
-                or not (_is_class(args[2]) and issubclass(args[2], KernelLaunchParams))
-                or not (_is_class(args[3]) and issubclass(args[3], SymExprs))):
-            raise ValueError("aot_impl: return annotation must be "
-                             "Tuple[str | bytes, str | bytes, KernelLaunchParams, SymExprs]")
+        if (
+            ret is inspect.Parameter.empty
+            or typing.get_origin(ret) is not tuple
+            or len(args) != 4
+            or not _str_or_bytes(args[0])
+            or not _str_or_bytes(args[1])
+            or not (_is_class(args[2]) and issubclass(args[2], KernelLaunchParams))
+            or not (_is_class(args[3]) and issubclass(args[3], SymExprs))
+        ):
+            raise ValueError(
+                "aot_impl: return annotation must be "
+                "Tuple[str | bytes, str | bytes, KernelLaunchParams, SymExprs]"
+            )
         plugin.aot_impl_func = func
         return func
 
     return decorator
 
 
-def _call_args(plugin: PluginDef, func: Any, inputs: list[Any], outputs: list[Any], attrs: dict[str, Any],
-               tail: dict[str, Any]) -> list[Any]:
+def _call_args(
+    plugin: PluginDef,
+    func: Any,
+    inputs: list[Any],
+    outputs: list[Any],
+    attrs: dict[str, Any],
+    tail: dict[str, Any],
+) -> list[Any]:
     """Positional arguments in the documented order: inputs, the attributes `func` declares (in
     registration order), outputs as a tuple, then the optional trailing arguments it declares."""
     if len(inputs) != len(plugin.tensor_names):
@@ -406,8 +432,14 @@ def _call_args(plugin: PluginDef, func: Any, inputs: list[Any], outputs: list[An
     return args + [value for name, value in tail.items() if name in params]
 
 
-def run_impl(plugin_id: str, inputs: list[Tensor], outputs: list[Tensor], attrs: dict[str, Any],
-             stream: int = 0, tactic: int = 0) -> None:
+def run_impl(
+    plugin_id: str,
+    inputs: list[Tensor],
+    outputs: list[Tensor],
+    attrs: dict[str, Any],
+    stream: int = 0,
+    tactic: int = 0,
+) -> None:
     """Enqueue a JIT plugin the way TensorRT does: `impl(inputs..., attrs..., outputs, stream[, tactic])`.
 
     The outputs are written in place; `impl` must return None.
@@ -415,8 +447,14 @@ def run_impl(plugin_id: str, inputs: list[Tensor], outputs: list[Tensor], attrs:
     plugin = _plugin(plugin_id)
     if plugin.impl_func is None:
         raise ValueError(f"{plugin_id}: no trt.plugin.impl registered")
-    args = _call_args(plugin, plugin.impl_func, list(inputs), list(outputs), attrs,
-                      {"stream": int(stream), "tactic": int(tactic)})
+    args = _call_args(
+        plugin,
+        plugin.impl_func,
+        list(inputs),
+        list(outputs),
+        attrs,
+        {"stream": int(stream), "tactic": int(tactic)},
+    )
     plugin.calls.append("impl")
     if plugin.impl_func(*args) is not None:
         raise ValueError(f"{plugin_id}: impl must return None")
@@ -435,8 +473,13 @@ def ptx_entry(ptx: str) -> tuple[str, list[str]]:
     return name, types_
 
 
-def run_aot_impl(plugin_id: str, inputs: list[TensorDesc], outputs: list[TensorDesc], attrs: dict[str, Any],
-                 tactic: int = 0) -> tuple[Any, ...]:
+def run_aot_impl(
+    plugin_id: str,
+    inputs: list[TensorDesc],
+    outputs: list[TensorDesc],
+    attrs: dict[str, Any],
+    tactic: int = 0,
+) -> tuple[Any, ...]:
     """Call `aot_impl` as TensorRT does at build time and check what its launcher will pass.
 
     TensorRT launches the returned kernel with one 64-bit pointer per input, then the extra scalar
@@ -447,8 +490,9 @@ def run_aot_impl(plugin_id: str, inputs: list[TensorDesc], outputs: list[TensorD
     plugin = _plugin(plugin_id)
     if plugin.aot_impl_func is None:
         raise ValueError(f"{plugin_id}: no trt.plugin.aot_impl registered")
-    args = _call_args(plugin, plugin.aot_impl_func, list(inputs), list(outputs), attrs,
-                      {"tactic": int(tactic)})
+    args = _call_args(
+        plugin, plugin.aot_impl_func, list(inputs), list(outputs), attrs, {"tactic": int(tactic)}
+    )
     plugin.calls.append("aot_impl")
     result = plugin.aot_impl_func(*args)
     if not (isinstance(result, tuple) and len(result) == 4):
@@ -469,8 +513,9 @@ def run_aot_impl(plugin_id: str, inputs: list[TensorDesc], outputs: list[TensorD
     return result
 
 
-def make_modules(version: str = "10.13.0", with_aot: bool = True, trt: types.ModuleType | None = None
-                 ) -> tuple[types.ModuleType, types.ModuleType]:
+def make_modules(
+    version: str = "10.13.0", with_aot: bool = True, trt: types.ModuleType | None = None
+) -> tuple[types.ModuleType, types.ModuleType]:
     """Fresh fake `tensorrt.plugin` (empty registry) and a minimal fake `tensorrt`, or `trt` extended.
 
     Pass `trt` (a `tests.fakes.tensorrt` module) to register the plugins with that module's plugin
@@ -487,9 +532,23 @@ def make_modules(version: str = "10.13.0", with_aot: bool = True, trt: types.Mod
         trt.TensorFormat = TensorFormat
     _TRT["module"] = trt
     trtp = types.ModuleType("tensorrt.plugin")
-    names = ["register", "autotune", "impl", "TensorDesc", "Tensor", "ShapeExpr", "ShapeExprs",
-             "SymExprs", "SymIntExprs", "SymInt32", "KernelLaunchParams", "AutoTuneCombination",
-             "from_shape_expr", "cdiv", "REGISTRY"]
+    names = [
+        "register",
+        "autotune",
+        "impl",
+        "TensorDesc",
+        "Tensor",
+        "ShapeExpr",
+        "ShapeExprs",
+        "SymExprs",
+        "SymIntExprs",
+        "SymInt32",
+        "KernelLaunchParams",
+        "AutoTuneCombination",
+        "from_shape_expr",
+        "cdiv",
+        "REGISTRY",
+    ]
     if with_aot:
         names.append("aot_impl")
     module = sys.modules[__name__]
@@ -500,8 +559,9 @@ def make_modules(version: str = "10.13.0", with_aot: bool = True, trt: types.Mod
     return trt, trtp
 
 
-def install(monkeypatch: Any, version: str = "10.13.0", with_aot: bool = True,
-            trt: types.ModuleType | None = None) -> types.ModuleType:
+def install(
+    monkeypatch: Any, version: str = "10.13.0", with_aot: bool = True, trt: types.ModuleType | None = None
+) -> types.ModuleType:
     """Put the fakes into sys.modules for one test; returns the fake `tensorrt.plugin`.
 
     With `trt` (an installed `tests.fakes.tensorrt` module) only `tensorrt.plugin` is added, on top of it.

@@ -12,9 +12,13 @@ def params_sets() -> dict[str, np.ndarray]:
     d8, d4 = 63, 3
     bp = np.float32(0.7371)
     return {
-        "b8_two_tails": pack_params(bp, np.float32(bp / np.float32(d8)),
-                                    np.float32((np.float32(9.25) - bp) / d8),
-                                    np.float32((np.float32(3.5) - bp) / d8), d8),
+        "b8_two_tails": pack_params(
+            bp,
+            np.float32(bp / np.float32(d8)),
+            np.float32((np.float32(9.25) - bp) / d8),
+            np.float32((np.float32(3.5) - bp) / d8),
+            d8,
+        ),
         "b8_no_neg_tail": pack_params(1.0, np.float32(1.0) / np.float32(d8), 0.5, 0.0, d8),
         "b4": pack_params(0.3, np.float32(0.3) / np.float32(d4), np.float32(0.9) / np.float32(d4), 0.05, d4),
         "b8_pow2": pack_params(2.0, 0.03125, 0.25, 0.125, d8),
@@ -27,16 +31,22 @@ def edge_values(params: np.ndarray) -> np.ndarray:
     bp, s_d, s_p, s_n, d = (np.float32(v) for v in params)
     k = np.arange(-2 * int(d) - 3, 2 * int(d) + 4, dtype=np.float32)
     half = k + np.float32(0.5)
-    ties = np.concatenate([
-        half * s_d,  # dense ties
-        bp + half[half > 0] * s_p,  # positive-tail ties
-        -(bp + half[half > 0] * s_n),  # negative-tail ties
-        k * s_d, bp + k * s_p, -(bp + k * s_n),  # exact grid points
-    ]).astype(np.float32)
+    ties = np.concatenate(
+        [
+            half * s_d,  # dense ties
+            bp + half[half > 0] * s_p,  # positive-tail ties
+            -(bp + half[half > 0] * s_n),  # negative-tail ties
+            k * s_d,
+            bp + k * s_p,
+            -(bp + k * s_n),  # exact grid points
+        ]
+    ).astype(np.float32)
     below, above = np.nextafter(bp, np.float32(0)), np.nextafter(bp, np.float32(9))
     around_bp = np.array([below, bp, above, -below, -bp, -above], dtype=np.float32)
-    special = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45,
-                        65504.0, -65504.0], dtype=np.float32)
+    special = np.array(
+        [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45, 65504.0, -65504.0],
+        dtype=np.float32,
+    )
     return np.concatenate([special, around_bp, ties]).astype(np.float32)
 
 

@@ -38,19 +38,23 @@ def run() -> dict[str, int]:
         for si, (sname, shape) in enumerate(SHAPES.items()):
             seed = 100 * pi + si
             codes = shaped_codes(shape, seed)
-            for dt, tdt, view in ((np.float32, torch.float32, np.uint32),
-                                  (np.float16, torch.float16, np.uint16)):
+            for dt, tdt, view in (
+                (np.float32, torch.float32, np.uint32),
+                (np.float16, torch.float16, np.uint16),
+            ):
                 got = dequantize_triton(torch.from_numpy(codes), p_t, torch.empty(shape, dtype=tdt)).numpy()
                 want = dequantize(codes, params, dt)
                 results[f"dequant/{pname}/{sname}/{np.dtype(dt).name}"] = int(
-                    np.count_nonzero(got.view(view) != want.view(view)))
+                    np.count_nonzero(got.view(view) != want.view(view))
+                )
             x = shaped_floats(params, shape, seed)
             for dt in (np.float32, np.float16):
                 with np.errstate(over="ignore"):
                     xi = x.astype(dt)
                 got = quantize_triton(torch.from_numpy(xi), p_t, torch.empty(shape, dtype=torch.int8)).numpy()
                 results[f"quantize/{pname}/{sname}/{np.dtype(dt).name}"] = int(
-                    np.count_nonzero(got != quantize(xi, params)))
+                    np.count_nonzero(got != quantize(xi, params))
+                )
     results.update(run_jit_plugins())
     return results
 
@@ -77,17 +81,24 @@ def run_jit_plugins() -> dict[str, int]:
             codes = shaped_codes(shape, seed)
             for dt, onnx_type, view in ((np.float32, 1, np.uint32), (np.float16, 10, np.uint16)):
                 out = np.full(shape, np.nan, dtype=dt)  # NaN: an element the plugin skipped shows up
-                fake.run_impl(DEQUANT_ID, [fake.Tensor(codes), p], [fake.Tensor(out)],
-                              {"out_dtype": onnx_type}, stream=7)
+                fake.run_impl(
+                    DEQUANT_ID,
+                    [fake.Tensor(codes), p],
+                    [fake.Tensor(out)],
+                    {"out_dtype": onnx_type},
+                    stream=7,
+                )
                 want = dequantize(codes, params, dt)
                 results[f"jit/dequant/{pname}/{sname}/{np.dtype(dt).name}"] = int(
-                    np.count_nonzero(out.view(view) != want.view(view)))
+                    np.count_nonzero(out.view(view) != want.view(view))
+                )
                 with np.errstate(over="ignore"):
                     x = shaped_floats(params, shape, seed).astype(dt)
                 q = np.full(shape, 127, dtype=np.int8)  # 127 is never a valid code
                 fake.run_impl(QUANTIZE_ID, [fake.Tensor(x), p], [fake.Tensor(q)], {}, stream=7)
                 results[f"jit/quantize/{pname}/{sname}/{np.dtype(dt).name}"] = int(
-                    np.count_nonzero(q != quantize(x, params)))
+                    np.count_nonzero(q != quantize(x, params))
+                )
     return results
 
 

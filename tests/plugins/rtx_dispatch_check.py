@@ -86,7 +86,9 @@ def main(variant: str) -> None:
         nodes = [make_quantize_node("x", "params", "codes"), make_dequant_node("codes", "params", "y")]
         io = [("x", TensorProto.FLOAT), ("y", TensorProto.FLOAT)]
     graph = helper.make_graph(
-        nodes, "rtx", [helper.make_tensor_value_info(*io[0], [1, 3, 8, 8])],
+        nodes,
+        "rtx",
+        [helper.make_tensor_value_info(*io[0], [1, 3, 8, 8])],
         [helper.make_tensor_value_info(*io[1], [1, 3, 8, 8])],
         initializer=[params_initializer("params", params)],
     )
@@ -94,8 +96,10 @@ def main(variant: str) -> None:
     if variant == "stripped":
         model = strip_functions(model)
     out_dtype_field = trt.PluginField("out_dtype", np.array([1], np.int32), trt.PluginFieldType.INT32)
-    creators = [Creator("DualRegionQuantize", trt.DataType.INT8, []),
-                Creator("DualRegionDequant", trt.DataType.HALF, [out_dtype_field])]
+    creators = [
+        Creator("DualRegionQuantize", trt.DataType.INT8, []),
+        Creator("DualRegionDequant", trt.DataType.HALF, [out_dtype_field]),
+    ]
     registry = trt.get_plugin_registry()
     for creator in creators:
         if not registry.register_creator(creator, "drq"):

@@ -82,8 +82,13 @@ def test_trimmed_ptx_assembles() -> None:
 
     kernel = compile_kernel(KernelSpec(DEQUANT_OP, "fp16"), 90)
     ptxas = get_ptxas(90).path
-    proc = subprocess.run([ptxas, "-arch=sm_90a", "-o", "/dev/null", "-"], input=kernel.ptx, text=True,
-                          capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [ptxas, "-arch=sm_90a", "-o", "/dev/null", "-"],
+        input=kernel.ptx,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     if proc.returncode and "-" in proc.stderr:  # older ptxas without stdin support
         pytest.skip(proc.stderr.strip())
     assert proc.returncode == 0, proc.stderr
@@ -95,8 +100,14 @@ def test_write_kernels_manifest_round_trip(tmp_path: Path) -> None:
     manifest = json.loads(manifest_path.read_text())
     assert manifest["schema_version"] == 1
     files = sorted(p.name for p in tmp_path.glob("*.ptx"))
-    assert files == sorted(["dual_region_dequant_fp32_sm90.ptx", "dual_region_dequant_fp16_sm90.ptx",
-                            "dual_region_quantize_fp32_sm90.ptx", "dual_region_quantize_fp16_sm90.ptx"])
+    assert files == sorted(
+        [
+            "dual_region_dequant_fp32_sm90.ptx",
+            "dual_region_dequant_fp16_sm90.ptx",
+            "dual_region_quantize_fp32_sm90.ptx",
+            "dual_region_quantize_fp16_sm90.ptx",
+        ]
+    )
     assert not list(tmp_path.glob(".*.tmp"))
     for entry in manifest["kernels"]:
         ptx = (tmp_path / entry["file"]).read_text()

@@ -38,8 +38,12 @@ def test_summarize_fractions_from_given_timings() -> None:
     """256 MiB of codes; copy 1 ms moves 2n bytes. dequant fp32 moves 5n: 2.5 ms is copy speed (1.0),
     dequant fp16 moves 3n: 2.0 ms is 0.75 of it; quantize fp32 at 5 ms is 0.5."""
     n = 256 << 20
-    result = summarize(n, 1.0, {"dequant_fp32": 2.5, "dequant_fp16": 2.0, "quantize_fp32": 5.0},
-                       {"dequant_fp32": 0, "dequant_fp16": 0, "quantize_fp32": 3})
+    result = summarize(
+        n,
+        1.0,
+        {"dequant_fp32": 2.5, "dequant_fp16": 2.0, "quantize_fp32": 5.0},
+        {"dequant_fp32": 0, "dequant_fp16": 0, "quantize_fp32": 3},
+    )
     assert result["copy"] == {"ms": 1.0, "gbps": pytest.approx(2 * n / 1e6)}
     rows = result["kernels"]
     assert rows["dequant_fp32"]["gbps"] == pytest.approx(5 * n / 2.5e6)
@@ -51,14 +55,18 @@ def test_summarize_fractions_from_given_timings() -> None:
     assert result["target"] == {"dequant_fraction_of_copy": 0.85, "met": False}
 
 
-@pytest.mark.parametrize(("fp16_ms", "bad", "met"), [
-    (3 * 1.0 / (2 * (DEQUANT_TARGET + 0.001)), 0, True),  # just above 85 % of copy bandwidth
-    (3 * 1.0 / (2 * (DEQUANT_TARGET - 0.001)), 0, False),
-    (1.0, 1, False),  # fast but not bit exact
-])
+@pytest.mark.parametrize(
+    ("fp16_ms", "bad", "met"),
+    [
+        (3 * 1.0 / (2 * (DEQUANT_TARGET + 0.001)), 0, True),  # just above 85 % of copy bandwidth
+        (3 * 1.0 / (2 * (DEQUANT_TARGET - 0.001)), 0, False),
+        (1.0, 1, False),  # fast but not bit exact
+    ],
+)
 def test_summarize_target(fp16_ms: float, bad: int, met: bool) -> None:
-    result = summarize(1 << 20, 1.0, {"dequant_fp32": 2.0, "dequant_fp16": fp16_ms},
-                       {"dequant_fp32": 0, "dequant_fp16": bad})
+    result = summarize(
+        1 << 20, 1.0, {"dequant_fp32": 2.0, "dequant_fp16": fp16_ms}, {"dequant_fp32": 0, "dequant_fp16": bad}
+    )
     assert result["target"]["met"] is met
 
 

@@ -54,21 +54,34 @@ def test_aot_ptx_launch_like_tensorrt_is_bit_exact() -> None:
     n = int(np.prod(shape))
     codes = shaped_codes(shape, 7)
     x = shaped_floats(params, shape, 7)
-    cases = [(KernelSpec(DEQUANT_OP, "fp32"), torch.from_numpy(codes).cuda(),
-              torch.empty(shape, device="cuda"), dequantize(codes, params, np.float32)),
-             (KernelSpec(QUANTIZE_OP, "fp32"), torch.from_numpy(x).cuda(),
-              torch.empty(shape, dtype=torch.int8, device="cuda"), quantize(x, params))]
+    cases = [
+        (
+            KernelSpec(DEQUANT_OP, "fp32"),
+            torch.from_numpy(codes).cuda(),
+            torch.empty(shape, device="cuda"),
+            dequantize(codes, params, np.float32),
+        ),
+        (
+            KernelSpec(QUANTIZE_OP, "fp32"),
+            torch.from_numpy(x).cuda(),
+            torch.empty(shape, dtype=torch.int8, device="cuda"),
+            quantize(x, params),
+        ),
+    ]
     for spec, inp, out, want in cases:
         kernel = compile_kernel(spec, 10 * major + minor)
         err, module = cu.cuModuleLoadData(kernel.ptx.encode() + b"\0")
         assert err == cu.CUresult.CUDA_SUCCESS, err
         err, func = cu.cuModuleGetFunction(module, kernel.name.encode())
         assert err == cu.CUresult.CUDA_SUCCESS, err
-        args = ((inp.data_ptr(), p.data_ptr(), n, out.data_ptr()),
-                (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p))
+        args = (
+            (inp.data_ptr(), p.data_ptr(), n, out.data_ptr()),
+            (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p),
+        )
         stream = torch.cuda.current_stream().cuda_stream
-        (err,) = cu.cuLaunchKernel(func, kernel.grid_x(n), 1, 1, kernel.block_x, 1, 1, kernel.shared_mem,
-                                   stream, args, 0)
+        (err,) = cu.cuLaunchKernel(
+            func, kernel.grid_x(n), 1, 1, kernel.block_x, 1, 1, kernel.shared_mem, stream, args, 0
+        )
         assert err == cu.CUresult.CUDA_SUCCESS, err
         torch.cuda.synchronize()
         got = out.cpu().numpy()

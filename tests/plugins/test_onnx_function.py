@@ -29,20 +29,28 @@ def _round_trip_model(in_type: int, out_type: int, opset: int = 17) -> onnx.Mode
     """x -> DualRegionQuantize -> codes -> DualRegionDequant -> y (codes is a graph output too)."""
     nodes = [make_quantize_node("x", "params", "codes"), make_dequant_node("codes", "params", "y", out_type)]
     graph = helper.make_graph(
-        nodes, "round_trip",
-        [helper.make_tensor_value_info("x", in_type, ["n"]),
-         helper.make_tensor_value_info("params", TensorProto.FLOAT, [5])],
-        [helper.make_tensor_value_info("y", out_type, ["n"]),
-         helper.make_tensor_value_info("codes", TensorProto.INT8, ["n"])],
+        nodes,
+        "round_trip",
+        [
+            helper.make_tensor_value_info("x", in_type, ["n"]),
+            helper.make_tensor_value_info("params", TensorProto.FLOAT, [5]),
+        ],
+        [
+            helper.make_tensor_value_info("y", out_type, ["n"]),
+            helper.make_tensor_value_info("codes", TensorProto.INT8, ["n"]),
+        ],
     )
     return attach_functions(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
 
 
 def _dequant_model(out_type: int) -> onnx.ModelProto:
     graph = helper.make_graph(
-        [make_dequant_node("codes", "params", "y", out_type)], "dequant",
-        [helper.make_tensor_value_info("codes", TensorProto.INT8, [2, "n"]),
-         helper.make_tensor_value_info("params", TensorProto.FLOAT, [5])],
+        [make_dequant_node("codes", "params", "y", out_type)],
+        "dequant",
+        [
+            helper.make_tensor_value_info("codes", TensorProto.INT8, [2, "n"]),
+            helper.make_tensor_value_info("params", TensorProto.FLOAT, [5]),
+        ],
         [helper.make_tensor_value_info("y", out_type, [2, "n"])],
     )
     return attach_functions(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
@@ -86,8 +94,9 @@ def test_dequant_of_every_code_is_bit_exact(out_type: int) -> None:
 
 
 def test_shape_inference_gives_types_and_shapes() -> None:
-    inferred = onnx.shape_inference.infer_shapes(_round_trip_model(TensorProto.FLOAT16, TensorProto.FLOAT16),
-                                                 strict_mode=True, check_type=True)
+    inferred = onnx.shape_inference.infer_shapes(
+        _round_trip_model(TensorProto.FLOAT16, TensorProto.FLOAT16), strict_mode=True, check_type=True
+    )
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.output}
     assert types == {"y": TensorProto.FLOAT16, "codes": TensorProto.INT8}
 
@@ -98,9 +107,14 @@ def test_nodes_carry_plugin_attributes() -> None:
     assert (q.op_type, q.domain) == ("DualRegionQuantize", "drq")
     assert (d.op_type, d.domain) == ("DualRegionDequant", "drq")
     assert {a.name: helper.get_attribute_value(a) for a in q.attribute} == {
-        "plugin_namespace": b"drq", "plugin_version": b"1"}
+        "plugin_namespace": b"drq",
+        "plugin_version": b"1",
+    }
     assert {a.name: helper.get_attribute_value(a) for a in d.attribute} == {
-        "plugin_namespace": b"drq", "plugin_version": b"1", "out_dtype": TensorProto.FLOAT16}
+        "plugin_namespace": b"drq",
+        "plugin_version": b"1",
+        "out_dtype": TensorProto.FLOAT16,
+    }
 
 
 def test_strip_functions_keeps_plugin_nodes_only() -> None:
@@ -109,7 +123,9 @@ def test_strip_functions_keeps_plugin_nodes_only() -> None:
     assert len(model.functions) == 2  # the input is not modified
     assert len(stripped.functions) == 0
     assert [(n.op_type, n.domain) for n in stripped.graph.node] == [
-        ("DualRegionQuantize", "drq"), ("DualRegionDequant", "drq")]
+        ("DualRegionQuantize", "drq"),
+        ("DualRegionDequant", "drq"),
+    ]
     for node in stripped.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         assert attrs["plugin_namespace"] == b"drq" and attrs["plugin_version"] == b"1"
@@ -138,7 +154,8 @@ def test_params_initializer_feeds_the_nodes() -> None:
     """A model with params as an initializer (how lowerings emit it) gives the reference codes."""
     params = params_sets()["b8_two_tails"]
     graph = helper.make_graph(
-        [make_quantize_node("x", "act_params", "codes")], "init",
+        [make_quantize_node("x", "act_params", "codes")],
+        "init",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
         [helper.make_tensor_value_info("codes", TensorProto.INT8, ["n"])],
         initializer=[params_initializer("act_params", params)],
@@ -165,7 +182,8 @@ def test_tensorrt_rtx_parses_functions_and_needs_plugin_without_them() -> None:
     trt = pytest.importorskip("tensorrt_rtx")
     params = params_sets()["b8_two_tails"]
     graph = helper.make_graph(
-        [make_quantize_node("x", "params", "codes"), make_dequant_node("codes", "params", "y")], "rtx",
+        [make_quantize_node("x", "params", "codes"), make_dequant_node("codes", "params", "y")],
+        "rtx",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
         initializer=[params_initializer("params", params)],

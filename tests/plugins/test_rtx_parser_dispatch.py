@@ -21,8 +21,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _dispatch_log(variant: str) -> str:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "tests.plugins.rtx_dispatch_check", variant], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.plugins.rtx_dispatch_check", variant],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     log = proc.stdout + proc.stderr
     assert "REGISTERED" in log, log[-3000:]
     # RTX 1.7.1 aborts once the plugin exists (see the script); a clean exit must have parsed

@@ -44,8 +44,9 @@ def test_missing_tensorrt_raises_install_hint(monkeypatch: pytest.MonkeyPatch) -
         register_dual_region_plugins()
 
 
-def test_registers_both_plugins_with_documented_signatures(monkeypatch: pytest.MonkeyPatch,
-                                                           kernel_dir: Path) -> None:
+def test_registers_both_plugins_with_documented_signatures(
+    monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
+) -> None:
     trtp = fake.install(monkeypatch)
     reg = register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
     assert reg.impl == "aot" and reg.plugin_ids == (DEQUANT_ID, QUANTIZE_ID)
@@ -87,11 +88,18 @@ def test_autotune_combinations(monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
     assert combo.layouts == ["LINEAR"] * 3
 
 
-@pytest.mark.parametrize(("plugin_id", "op", "dtype"), [
-    (DEQUANT_ID, "DualRegionDequant", "fp32"), (DEQUANT_ID, "DualRegionDequant", "fp16"),
-    (QUANTIZE_ID, "DualRegionQuantize", "fp32"), (QUANTIZE_ID, "DualRegionQuantize", "fp16")])
-def test_aot_impl_returns_manifest_kernel(monkeypatch: pytest.MonkeyPatch, kernel_dir: Path, plugin_id: str,
-                                          op: str, dtype: str) -> None:
+@pytest.mark.parametrize(
+    ("plugin_id", "op", "dtype"),
+    [
+        (DEQUANT_ID, "DualRegionDequant", "fp32"),
+        (DEQUANT_ID, "DualRegionDequant", "fp16"),
+        (QUANTIZE_ID, "DualRegionQuantize", "fp32"),
+        (QUANTIZE_ID, "DualRegionQuantize", "fp16"),
+    ],
+)
+def test_aot_impl_returns_manifest_kernel(
+    monkeypatch: pytest.MonkeyPatch, kernel_dir: Path, plugin_id: str, op: str, dtype: str
+) -> None:
     fake.install(monkeypatch)
     register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
     float_type = fake.DataType.FLOAT if dtype == "fp32" else fake.DataType.HALF
@@ -137,8 +145,11 @@ def test_old_tensorrt_falls_back_to_jit(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_version_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     fake.install(monkeypatch, version="10.8.0", with_aot=False)
-    with pytest.raises(PluginError, match=r"impl='aot': AOT Python plugins need TensorRT >= 10.9; "
-                                          r"found 10.8.0"):
+    with pytest.raises(
+        PluginError,
+        match=r"impl='aot': AOT Python plugins need TensorRT >= 10.9; "
+        r"found 10.8.0",
+    ):
         register_dual_region_plugins(impl="aot")
     fake.install(monkeypatch, version="10.5.0", with_aot=False)
     with pytest.raises(PluginError, match=r"need TensorRT >= 10.6; found 10.5.0"):
@@ -157,8 +168,9 @@ def test_fake_rejects_string_annotations(monkeypatch: pytest.MonkeyPatch) -> Non
         trtp.register("drq::Probe")(desc)
 
 
-def test_stand_in_rejects_a_wrong_aot_kernel_signature(monkeypatch: pytest.MonkeyPatch,
-                                                       kernel_dir: Path) -> None:
+def test_stand_in_rejects_a_wrong_aot_kernel_signature(
+    monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
+) -> None:
     """The PTX check of run_aot_impl can fail: a kernel whose .entry takes n_elements as 64 bits."""
     trtp = fake.install(monkeypatch)
     register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
@@ -192,14 +204,18 @@ def test_jit_impl_has_the_documented_signature(monkeypatch: pytest.MonkeyPatch) 
         assert sig.parameters["stream"].annotation is int and sig.return_annotation is None
 
 
-@pytest.mark.parametrize(("params", "ret", "message"), [
-    ("inp, outputs", None, r"\['inp', 'outputs'\] does not match \['inp', 'outputs', 'stream'\]"),
-    ("inp, outputs, stream, tactic, extra", None, "does not match"),
-    ("inp, stream, outputs", None, "does not match"),
-    ("inp, outputs, stream", int, "Return annotation should be None"),
-])
-def test_stand_in_enforces_the_impl_schema(monkeypatch: pytest.MonkeyPatch, params: str, ret: type | None,
-                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "ret", "message"),
+    [
+        ("inp, outputs", None, r"\['inp', 'outputs'\] does not match \['inp', 'outputs', 'stream'\]"),
+        ("inp, outputs, stream, tactic, extra", None, "does not match"),
+        ("inp, stream, outputs", None, "does not match"),
+        ("inp, outputs, stream", int, "Return annotation should be None"),
+    ],
+)
+def test_stand_in_enforces_the_impl_schema(
+    monkeypatch: pytest.MonkeyPatch, params: str, ret: type | None, message: str
+) -> None:
     trtp = fake.install(monkeypatch)
 
     def desc(inp):
@@ -252,6 +268,7 @@ def test_jit_impl_launches_the_wrapper_on_tensorrts_buffers(monkeypatch: pytest.
             seen.append((name, inp, params, out))
             out.fill_(3)  # the impl's write must land in TensorRT's output buffer
             return out
+
         return wrapper
 
     monkeypatch.setattr(kernels, "dequantize_triton", record("dequantize_triton"))
@@ -259,8 +276,13 @@ def test_jit_impl_launches_the_wrapper_on_tensorrts_buffers(monkeypatch: pytest.
     codes = np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
     params = np.array([1.0, 1 / 63, 0.5, 0.25, 63.0], np.float32)
     out = np.zeros((3, 4), np.float16)
-    fake.run_impl(DEQUANT_ID, [fake.Tensor(codes), fake.Tensor(params)], [fake.Tensor(out)],
-                  {"out_dtype": 10}, stream=11)
+    fake.run_impl(
+        DEQUANT_ID,
+        [fake.Tensor(codes), fake.Tensor(params)],
+        [fake.Tensor(out)],
+        {"out_dtype": 10},
+        stream=11,
+    )
     q = np.zeros((3, 4), np.int8)
     fake.run_impl(QUANTIZE_ID, [fake.Tensor(out), fake.Tensor(params)], [fake.Tensor(q)], {}, stream=11)
     assert [s[0] for s in seen] == ["dequantize_triton", "quantize_triton"]
