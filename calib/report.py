@@ -311,9 +311,13 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
                     if "Set5" in saft4["sets"]
                     else float("nan")
                 )
+                versus = (
+                    f"better than all {len(base)} baselines on every set: {'yes' if beats else 'NO'}"
+                    if base
+                    else "no baseline rows in this table to compare with"
+                )
                 lines.append(
-                    f"- {arch} W4A4 drq+saft ({budget}): better than all {len(base)} baselines on every set: "
-                    f"{'yes' if beats and base else 'NO'}; Set5 gap to FP {gap:.2f} dB "
+                    f"- {arch} W4A4 drq+saft ({budget}): {versus}; Set5 gap to FP {gap:.2f} dB "
                     f"({'within' if gap <= 0.6 else 'OUTSIDE'} 0.6 dB)"
                 )
             saft8 = by.get((arch, "drq+saft", budget, 8))
