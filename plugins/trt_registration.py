@@ -88,6 +88,24 @@ def _annotate(fn: Callable[..., Any], **annotations: Any) -> Callable[..., Any]:
     return fn
 
 
+def _decorate_pair(
+    decorator: Callable[[str], Callable[[Callable[..., Any]], Any]],
+    dequant: Callable[..., Any],
+    quantize: Callable[..., Any],
+    tensor: Any,
+    tail: dict[str, Any],
+    out_dtype: bool = False,
+) -> None:
+    """Annotate and register one hook of both plugins: tensorrt.plugin reads the parameter types.
+
+    Dequant's inputs are (codes, params[, out_dtype]), quantize's (x, params); `tail` is what follows
+    them in the documented signature (outputs, tactic or stream, and "return").
+    """
+    extra = {"out_dtype": int} if out_dtype else {}
+    decorator(DEQUANT_ID)(_annotate(dequant, codes=tensor, params=tensor, **extra, **tail))
+    decorator(QUANTIZE_ID)(_annotate(quantize, x=tensor, params=tensor, **tail))
+
+
 def _float_dtype(trt: ModuleType, dtype: Any, what: str) -> Literal["fp32", "fp16"]:
     if dtype == trt.float32:
         return "fp32"
@@ -205,18 +223,8 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
     def quantize_desc(x, params):
         return trtp.from_shape_expr(x.shape_expr, dtype=trt.int8)
 
-    trtp.register(DEQUANT_ID)(
-        _annotate(
-            dequant_desc,
-            codes=trtp.TensorDesc,
-            params=trtp.TensorDesc,
-            out_dtype=int,
-            **{"return": trtp.TensorDesc},
-        )
-    )
-    trtp.register(QUANTIZE_ID)(
-        _annotate(quantize_desc, x=trtp.TensorDesc, params=trtp.TensorDesc, **{"return": trtp.TensorDesc})
-    )
+    desc = trtp.TensorDesc
+    _decorate_pair(trtp.register, dequant_desc, quantize_desc, desc, {"return": desc}, out_dtype=True)
 
     # --- type/format combinations -----------------------------------------------------------------
     # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_autotune/index.html
@@ -232,25 +240,8 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
 
     combos = list[trtp.AutoTuneCombination]
     out_descs = tuple[trtp.TensorDesc]
-    trtp.autotune(DEQUANT_ID)(
-        _annotate(
-            dequant_autotune,
-            codes=trtp.TensorDesc,
-            params=trtp.TensorDesc,
-            out_dtype=int,
-            outputs=out_descs,
-            **{"return": combos},
-        )
-    )
-    trtp.autotune(QUANTIZE_ID)(
-        _annotate(
-            quantize_autotune,
-            x=trtp.TensorDesc,
-            params=trtp.TensorDesc,
-            outputs=out_descs,
-            **{"return": combos},
-        )
-    )
+    tail = {"outputs": out_descs, "return": combos}
+    _decorate_pair(trtp.autotune, dequant_autotune, quantize_autotune, desc, tail, out_dtype=True)
 
     if reg.impl in ("aot", "both"):
         aot_return = tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
@@ -263,26 +254,8 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
             dtype = _float_dtype(trt, x.dtype, QUANTIZE_ID)
             return launch(kernel_for(QUANTIZE_OP, dtype), x.shape_expr.numel())
 
-        trtp.aot_impl(DEQUANT_ID)(
-            _annotate(
-                dequant_aot,
-                codes=trtp.TensorDesc,
-                params=trtp.TensorDesc,
-                outputs=out_descs,
-                tactic=int,
-                **{"return": aot_return},
-            )
-        )
-        trtp.aot_impl(QUANTIZE_ID)(
-            _annotate(
-                quantize_aot,
-                x=trtp.TensorDesc,
-                params=trtp.TensorDesc,
-                outputs=out_descs,
-                tactic=int,
-                **{"return": aot_return},
-            )
-        )
+        tail = {"outputs": out_descs, "tactic": int, "return": aot_return}
+        _decorate_pair(trtp.aot_impl, dequant_aot, quantize_aot, desc, tail)
 
     if reg.impl in ("jit", "both"):
         # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_impl/index.html
@@ -294,26 +267,8 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
         def quantize_jit(x, params, outputs, stream):
             _launch_jit("quantize_triton", x, params, outputs[0], stream)
 
-        trtp.impl(DEQUANT_ID)(
-            _annotate(
-                dequant_jit,
-                codes=trtp.Tensor,
-                params=trtp.Tensor,
-                outputs=out_tensors,
-                stream=int,
-                **{"return": None},
-            )
-        )
-        trtp.impl(QUANTIZE_ID)(
-            _annotate(
-                quantize_jit,
-                x=trtp.Tensor,
-                params=trtp.Tensor,
-                outputs=out_tensors,
-                stream=int,
-                **{"return": None},
-            )
-        )
+        tail = {"outputs": out_tensors, "stream": int, "return": None}
+        _decorate_pair(trtp.impl, dequant_jit, quantize_jit, trtp.Tensor, tail)
 
 
 def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> None:
