@@ -54,6 +54,7 @@ from calib.quantizers import (
     wrap_model,
 )
 from calib.recipe import (
+    BREAKPOINT_INITS,
     BUDGETS,
     DUAL_BUDGETS,
     METHODS,
@@ -65,12 +66,12 @@ from calib.recipe import (
     ModelIdentity,
     Recipe,
     WeightMode,
+    searches_split_breakpoint,
 )
 
 BASELINE_METHODS = ("minmax", "percentile", "mse", "entropy")
 DRQ_METHODS = ("drq", "drq+vft", "drq+saft")
 PROTECTED_BITS = 8
-BREAKPOINT_INITS = ("mse", "percentile")
 
 
 def _int(value: Any, name: str, low: int, high: int | None = None) -> None:
@@ -163,7 +164,7 @@ class QuantizeConfig:
     @property
     def searches_breakpoint(self) -> bool:
         """Whether the split breakpoint comes from the MSE search rather than the percentile."""
-        return self.method in DRQ_METHODS and self.budget == "split" and self.breakpoint_init == "mse"
+        return searches_split_breakpoint(self.method, self.budget, self.breakpoint_init)
 
     @property
     def finetunes(self) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from calib.errors import CalibError
-from calib.recipe import DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
+from calib.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
 
 if TYPE_CHECKING:
     from calib.calibrate import QuantizeConfig, QuantizeStats
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-mode", choices=WEIGHT_MODES, default="per-channel")
     p.add_argument(
         "--bp-init",
-        choices=("mse", "percentile"),
+        choices=BREAKPOINT_INITS,
         default="mse",
         help="split budget's breakpoint: MSE search over the |x| histogram (default) or the paper's "
         "99th percentile (the other budgets always use the percentile)",

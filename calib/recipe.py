@@ -48,6 +48,15 @@ METHODS: tuple[str, ...] = get_args(Method)
 BUDGETS: tuple[str, ...] = get_args(Budget)
 DUAL_BUDGETS: tuple[str, ...] = get_args(DualBudget)
 WEIGHT_MODES: tuple[str, ...] = get_args(WeightMode)
+# How a `split` breakpoint is initialised before finetuning (the recipe stores only the result).
+BREAKPOINT_INITS: tuple[str, ...] = ("mse", "percentile")
+
+
+def searches_split_breakpoint(method: str, budget: str, breakpoint_init: str) -> bool:
+    """Whether a run's split breakpoints come from the MSE search (drq methods, split budget, "mse")."""
+    return method in ("drq", "drq+vft", "drq+saft") and budget == "split" and breakpoint_init == "mse"
+
+
 LAYER_OPS: tuple[str, ...] = get_args(LayerOp)
 
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from calib.artifacts import atomic_write_bytes, atomic_write_text
 from calib.errors import CalibError, MissingDependency
-from calib.recipe import DUAL_BUDGETS, METHODS
+from calib.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, searches_split_breakpoint
 
 BASELINES = ("minmax", "percentile", "mse", "entropy")
 RESULTS_JSON = "ptq_results.json"
@@ -59,7 +59,7 @@ class Job:
 
     @property
     def searches_breakpoint(self) -> bool:
-        return self.budget == "split" and self.method not in BASELINES and self.bp_init == "mse"
+        return searches_split_breakpoint(self.method, self.budget, self.bp_init)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bp-init",
-        choices=("mse", "percentile"),
+        choices=BREAKPOINT_INITS,
         default="mse",
         help="breakpoint of the split rows: MSE search (default) or the paper's 99th percentile",
     )
