@@ -53,7 +53,7 @@ from calib.quantizers import (
     set_quant_enabled,
     wrap_model,
 )
-from calib.recipe import (
+from drq.recipe import (
     BREAKPOINT_INITS,
     BUDGETS,
     DUAL_BUDGETS,

@@ -38,7 +38,7 @@ _FLOOR = 0.01
 
 
 class ProgressLike(Protocol):
-    """What the finetuning loop needs of a progress bar (`calib.imaging.progress.Progress`)."""
+    """What the finetuning loop needs of a progress bar (`drq.imaging.progress.Progress`)."""
 
     def update(self, n: int = 1, **postfix: Any) -> None: ...
 

@@ -13,10 +13,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from calib.errors import CalibError
-from calib.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
+from drq.cli_args import CommandParser
+from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
 
 if TYPE_CHECKING:
     from calib.calibrate import QuantizeConfig, QuantizeStats
@@ -36,15 +37,8 @@ def default_budget(method: str) -> str:
     return "split" if method.startswith("drq") else "uniform"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option as a one-line CalibError (exit 2 via the dispatcher)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise CalibError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = CommandParser(
         prog="drq quantize",
         description="Post-training quantization of an SR network into a recipe "
         "(Wang et al., ICCV 2025: dual-region quantization + sensitivity-aware finetuning).",
@@ -145,8 +139,8 @@ def run(
     import torch
 
     from calib.calibrate import make_batches, quantize
-    from calib.imaging.datasets import calib_crops
     from calib.models import load_pretrained
+    from drq.imaging.datasets import calib_crops
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,9 +185,9 @@ def main(argv: list[str]) -> int:
     if args.scale < 1 or args.threads < 0:
         raise CalibError(f"--scale must be >= 1 and --threads >= 0, got {args.scale} and {args.threads}")
     config = make_config(args)
-    from calib.artifacts import atomic_write_text
-    from calib.imaging.progress import Progress
-    from calib.recipe import save_recipe
+    from drq.artifacts import atomic_write_text
+    from drq.imaging.progress import Progress
+    from drq.recipe import save_recipe
 
     recipe, stats, wall = run(args, config, None if args.quiet else Progress)
     save_recipe(recipe, args.output)

@@ -1,7 +1,7 @@
 """`drq report`: the PTQ results grid (models x methods x bits x budgets x datasets) as Markdown, JSON, PNG.
 
 Every configuration is quantized with `calib.calibrate.quantize` from the same seeded calibration crops
-and scored with the papers' protocol (`calib.imaging.evaluate`: PSNR/SSIM on Y, `scale` border). Each
+and scored with the papers' protocol (`drq.imaging.evaluate`: PSNR/SSIM on Y, `scale` border). Each
 result is cached in the JSON under a key that includes its schedule, and the JSON is rewritten after
 every configuration, so an interrupted or extended run resumes where it stopped. Results cached in
 `<out>/*/ptq_results.json` (partial runs, e.g. one process per model) are reused as well.
@@ -20,11 +20,12 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from calib.artifacts import atomic_write_bytes, atomic_write_text
 from calib.errors import CalibError, MissingDependency
-from calib.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, searches_split_breakpoint
+from drq.artifacts import atomic_write_bytes, atomic_write_text
+from drq.cli_args import CommandParser
+from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, searches_split_breakpoint
 
 BASELINES = ("minmax", "percentile", "mse", "entropy")
 RESULTS_JSON = "ptq_results.json"
@@ -62,13 +63,8 @@ class Job:
         return searches_split_breakpoint(self.method, self.budget, self.bp_init)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CalibError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = CommandParser(
         prog="drq report", description="PTQ results grid: PSNR/SSIM-Y of every method x bits x budget."
     )
     p.add_argument("--archs", nargs="+", default=["imdn", "pan"])
@@ -216,10 +212,10 @@ def _run_job(
     import torch
 
     from calib.calibrate import QuantizeConfig, make_batches, quantize
-    from calib.imaging.datasets import calib_crops
-    from calib.imaging.evaluate import evaluate_dataset
     from calib.inference import torch_upscaler
     from calib.models import load_pretrained
+    from drq.imaging.datasets import calib_crops
+    from drq.imaging.evaluate import evaluate_dataset
 
     if job.arch not in fp_models:
         fp_models[job.arch] = load_pretrained(
@@ -417,8 +413,8 @@ def main(argv: list[str]) -> int:
     _check(args)
     import torch
 
-    from calib.imaging.datasets import open_dataset
-    from calib.imaging.progress import Progress
+    from drq.imaging.datasets import open_dataset
+    from drq.imaging.progress import Progress
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -8,10 +8,10 @@ from pathlib import Path
 from torch import nn
 
 import calib.models as models
-from calib.artifacts import sha256_file
-from calib.errors import RecipeError
 from calib.quantizers import apply_recipe
-from calib.recipe import Recipe
+from drq.artifacts import sha256_file
+from drq.errors import RecipeError
+from drq.recipe import Recipe
 
 
 def load_simulated_model(recipe: Recipe, weights: str | os.PathLike[str] | None = None) -> nn.Module:

@@ -6,7 +6,7 @@ Example::
 
 Every architecture of `calib.models.ARCHS` with official weights is evaluated at each scale that has
 both a checkpoint (`ArchSpec.checkpoints`) and a benchmark folder ``<bench-dir>/<set>/x<scale>``, with
-the papers' protocol (`calib.imaging.evaluate`: LR from the folder, SR rounded to uint8, Y channel
+the papers' protocol (`drq.imaging.evaluate`: LR from the folder, SR rounded to uint8, Y channel
 unrounded, `scale` border). One line is printed per (model, scale, set), and ``<out>.json`` and
 ``<out>.md`` are rewritten atomically after each, so an interrupted run keeps what it measured. The
 Markdown starts with the command that produced it and compares with the PSNR published in
@@ -22,9 +22,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from calib.errors import CalibError, ImageError, ModelError
+from calib.errors import CalibError, ModelError
+from drq.cli_args import CommandParser
+from drq.errors import ImageError
 
 SCHEMA_VERSION = 1
 DEFAULT_SETS = ("Set5", "Set14", "B100")
@@ -96,15 +98,8 @@ class ZooRow:
         return out
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option as a one-line CalibError (exit 2 via the dispatcher)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise CalibError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = CommandParser(
         prog="drq zoo", description="FP32 PSNR/SSIM-Y of every pretrained zoo model on SR benchmarks."
     )
     p.add_argument("--weights-dir", type=Path, required=True, help="folder of the official checkpoints")
@@ -222,7 +217,7 @@ def render_markdown(command: str, rows: list[ZooRow], complete: bool, threads: i
 
 def write_results(out: Path, command: str, rows: list[ZooRow], complete: bool, threads: int) -> None:
     """Write ``<out>.json`` and ``<out>.md`` atomically."""
-    from calib.artifacts import atomic_write_text
+    from drq.artifacts import atomic_write_text
 
     payload = {
         "schema_version": SCHEMA_VERSION,
@@ -238,9 +233,9 @@ def write_results(out: Path, command: str, rows: list[ZooRow], complete: bool, t
 
 def evaluate_job(job: ZooJob, loaded: Any) -> ZooRow:
     """Score one loaded model (`calib.models.LoadedModel`) on one set."""
-    from calib.imaging.datasets import open_dataset
-    from calib.imaging.evaluate import evaluate_dataset
     from calib.inference import torch_upscaler
+    from drq.imaging.datasets import open_dataset
+    from drq.imaging.evaluate import evaluate_dataset
 
     result = evaluate_dataset(torch_upscaler(loaded.model), open_dataset(job.folder, job.scale), job.scale)
     published, tolerance = PUBLISHED.get((job.arch, job.scale, job.dataset), (None, None))
@@ -302,8 +297,8 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     threads = int(torch.get_num_threads())
     command = "drq zoo " + " ".join(argv)
-    from calib.artifacts import sha256_file
-    from calib.imaging.datasets import open_dataset
+    from drq.artifacts import sha256_file
+    from drq.imaging.datasets import open_dataset
 
     previous = load_previous_rows(args.out.with_name(args.out.name + ".json")) if args.resume else {}
     rows: list[ZooRow] = []

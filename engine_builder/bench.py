@@ -6,7 +6,7 @@ Two kinds of run, one report format:
   intra-op thread count. Models are timed round-robin (one run of each per round, `repeat` rounds
   after `warmup` runs each), so drift of a shared machine hits every model alike; the reported latency
   is the median of the rounds. With `data`, PSNR-Y / SSIM-Y of every model on that dataset sit in the
-  same table (`calib.imaging.evaluate.evaluate_dataset`). With `kernels`, each model is also profiled
+  same table (`drq.imaging.evaluate.evaluate_dataset`). With `kernels`, each model is also profiled
   (`runtime.ort.profile_kernels`): the op types of onnxruntime's optimized graph that ran and their
   kernel time, grouped into integer convs, float convs, Q/DQ, layout and other ops, so a quantized graph
   that is not faster shows which kernels its time went to.
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from calib.artifacts import atomic_write_bytes, atomic_write_text
+from drq.artifacts import atomic_write_bytes, atomic_write_text
 from engine_builder.errors import BuildError, MissingDependency
-from engine_builder.runtime.ort import KernelTime
+from serve.runtime.ort import KernelTime
 
 SCHEMA_VERSION = 1
 KERNEL_RUNS = 3  # profiled runs per model for `kernels`
@@ -286,7 +286,7 @@ def bench_onnx_cpu(
     Raises:
         BenchError: bad arguments; BuildError: a model onnxruntime cannot load.
     """
-    from engine_builder.runtime.ort import OrtRunner, import_onnxruntime, profile_kernels
+    from serve.runtime.ort import OrtRunner, import_onnxruntime, profile_kernels
 
     if kernels and cuda:
         raise BenchError("--kernels: profiles onnxruntime's CPU provider; drop --ort-cuda")
@@ -317,8 +317,8 @@ def bench_onnx_cpu(
     quality: dict[str, tuple[float, float]] = {}
     dataset_name = ""
     if data is not None:
-        from calib.imaging.datasets import open_dataset
-        from calib.imaging.evaluate import evaluate_dataset
+        from drq.imaging.datasets import open_dataset
+        from drq.imaging.evaluate import evaluate_dataset
 
         scale = next(iter(scales.values()))
         dataset = open_dataset(data, scale)
@@ -419,8 +419,8 @@ def bench_engines(
     Raises:
         BenchError: bad arguments; EngineMismatch / MissingDependency from loading the engines.
     """
-    from engine_builder.errors import EngineMismatch
-    from engine_builder.runtime.trt import TrtRunner
+    from serve.errors import EngineMismatch
+    from serve.runtime.trt import TrtRunner
 
     if iters < 1 or warmup < 0:
         raise BenchError(f"need iters >= 1 and warmup >= 0; got {iters}, {warmup}")

@@ -17,6 +17,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from drq.cli_args import CommandParser
 from engine_builder.bench import (
     BenchError,
     bench_engines,
@@ -29,7 +30,7 @@ from engine_builder.bench import (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="drq bench",
         description="Time lowerings side by side: ONNX files with "
         "onnxruntime on the CPU, or TensorRT engines on the GPU.",

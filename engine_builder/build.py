@@ -30,10 +30,11 @@ from typing import Any, Literal
 
 import onnx
 
-from calib.artifacts import atomic_write_bytes, sha256_file
+from drq.artifacts import atomic_write_bytes, sha256_file
+from drq.errors import ManifestError
+from drq.manifest import Manifest, Profile, manifest_path, save_manifest
 from engine_builder.backends.base import EngineBackend, Flavour, require
 from engine_builder.errors import BuildError
-from engine_builder.manifest import Manifest, Profile, manifest_path, save_manifest
 
 Shape = tuple[int, ...]
 PluginHook = Callable[[], object] | Literal["drq"] | None
@@ -109,7 +110,7 @@ class BuildConfig:
         if all(given):
             try:
                 Profile(*shapes)  # type: ignore[arg-type]
-            except BuildError as err:
+            except ManifestError as err:
                 raise BuildError(f"--min/--opt/--max: {err}") from err
         if self.workspace_mib is not None and self.workspace_mib < 1:
             raise BuildError(f"--workspace-mib: must be >= 1, got {self.workspace_mib}")

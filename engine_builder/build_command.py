@@ -16,13 +16,14 @@ import json
 import tempfile
 from pathlib import Path
 
+from drq.cli_args import CommandParser
 from engine_builder.backends.base import FLAVOURS
 from engine_builder.build import BuildConfig, build_engine, parse_shape
 from engine_builder.errors import BuildError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="drq build",
         description="Build a TensorRT or TensorRT-RTX engine from ONNX "
         "and write MODEL.plan.json (the manifest) beside it.",
@@ -86,7 +87,7 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
         return calibrator
     import onnx
 
-    from calib.recipe import load_recipe
+    from drq.recipe import load_recipe
     from engine_builder.calib_cache import cache_from_recipe, input_tensor_map, write_cache
 
     recipe = load_recipe(calibrator)

@@ -55,8 +55,8 @@ from typing import Literal, get_args
 import numpy as np
 import onnx
 
-from calib.artifacts import atomic_write_text
-from calib.recipe import DualRegionAct, Recipe, UniformAct
+from drq.artifacts import atomic_write_text
+from drq.recipe import DualRegionAct, Recipe, UniformAct
 from engine_builder.errors import BuildError
 
 Algorithm = Literal["entropy2", "minmax"]

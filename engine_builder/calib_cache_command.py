@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from drq.cli_args import CommandParser
 from engine_builder.calib_cache import ALGORITHMS, DEFAULT_VERSION
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="drq calib-cache",
         description="Write a TensorRT calibration cache from a "
         "uniform symmetric 8-bit recipe, keyed by the float ONNX graph's conv inputs.",
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     import onnx
 
-    from calib.recipe import load_recipe
+    from drq.recipe import load_recipe
     from engine_builder.calib_cache import (
         CalibCacheError,
         cache_from_recipe,

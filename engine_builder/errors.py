@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from drq.errors import DrqError
+from drq.errors import MissingDependency as _MissingDependency
 
-class BuildError(Exception):
+
+class BuildError(DrqError):
     """Base of every user error raised by `engine_builder`."""
 
 
@@ -11,9 +14,5 @@ class ExportError(BuildError):
     """A recipe cannot be lowered to the requested ONNX form."""
 
 
-class EngineMismatch(BuildError):
-    """An engine was built by another TensorRT version or GPU, or its input is outside the profile."""
-
-
-class MissingDependency(BuildError, ImportError):
+class MissingDependency(BuildError, _MissingDependency):
     """An optional package (tensorrt, tensorrt_rtx, onnxruntime, cuda-python/pycuda) is not installed."""

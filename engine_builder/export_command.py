@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from drq.cli_args import CommandParser
 from engine_builder.errors import ExportError
 
 
 def _parser() -> argparse.ArgumentParser:
     from engine_builder.lowerings.registry import LOWERINGS
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="drq export",
         description="Export a model to ONNX, lowered for TensorRT (or onnxruntime). With --recipe the "
         "weights come from --weights or the recipe's checkpoint path (sha256 checked); the default "
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
     if args.recipe:
         if args.arch or args.scale:
             raise ExportError("--recipe: the recipe names the model; drop --arch/--scale")
-        from calib.recipe import load_recipe
+        from drq.recipe import load_recipe
         from engine_builder.export.pipeline import export_recipe
 
         recipe = load_recipe(args.recipe)
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> int:
             raise ExportError(f"{args.output}: is the recipe's checkpoint; choose another output path")
         calib_inputs = None
         if args.target == "ort-cpu" and args.calib is not None:
-            from calib.imaging.datasets import calib_crops
+            from drq.imaging.datasets import calib_crops
 
             calib_inputs = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
         model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs)
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> int:
         from engine_builder.export.pipeline import export_checkpoint
 
         model = export_checkpoint(args.arch, args.weights, args.scale, args.lowering or "fp32", options)
-    from calib.artifacts import atomic_write_bytes
+    from drq.artifacts import atomic_write_bytes
 
     atomic_write_bytes(args.output, model.SerializeToString())
     lowering = next((p.value for p in model.metadata_props if p.key == "drq.lowering"), "?")

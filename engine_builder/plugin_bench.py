@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from calib.grids import split_outlier_scale
-from calib.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct, f32
+from drq.cli_args import CommandParser
+from drq.grids import split_outlier_scale
+from drq.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct, f32
 from engine_builder.errors import BuildError, MissingDependency
 
 PARAMS_BYTES = 5 * 4  # float32[5] per quantized tensor (plugins.spec)
@@ -181,7 +182,7 @@ def cpu_latencies(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="drq plugin-bench", description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog="drq plugin-bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", type=Path, required=True, help="a b-bit recipe")
     p.add_argument("--weights", type=Path, help="checkpoint (default: the recipe's)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (HR/ + LR/) for PSNR")
@@ -210,11 +211,11 @@ def main(argv: list[str]) -> int:
     """Run `drq plugin-bench`; writes the JSON and Markdown reports."""
     args = _parser().parse_args(argv)
     height, width = _size(args.size)
-    from calib.imaging.datasets import calib_crops, open_dataset
-    from calib.imaging.evaluate import evaluate_dataset
     from calib.inference import torch_upscaler
-    from calib.recipe import load_recipe
     from calib.simulate import load_simulated_model
+    from drq.imaging.datasets import calib_crops, open_dataset
+    from drq.imaging.evaluate import evaluate_dataset
+    from drq.recipe import load_recipe
     from engine_builder.export.torch_export import export_float_onnx
     from engine_builder.lowerings.common import LoweringOptions
     from engine_builder.lowerings.ort_cpu import lower_for_ort_cpu
@@ -284,7 +285,7 @@ def main(argv: list[str]) -> int:
         f"median of {args.repeats} interleaved rounds, 1x3x{height}x{width}; measured{load_note}",
         "latency_s": latency,
     }
-    from calib.artifacts import atomic_write_text
+    from drq.artifacts import atomic_write_text
 
     stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
     atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")

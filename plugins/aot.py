@@ -236,7 +236,7 @@ def compile_kernel(spec: KernelSpec, arch: int, ptx_version: int | None = None) 
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    # plugins/ imports no other project package (STYLE.md §2), so not calib.artifacts: same recipe
+    # plugins/ imports no other project package (STYLE.md §2), so not drq.artifacts: same recipe
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from drq.cli_args import CommandParser
 from plugins.aot import ARCHS, parse_arch
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="drq kernels", description=__doc__)
+    parser = CommandParser(prog="drq kernels", description=__doc__)
     parser.add_argument("--out", type=Path, help="folder for <kernel>_<dtype>_sm<cc>.ptx and manifest.json")
     parser.add_argument(
         "--arch",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from drq.errors import DrqError
+from drq.errors import MissingDependency as _MissingDependency
 
-class PluginError(Exception):
+
+class PluginError(DrqError):
     """Base of every user error raised by `plugins`."""
 
 
-class MissingDependency(PluginError, ImportError):
+class MissingDependency(PluginError, _MissingDependency):
     """An optional package (triton, tensorrt) needed by the requested feature is not installed."""

@@ -40,7 +40,7 @@ def pack_params(bp: float, s_d: float, s_p: float, s_n: float, dense_limit: int)
     """Lay out one tensor's params as the float32[5] input of DualRegion(De)Quantize.
 
     The values are rounded to float32 once here; callers pass the float32 steps of
-    `calib.grids.bbit_grid` so nothing changes.
+    `drq.grids.bbit_grid` so nothing changes.
 
     Raises:
         PluginError: the packed vector fails `validate_params`.

@@ -12,18 +12,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from calib.imaging.datasets import IMAGE_SUFFIXES, list_images
-from calib.imaging.io import from_nchw_float, read_image, to_nchw_float, write_image
+from drq.cli_args import CommandParser
+from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
+from drq.imaging.io import from_nchw_float, read_image, to_nchw_float, write_image
 from serve.errors import ServeError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ServeError(f"drq upscale: {message}")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = CommandParser(
         prog="drq upscale",
         description="Super-resolve images with an ONNX model (onnxruntime) or a TensorRT engine; "
         "writes <output>/<name>.png for each input. No torch needed.",
@@ -88,18 +84,18 @@ def plan_outputs(images: Sequence[Path], output: Path, overwrite: bool) -> list[
     return targets
 
 
-def _runner(args: argparse.Namespace):  # -> engine_builder.runtime.base.Runner
+def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
     if args.threads < 0:
         raise ServeError(f"--threads: must be >= 0, got {args.threads}")
     if args.onnx is not None:
         if not args.onnx.is_file():
             raise ServeError(f"{args.onnx}: no such ONNX file")
-        from engine_builder.runtime.ort import OrtRunner
+        from serve.runtime.ort import OrtRunner
 
         return OrtRunner(args.onnx, threads=args.threads or None, cuda=args.cuda)
     if not args.engine.is_file():
         raise ServeError(f"{args.engine}: no such engine file")
-    from engine_builder.runtime.trt import TrtRunner
+    from serve.runtime.trt import TrtRunner
 
     return TrtRunner(args.engine, cuda=args.cuda_binding)
 

@@ -11,17 +11,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("calib", "engine_builder", "plugins", "serve")
+PACKAGES = ("drq", "calib", "engine_builder", "plugins", "serve")
+# `drq` holds the dispatcher and the torch-free contracts (image I/O, metrics, datasets, artifacts,
+# recipe and manifest schemas, errors). The dispatcher names subcommands as strings, so it imports no
+# stage; every stage may read the contracts. The runtime (`serve`) may register the plugins before
+# deserialising an engine; the builder sits on top and may use everything.
 MAY_IMPORT = {
-    "plugins": set(),
-    "calib": set(),
-    "engine_builder": {"calib", "plugins"},
-    "serve": {"calib", "engine_builder", "plugins"},
+    "drq": set(),
+    "plugins": {"drq"},
+    "calib": {"drq"},
+    "serve": {"drq", "plugins"},
+    "engine_builder": {"drq", "calib", "plugins", "serve"},
 }
 HEAVY = ("torch", "tensorrt", "tensorrt_rtx", "cuda", "pycuda", "triton", "onnxruntime")
 
 # Modules that must import (and `drq --help` must work) with every heavy package blocked. torch-free by
-# design (STYLE.md §2): everything in plugins/ but the Triton leaf, serve/, and calib's torch-free parts.
+# design (STYLE.md §2): drq/, everything in plugins/ but the Triton leaf, serve/, and calib's torch-free
+# parts.
 TORCH_MODULES = {
     "calib.models",
     "calib.quantizers",
@@ -88,7 +94,7 @@ def test_torch_free_modules_import_without_heavy_packages() -> None:
         sys.meta_path.insert(0, Refuse())
         for name in {modules!r}:
             importlib.import_module(name)
-        from serve.cli import main
+        from drq.cli import main
         assert main(["--help"]) == 0
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert not leaked, leaked
@@ -128,10 +134,10 @@ def test_every_module_imports_with_optional_packages_missing() -> None:
 
 def test_drq_help_lists_every_subcommand() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "serve.cli", "--help"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "drq.cli", "--help"], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0
-    from serve.cli import SUBCOMMANDS
+    from drq.cli import SUBCOMMANDS
 
     for name in SUBCOMMANDS:
         assert f"  {name} " in proc.stdout
@@ -141,7 +147,7 @@ def test_every_subcommand_target_exists() -> None:
     """Each registered subcommand resolves to a callable (catches a renamed module or function)."""
     import importlib
 
-    from serve.cli import SUBCOMMANDS
+    from drq.cli import SUBCOMMANDS
 
     for name, command in SUBCOMMANDS.items():
         module_name, func_name = command.target.split(":")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from calib.grids import bbit_grid
 from calib.quantizers import DualRegionActQuantizer
+from drq.grids import bbit_grid
 
 reference = pytest.importorskip("plugins.reference")
 
@@ -57,7 +57,7 @@ def _inputs(act, rng: np.random.Generator) -> np.ndarray:
 
 
 def _act(bits: int, lower: float, bp: float, upper: float):
-    from calib.recipe import DualRegionAct, f32
+    from drq.recipe import DualRegionAct, f32
 
     return DualRegionAct(budget="b-bit", bits=bits, lower=f32(lower), breakpoint=f32(bp), upper=f32(upper))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.cli import SUBCOMMANDS
+from drq.cli import SUBCOMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from calib.artifacts import sha256_file
 from calib.errors import ModelError
 from calib.models.carn import CARNM
 from calib.models.edsr import edsr_baseline, edsr_full
@@ -26,6 +25,7 @@ from calib.models.msrresnet import MSRResNet
 from calib.models.pan import PAN
 from calib.models.rdn import RDN
 from calib.models.rfdn import RFDN, RLFN
+from drq.artifacts import sha256_file
 
 StateDict = dict[str, torch.Tensor]
 

@@ -1,6 +1,6 @@
 """Torch fake quantizers (uniform, dual-region, weights), layer wrapping and recipe I/O.
 
-Every forward pass computes its float32 steps exactly as `calib.grids` does, so what export builds from
+Every forward pass computes its float32 steps exactly as `drq.grids` does, so what export builds from
 a recipe reproduces the simulated model bit for bit. Gradient rules: `calib.quantizers.ste`.
 """
 

@@ -1,7 +1,7 @@
-"""Dual-region fake quantizer (Wang et al., ICCV 2025) in the three code budgets of `calib.grids`.
+"""Dual-region fake quantizer (Wang et al., ICCV 2025) in the three code budgets of `drq.grids`.
 
 Bounds l_a = `lower` <= 0 < bp = `breakpoint` < u_a = `upper`: the dense region [-bp, bp] and the outlier
-tails each get their own uniform grid. Every float32 step is computed like `calib.grids` computes it
+tails each get their own uniform grid. Every float32 step is computed like `drq.grids` computes it
 (true float32 divisions of float32 values, each product and sum rounded separately), so the forward
 pass equals the NumPy grids (and, for `b-bit`, `plugins.reference` quantize + dequantize) bit for bit.
 
@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from calib.errors import CalibError, RecipeError
-from calib.grids import dense_limit, split_outlier_scale
+from calib.errors import CalibError
 from calib.quantizers.ste import round_ste, valid_or
 from calib.quantizers.uniform import as_float32
-from calib.recipe import DUAL_BUDGETS, DualRegionAct, f32
+from drq.errors import RecipeError
+from drq.grids import dense_limit, split_outlier_scale
+from drq.recipe import DUAL_BUDGETS, DualRegionAct, f32
 
 _TINY = float(np.finfo(np.float32).tiny)
 # An upper bound at or below bp is moved just above it (2^-10 relative) in the forward pass.
@@ -43,11 +44,11 @@ class DualRegionActQuantizer(nn.Module):
     """Per-tensor dual-region fake quantizer of an activation.
 
     Learnable 0-dim parameters `lower`, `breakpoint`, `upper`. The `split` budget's outlier step s_o
-    is derived from the bounds (`calib.grids.split_outlier_scale`) unless a fixed one was given (as
+    is derived from the bounds (`drq.grids.split_outlier_scale`) unless a fixed one was given (as
     `from_recipe` does): the buffer `outlier_scale` holds it, NaN meaning "derived".
 
     Args:
-        budget: "paper", "b-bit" or "split" (see `calib.grids`).
+        budget: "paper", "b-bit" or "split" (see `drq.grids`).
         bits: activation bits b.
         lower: l_a <= 0.
         breakpoint: bp > 0.

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calib.errors import CalibError, RecipeError
+from calib.errors import CalibError
 from calib.quantizers.dual_region import DualRegionActQuantizer
 from calib.quantizers.uniform import UniformActQuantizer, WeightQuantizer
-from calib.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct
+from drq.errors import RecipeError
+from drq.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct
 
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 _OPS = {nn.Conv2d: "conv2d", nn.ConvTranspose2d: "conv_transpose2d", nn.Linear: "linear"}

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from calib.errors import CalibError, RecipeError
+from calib.errors import CalibError
 from calib.quantizers.ste import round_ste, valid_or
-from calib.recipe import UniformAct, WeightQuant, f32
+from drq.errors import RecipeError
+from drq.recipe import UniformAct, WeightQuant, f32
 
 _TINY = float(np.finfo(np.float32).tiny)
 

@@ -1,4 +1,4 @@
-"""The one place that imports TensorRT or TensorRT-RTX, and the `EngineBackend` Protocol.
+"""The builder's `EngineBackend` Protocol; TensorRT is imported by `serve.runtime.tensorrt_module`.
 
 Version differences are probed by attribute, never by parsing the version string alone:
 
@@ -16,55 +16,18 @@ Version differences are probed by attribute, never by parsing the version string
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Protocol
 
-from engine_builder.errors import BuildError, MissingDependency
+from engine_builder.errors import BuildError
+from serve.runtime.tensorrt_module import EXTRA, FLAVOURS, Flavour, import_tensorrt, version_tuple
 
-Flavour = Literal["tensorrt", "tensorrt_rtx"]
-FLAVOURS: tuple[str, ...] = get_args(Flavour)
-EXTRA: dict[str, str] = {"tensorrt": "tensorrt", "tensorrt_rtx": "rtx"}
 CPU_BUILD_DEVICE = "cpu-build (TensorRT-RTX)"
 
 
 class FeatureUnavailable(BuildError):
     """The installed TensorRT lacks a feature the build asked for."""
-
-
-def import_tensorrt(flavour: Flavour) -> ModuleType:
-    """Import TensorRT or TensorRT-RTX on first use; the package itself never needs it.
-
-    Raises:
-        BuildError: unknown flavour.
-        MissingDependency: the package is not installed (with the pip extra to install).
-    """
-    if flavour not in FLAVOURS:
-        raise BuildError(f"backend {flavour!r}: unknown; choose from {', '.join(FLAVOURS)}")
-    try:
-        module = importlib.import_module(flavour)
-    except ImportError as err:
-        raise MissingDependency(
-            f"building and running engines with --backend {flavour} needs the '{flavour}' "
-            f"package (pip install 'drq[{EXTRA[flavour]}]')"
-        ) from err
-    # A namespace stub (e.g. the PyPI 'tensorrt' meta package whose libraries failed to download)
-    # has no Builder.
-    if not hasattr(module, "Builder"):
-        raise MissingDependency(
-            f"the installed '{flavour}' package has no Builder (an incomplete install); "
-            f"reinstall it (pip install 'drq[{EXTRA[flavour]}]')"
-        )
-    return module
-
-
-def version_tuple(module: ModuleType) -> tuple[int, int]:
-    parts = str(getattr(module, "__version__", "0.0")).split(".")
-    try:
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except ValueError:
-        return 0, 0
 
 
 @dataclass(frozen=True)
@@ -132,3 +95,17 @@ class EngineBackend(Protocol):
         self, built_for: str, compute_capability: str, hardware_compatible: bool, current: tuple[str, str]
     ) -> None:
         """Raise EngineMismatch when an engine built for `built_for` cannot run on `current` (name, cc)."""
+
+
+__all__ = [
+    "CPU_BUILD_DEVICE",
+    "EXTRA",
+    "FLAVOURS",
+    "EngineBackend",
+    "FeatureUnavailable",
+    "Features",
+    "Flavour",
+    "import_tensorrt",
+    "require",
+    "version_tuple",
+]

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine_builder.backends.base import CPU_BUILD_DEVICE, Features, Flavour, version_tuple
 from engine_builder.backends.trt import set_compute_capabilities
-from engine_builder.errors import EngineMismatch
+from serve.runtime.tensorrt_module import check_runtime_device
 
 PORTABLE = "8.0+"
 """Manifest compute capability of a default RTX build: any GPU of sm 8.0 or later."""
@@ -63,28 +63,4 @@ class RTXBackend:
     def check_runtime_device(
         self, built_for: str, compute_capability: str, hardware_compatible: bool, current: tuple[str, str]
     ) -> None:
-        name, current = current
-        if not compute_capability:
-            return
-        if compute_capability.endswith("+"):
-            if _cc(current) < _cc(compute_capability[:-1]):
-                raise EngineMismatch(
-                    f"engine built for compute capability {compute_capability}; this GPU {name} "
-                    f"is sm {current}"
-                )
-            return
-        allowed = {_cc(t) for t in compute_capability.split(",") if t.upper() != "CURRENT"}
-        if allowed and _cc(current) not in allowed:
-            raise EngineMismatch(
-                f"engine built for compute capability {compute_capability}; this GPU {name} is "
-                f"sm {current}; rebuild with --compute-capability {current}"
-            )
-
-
-def _cc(text: str) -> tuple[int, int]:
-    """ "8.6", "86", "SM86", "sm_120" -> (8, 6) / (12, 0)."""
-    t = text.strip().upper().replace("SM", "").replace("_", "")
-    if "." in t:
-        major, minor = t.split(".", 1)
-        return int(major), int(minor)
-    return int(t[:-1]), int(t[-1])
+        check_runtime_device(self.flavour, built_for, compute_capability, hardware_compatible, current)

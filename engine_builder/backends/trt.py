@@ -13,12 +13,7 @@ from engine_builder.backends.base import (
     import_tensorrt,
     require,
 )
-from engine_builder.errors import EngineMismatch
-
-
-def _cc_tuple(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    return int(major), int(minor or 0)
+from serve.runtime.tensorrt_module import check_runtime_device
 
 
 class TensorRTBackend:
@@ -60,7 +55,7 @@ class TensorRTBackend:
 
     def device(self) -> tuple[str, str]:
         if self._device is None:
-            from engine_builder.runtime.cuda import current_device
+            from serve.runtime.cuda import current_device
 
             self._device = current_device()
         return self._device
@@ -68,20 +63,7 @@ class TensorRTBackend:
     def check_runtime_device(
         self, built_for: str, compute_capability: str, hardware_compatible: bool, current: tuple[str, str]
     ) -> None:
-        name, current_cc = current
-        if hardware_compatible:
-            # HardwareCompatibilityLevel.AMPERE_PLUS: any GPU of compute capability >= 8.0.
-            if _cc_tuple(current_cc) < (8, 0):
-                raise EngineMismatch(
-                    f"engine built hardware-compatible (Ampere+); this GPU {name} is "
-                    f"sm {current_cc}; rebuild the engine here"
-                )
-            return
-        if compute_capability and compute_capability != current_cc:
-            raise EngineMismatch(
-                f"engine built for {built_for} (sm {compute_capability}); this GPU is {name} "
-                f"(sm {current_cc}); rebuild it here or build with --hardware-compatible"
-            )
+        check_runtime_device(self.flavour, built_for, compute_capability, hardware_compatible, current)
 
 
 def set_compute_capabilities(trt: ModuleType, config: Any, targets: tuple[str, ...]) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from torch import nn
 
-from calib.recipe import Recipe
+from drq.recipe import Recipe
 from engine_builder.errors import ExportError
 from engine_builder.export.torch_export import export_float_onnx
 from engine_builder.lowerings.common import LoweringOptions

@@ -4,7 +4,7 @@ Two families:
 
 * standard Q/DQ (`qdq_pair`) and the onnxruntime-CPU QLinearConv pattern (`qlinear_conv`);
 * float emulation (`fake_*`) of every recipe grid with plain float ops, in the float32 operation order
-  of `calib.grids` / `plugins.reference` / the torch quantizers, so results match bit for bit.
+  of `drq.grids` / `plugins.reference` / the torch quantizers, so results match bit for bit.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from calib.grids import bbit_grid, paper_grid, split_grid
-from calib.recipe import DualRegionAct, UniformAct
+from drq.grids import bbit_grid, paper_grid, split_grid
+from drq.recipe import DualRegionAct, UniformAct
 from engine_builder.lowerings.graph import GraphEditor
 
 _F32 = np.float32
@@ -131,7 +131,7 @@ def fake_uniform(ed: GraphEditor, x: str, act: UniformAct, before: onnx.NodeProt
 
 
 def fake_split(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProto, base: str) -> str:
-    """x_hat = s_d * q_d + s_o * q_o of the split budget (`calib.grids` docstring)."""
+    """x_hat = s_d * q_d + s_o * q_o of the split budget (`drq.grids` docstring)."""
     g = split_grid(act)
     c = ed.make1(
         "Clip",
@@ -233,7 +233,7 @@ def fake_bbit(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProt
 
 
 def fake_paper(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProto, base: str) -> str:
-    """The authors' simulation grid (`calib.grids` docstring, `paper` budget).
+    """The authors' simulation grid (`drq.grids` docstring, `paper` budget).
 
     Signed: dense -bp + k s_d (k = 0..2^b-1), positive tail bp + k s_p, negative tail -bp - k s_n.
     Bounded below: l + k s_lo on [l, bp], bp + k s_hi above.

@@ -1,7 +1,7 @@
 """Options and the pieces every quantizing lowering shares: recipe -> node lookup, offline weight codes.
 
 All float arithmetic is float32 NumPy with one rounding per operation (IEEE division, `np.rint` half to
-even), the order of `calib.grids` and the torch quantizers, so initializers equal the torch tensors.
+even), the order of `drq.grids` and the torch quantizers, so initializers equal the torch tensors.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from calib.recipe import LayerRecipe, Recipe, WeightQuant
+from drq.recipe import LayerRecipe, Recipe, WeightQuant
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.graph import (
     LOWERING_KEY,

@@ -1,7 +1,7 @@
 """`drq-plugin`: the dual-region `b-bit` budget with conv inputs carried as int8 codes.
 
 Before each recipe conv: `DualRegionQuantize(x, params) -> int8 codes -> DualRegionDequant(codes,
-params) -> float`, params = `calib.grids.bbit_grid(act).params()` as a float32[5] initializer; the conv
+params) -> float`, params = `drq.grids.bbit_grid(act).params()` as a float32[5] initializer; the conv
 weight is int8 codes behind a DequantizeLinear (as in `qdq`). The nodes come from
 `plugins.onnx_function` and the file carries their ONNX local functions, so onnxruntime runs it as is;
 TensorRT maps the nodes to the `drq::DualRegion*` plugins (strip the bodies with
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import onnx
 
-from calib.grids import bbit_grid
-from calib.recipe import DualRegionAct, Recipe
+from drq.grids import bbit_grid
+from drq.recipe import DualRegionAct, Recipe
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.common import LoweringOptions, add_weight_dq, recipe_nodes, start
 from engine_builder.lowerings.graph import finalize

@@ -1,6 +1,6 @@
 """`drq-split`: the dual-region `split` budget as two standard INT8 branches per conv input.
 
-For a conv input x with breakpoint bp and scales s_d = bp / Q, s_o (`calib.grids.split_grid`):
+For a conv input x with breakpoint bp and scales s_d = bp / Q, s_o (`drq.grids.split_grid`):
 
     c = Clip(x, -bp, bp) -> Q/DQ(s_d)          dense branch, codes within [-Q, Q]
     r = x - c            -> Q/DQ(s_o)          outlier residual (clipped to the b-bit code range * s_o
@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from calib.grids import split_grid
-from calib.recipe import DualRegionAct, Recipe
+from drq.grids import split_grid
+from drq.recipe import DualRegionAct, Recipe
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
 from engine_builder.lowerings.common import (

@@ -1,7 +1,7 @@
 """`fakequant`: float emulation of ANY recipe with standard float ops (Div, Round, Clip, Where, ...).
 
 Each recipe conv input gets the float subgraph of its quantizer (`act_graphs.fake_*`), in the float32
-operation order of `calib.grids` and the torch quantizers, and its weight is replaced by the
+operation order of `drq.grids` and the torch quantizers, and its weight is replaced by the
 dequantized weight (codes * scale, computed offline in float32). Runs anywhere (onnxruntime, TensorRT
 in FP32) and reproduces the torch simulation; it is the reference, not a fast path.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import onnx
 
-from calib.recipe import DualRegionAct, Recipe, UniformAct
+from drq.recipe import DualRegionAct, Recipe, UniformAct
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.act_graphs import fake_bbit, fake_paper, fake_split, fake_uniform
 from engine_builder.lowerings.common import LoweringOptions, fake_quant_weight, recipe_nodes, start

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from calib.recipe import Recipe
+from drq.recipe import Recipe
 from engine_builder.lowerings.common import LoweringOptions, start
 from engine_builder.lowerings.graph import GraphEditor, finalize
 

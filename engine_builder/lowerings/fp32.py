@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-from calib.recipe import Recipe
+from drq.recipe import Recipe
 from engine_builder.lowerings.common import LoweringOptions, start
 from engine_builder.lowerings.graph import finalize
 

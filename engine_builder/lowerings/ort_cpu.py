@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import onnx
 
-from calib.recipe import Recipe
+from drq.recipe import Recipe
 from engine_builder.errors import ExportError, MissingDependency
 from engine_builder.lowerings.common import LoweringOptions
 

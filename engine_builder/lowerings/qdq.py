@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import onnx
 
-from calib.recipe import Recipe, UniformAct
+from drq.recipe import Recipe, UniformAct
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
 from engine_builder.lowerings.common import (

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import onnx
 
-from calib.recipe import Recipe
+from drq.recipe import Recipe
 from engine_builder.errors import ExportError
 from engine_builder.lowerings import drq_plugin, drq_split, fakequant, fp16, fp32, qdq
 from engine_builder.lowerings.common import LoweringOptions

@@ -10,7 +10,7 @@ import torch
 from calib.calibrate import QuantizeConfig, make_batches, quantize
 from calib.errors import CalibError
 from calib.quantizers import apply_recipe
-from calib.recipe import DualRegionAct, UniformAct, recipe_from_dict
+from drq.recipe import DualRegionAct, UniformAct, recipe_from_dict
 from tests.calib.nets import TinyShuffle, tiny_batches
 
 COMBOS = [

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from calib.artifacts import sha256_file
 from calib.errors import ModelError
 from calib.models import ARCHS, ArchSpec, LoadedModel, build_model, get_arch, load_pretrained
 from calib.models.common import MeanShift
 from calib.models.imdn import remap_imdn, remap_imdn_ntire
 from calib.models.registry import remap_carn
 from calib.models.rfdn import RFDN, RLFN
+from drq.artifacts import sha256_file
 
 NAMES = ("imdn", "imdn_ntire", "pan", "carn_m", "rfdn", "rlfn", "edsr_baseline", "edsr", "msrresnet", "rdn")
 BIG = {"edsr", "rdn"}  # 43 M and 22 M parameters: seconds per forward/export on 2 cores

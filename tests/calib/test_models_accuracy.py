@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from calib.imaging.bicubic import imresize
-from calib.imaging.datasets import open_dataset
-from calib.imaging.io import from_nchw_float, read_image, to_nchw_float
-from calib.imaging.metrics import psnr_y
 from calib.models import get_arch, load_pretrained
+from drq.imaging.bicubic import imresize
+from drq.imaging.datasets import open_dataset
+from drq.imaging.io import from_nchw_float, read_image, to_nchw_float
+from drq.imaging.metrics import psnr_y
 
 slow = pytest.mark.slow
 

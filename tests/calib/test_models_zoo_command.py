@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from calib.errors import CalibError, ImageError, ModelError
-from calib.imaging.io import write_image
+from calib.errors import CalibError, ModelError
 from calib.zoo_command import PUBLISHED, ZooRow, main, plan_jobs, render_markdown
-from serve.cli import main as drq
+from drq.cli import main as drq
+from drq.errors import ImageError
+from drq.imaging.io import write_image
 
 
 def _bench(root: Path, sets: dict[str, tuple[int, ...]], images: int = 1, lr: int = 24) -> Path:

@@ -1,6 +1,6 @@
 """Fake quantizers: levels and ranges of every budget, ties, bit-exactness vs NumPy grids, STE gradients.
 
-The NumPy fake quantizers below are written from `calib.grids` (its docstring and its float32 steps),
+The NumPy fake quantizers below are written from `drq.grids` (its docstring and its float32 steps),
 so agreement bit for bit means the torch forward computes the very steps export will use.
 """
 
@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from calib.errors import CalibError
-from calib.grids import dense_limit, paper_grid, split_grid, split_outlier_scale
 from calib.quantizers import DualRegionActQuantizer, UniformActQuantizer, WeightQuantizer, round_ste
-from calib.recipe import DualRegionAct, UniformAct, WeightQuant, f32
+from drq.grids import dense_limit, paper_grid, split_grid, split_outlier_scale
+from drq.recipe import DualRegionAct, UniformAct, WeightQuant, f32
 
 F32 = np.float32
 
 
-# ---- NumPy fake quantizers from calib.grids ---------------------------------------------------------
+# ---- NumPy fake quantizers from drq.grids ---------------------------------------------------------
 
 
 def np_uniform(x: np.ndarray, act: UniformAct) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calib.errors import CalibError, RecipeError
+from calib.errors import CalibError
 from calib.quantizers import (
     DualRegionActQuantizer,
     QuantLayer,
@@ -24,7 +24,8 @@ from calib.quantizers import (
     set_quant_enabled,
     wrap_model,
 )
-from calib.recipe import CalibrationInfo, ModelIdentity, Recipe, load_recipe, save_recipe
+from drq.errors import RecipeError
+from drq.recipe import CalibrationInfo, ModelIdentity, Recipe, load_recipe, save_recipe
 
 
 class Tiny(nn.Module):

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 import calib.models
-from calib.errors import RecipeError
 from calib.quantizers import DualRegionActQuantizer, QuantLayer, WeightQuantizer, recipe_layers, wrap_model
-from calib.recipe import CalibrationInfo, ModelIdentity, Recipe
 from calib.simulate import load_simulated_model
+from drq.errors import RecipeError
+from drq.recipe import CalibrationInfo, ModelIdentity, Recipe
 
 SHA = "ab" * 32
 
@@ -104,7 +104,7 @@ def test_simulated_imdn_from_a_recipe(shared_dir: Path, tmp_path: Path) -> None:
     if load_pretrained is None or "imdn" not in archs:
         pytest.skip("calib.models has no imdn / load_pretrained yet")
     from calib.quantizers import UniformActQuantizer, output_channel_axis
-    from calib.recipe import load_recipe, save_recipe
+    from drq.recipe import load_recipe, save_recipe
 
     weights = shared_dir / "sr_weights" / "imdn_x4.pth"
     loaded = load_pretrained("imdn", 4, weights)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from calib.recipe import DualRegionAct, load_recipe
-from serve.cli import main as drq
+from drq.cli import main as drq
+from drq.recipe import DualRegionAct, load_recipe
 
 
 def _has_zoo() -> bool:
@@ -143,7 +143,7 @@ def test_subprocess_error_has_no_traceback(tmp_path: Path):
         [
             sys.executable,
             "-m",
-            "serve.cli",
+            "drq.cli",
             "quantize",
             "--arch",
             "imdn",

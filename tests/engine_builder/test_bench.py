@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from drq.cli import main as drq
 from engine_builder.bench import (
     BenchError,
     BenchRow,
@@ -24,7 +25,6 @@ from engine_builder.bench import (
     write_report,
 )
 from engine_builder.build import BuildConfig, build_engine
-from serve.cli import main as drq
 from tests.fakes import cuda as fake_cuda
 from tests.fakes import tensorrt as fake_trt
 from tests.fakes.tiny_onnx import float_sr, qlinear_sr
@@ -115,9 +115,9 @@ def test_cpu_bench_refuses_mixed_scales(tmp_path: Path):
 
 @pytest.mark.shared_data
 def test_cpu_bench_psnr_on_set5(two_models: dict[str, Path], set5_x4: Path):
-    from calib.imaging.datasets import open_dataset
-    from calib.imaging.evaluate import evaluate_dataset
-    from engine_builder.runtime.ort import OrtRunner
+    from drq.imaging.datasets import open_dataset
+    from drq.imaging.evaluate import evaluate_dataset
+    from serve.runtime.ort import OrtRunner
 
     report = bench_onnx_cpu(
         {"fp32": two_models["fp32"]}, (16, 16), threads=1, repeat=1, warmup=0, data=set5_x4

@@ -9,11 +9,13 @@ from types import SimpleNamespace
 import onnx
 import pytest
 
+from drq.errors import MissingDependency
+from drq.manifest import load_manifest
 from engine_builder.backends.base import FeatureUnavailable, import_tensorrt
 from engine_builder.build import BuildConfig, build_engine, parse_shape
 from engine_builder.calib_cache import CalibCache, write_cache
-from engine_builder.errors import BuildError, MissingDependency
-from engine_builder.manifest import load_manifest
+from engine_builder.errors import BuildError
+from serve.errors import RunnerError
 from tests.fakes import cuda as fake_cuda
 from tests.fakes import tensorrt as fake_trt
 from tests.fakes.tiny_onnx import float_sr
@@ -331,7 +333,7 @@ def test_missing_tensorrt_names_the_extra(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
     with pytest.raises(MissingDependency, match=r"pip install 'drq\[tensorrt\]'"):
         import_tensorrt("tensorrt")
-    with pytest.raises(BuildError, match="backend 'trt': unknown; choose from tensorrt, tensorrt_rtx"):
+    with pytest.raises(RunnerError, match="backend 'trt': unknown; choose from tensorrt, tensorrt_rtx"):
         import_tensorrt("trt")  # type: ignore[arg-type]
 
 

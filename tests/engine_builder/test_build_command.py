@@ -7,10 +7,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from calib.recipe import save_recipe
+from drq.cli import main as drq
+from drq.manifest import load_manifest
+from drq.recipe import save_recipe
 from engine_builder.calib_cache import read_cache
-from engine_builder.manifest import load_manifest
-from serve.cli import main as drq
 from tests.engine_builder.test_calib_cache import make_recipe
 from tests.fakes import cuda as fake_cuda
 from tests.fakes import tensorrt as fake_trt

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.recipe import (
+from drq.recipe import (
     CalibrationInfo,
     DualRegionAct,
     LayerRecipe,
@@ -226,8 +226,8 @@ def test_modelopt_misread_tensors_are_names_containing_scale():
 def test_command_notes_tensors_modelopt_would_drop(tmp_path: Path, capsys):
     import onnx
 
-    from calib.artifacts import atomic_write_text
-    from serve.cli import main
+    from drq.artifacts import atomic_write_text
+    from drq.cli import main
 
     model = float_sr()
     for node in model.graph.node:  # the tail conv's input becomes "r_scale"

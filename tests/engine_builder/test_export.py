@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from calib.grids import split_outlier_scale
-from calib.recipe import (
+from drq.grids import split_outlier_scale
+from drq.recipe import (
     CalibrationInfo,
     DualRegionAct,
     LayerRecipe,

@@ -8,10 +8,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from calib.recipe import save_recipe
+from drq.cli import main as drq
+from drq.recipe import save_recipe
 from engine_builder.errors import ExportError
 from engine_builder.export_command import main
-from serve.cli import main as drq
 from tests.engine_builder.test_export import TinySR, make_recipe
 
 
@@ -70,7 +70,7 @@ def test_export_recipe_end_to_end(shared_dir: Path, tmp_path: Path) -> None:
 
     from calib.models import load_pretrained
     from calib.quantizers import quantizable_layers
-    from calib.recipe import (
+    from drq.recipe import (
         CalibrationInfo,
         LayerRecipe,
         ModelIdentity,

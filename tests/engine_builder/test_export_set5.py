@@ -27,9 +27,9 @@ CASES = [  # (budget, a_bits = w_bits, lowering)
 
 @pytest.fixture(scope="module")
 def imdn(shared_dir: Path):
-    from calib.imaging.datasets import calib_crops
     from calib.models import load_pretrained
     from calib.quantizers import quantizable_layers
+    from drq.imaging.datasets import calib_crops
 
     weights = shared_dir / "sr_weights" / "imdn_x4.pth"
     if not weights.is_file():
@@ -44,7 +44,7 @@ def imdn(shared_dir: Path):
 
 @pytest.fixture(scope="module")
 def set5(set5_x4: Path):
-    from calib.imaging.datasets import open_dataset
+    from drq.imaging.datasets import open_dataset
 
     return open_dataset(set5_x4, 4)
 
@@ -60,9 +60,9 @@ def _ort_upscaler(model: onnx.ModelProto):
 
 @pytest.mark.parametrize("budget,bits,lowering", CASES)
 def test_lowering_reproduces_torch_simulation_on_set5(imdn, set5, budget, bits, lowering) -> None:
-    from calib.imaging.evaluate import evaluate_dataset
     from calib.inference import torch_upscaler
     from calib.quantizers import apply_recipe
+    from drq.imaging.evaluate import evaluate_dataset
     from engine_builder.export.torch_export import export_float_onnx
     from engine_builder.lowerings.registry import lower
     from tests.engine_builder.test_export import make_recipe

@@ -11,8 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from calib.grids import bbit_grid, paper_grid, split_grid
-from calib.recipe import DualRegionAct, UniformAct
+from drq.grids import bbit_grid, paper_grid, split_grid
+from drq.recipe import DualRegionAct, UniformAct
 from engine_builder.errors import ExportError
 from engine_builder.export.torch_export import export_float_onnx
 from engine_builder.lowerings.act_graphs import fake_bbit, fake_paper, fake_split, fake_uniform

@@ -18,7 +18,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calib.recipe import Recipe
+from drq.recipe import Recipe
 from engine_builder.calib_cache import (
     cache_from_recipe,
     input_tensor_map,

@@ -16,8 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from engine_builder.build import BuildConfig, build_engine
-from engine_builder.errors import BuildError, EngineMismatch
-from engine_builder.runtime.trt import TrtRunner
+from engine_builder.errors import BuildError
 from plugins import trt_registration
 from plugins.onnx_function import (
     attach_functions,
@@ -27,6 +26,8 @@ from plugins.onnx_function import (
     strip_functions,
 )
 from plugins.spec import pack_params
+from serve.errors import EngineMismatch
+from serve.runtime.trt import TrtRunner
 from tests.fakes import cuda as fake_cuda
 from tests.fakes import tensorrt as fake_trt
 from tests.fakes import tensorrt_plugin as fake_trtp
@@ -196,7 +197,7 @@ def test_drq_build_command_with_plugins(
     model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`drq build --plugins drq` end to end through the dispatcher; a conflicting flag is one line, exit 2."""
-    from serve.cli import main as drq
+    from drq.cli import main as drq
 
     trt = install(monkeypatch, "10.13.0.35")
     shapes = ["--min", "1x3x8x8", "--opt", "1x3x16x16", "--max", "1x3x32x32"]

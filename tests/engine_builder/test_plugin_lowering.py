@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from calib.grids import bbit_grid
+from drq.grids import bbit_grid
 from engine_builder.errors import ExportError
 from engine_builder.export.torch_export import export_float_onnx
 from engine_builder.lowerings.graph import layer_map

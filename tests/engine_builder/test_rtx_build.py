@@ -23,10 +23,10 @@ from pathlib import Path
 import onnx
 import pytest
 
+from drq.manifest import load_manifest, manifest_path
 from engine_builder.backends.base import FeatureUnavailable
 from engine_builder.build import BuildConfig, build_engine
 from engine_builder.errors import BuildError
-from engine_builder.manifest import load_manifest, manifest_path
 from tests.fakes.tiny_onnx import float_sr
 
 pytestmark = pytest.mark.rtx

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from drq.cli import main as drq
+from drq.cli_args import UsageError
 from plugins.cli import main
-from serve.cli import main as drq
 
 
 def test_kernels_out_writes_ptx_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,7 +27,8 @@ def test_bad_arch_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert err == "drq kernels: --arch 'hopper': expected a compute capability such as sm_90 or 90"
 
 
-def test_nothing_to_do_is_a_usage_error() -> None:
-    with pytest.raises(SystemExit) as info:
+def test_nothing_to_do_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UsageError):
         main([])
-    assert info.value.code == 2
+    assert drq(["kernels"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

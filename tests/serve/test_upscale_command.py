@@ -9,7 +9,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from serve.cli import main
+from drq.cli import main
 from tests.fakes.tiny_onnx import float_sr
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_builder.manifest import (
+from drq.manifest import (
     Manifest,
     ManifestError,
     Profile,

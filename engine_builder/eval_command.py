@@ -15,17 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from calib.artifacts import atomic_write_text
-from calib.imaging.datasets import open_dataset
-from calib.imaging.evaluate import DatasetResult, evaluate_dataset
-from calib.imaging.progress import Progress
+from drq.artifacts import atomic_write_text
+from drq.cli_args import CommandParser
+from drq.imaging.datasets import open_dataset
+from drq.imaging.evaluate import DatasetResult, evaluate_dataset
+from drq.imaging.progress import Progress
 from serve.errors import ServeError
 
 Upscale = Callable[[np.ndarray], np.ndarray]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="drq eval",
         description="Evaluate PSNR/SSIM on the Y channel exactly as SR papers do (scale-pixel border "
         "cropped, SR clamped and rounded to uint8, 11x11 Gaussian SSIM). Give one model source: "
@@ -80,14 +81,14 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
         scale = args.scale or _onnx_scale(args.onnx)
         if not scale:
             raise ServeError(f"{args.onnx}: no drq.scale in the model's metadata; pass --scale")
-        from engine_builder.runtime.ort import OrtRunner
+        from serve.runtime.ort import OrtRunner
 
         runner = OrtRunner(args.onnx, threads=args.threads or None)
         return runner.run, scale, {"onnx": str(args.onnx)}
     if args.recipe:
         from calib.inference import torch_upscaler
-        from calib.recipe import load_recipe
         from calib.simulate import load_simulated_model
+        from drq.recipe import load_recipe
 
         _set_torch_threads(args.threads)
         recipe = load_recipe(args.recipe)

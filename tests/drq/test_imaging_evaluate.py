@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calib.errors import ImageError
-from calib.imaging.bicubic import imresize
-from calib.imaging.datasets import open_dataset
-from calib.imaging.evaluate import DatasetResult, evaluate_dataset
-from calib.imaging.io import from_nchw_float, read_image
-from calib.imaging.metrics import psnr_y, ssim_y
-from calib.imaging.progress import Progress
+from drq.errors import ImageError
+from drq.imaging.bicubic import imresize
+from drq.imaging.datasets import open_dataset
+from drq.imaging.evaluate import DatasetResult, evaluate_dataset
+from drq.imaging.io import from_nchw_float, read_image
+from drq.imaging.metrics import psnr_y, ssim_y
+from drq.imaging.progress import Progress
 
 
 def _bicubic_upscaler(scale: int):

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.errors import ImageError
-from calib.imaging.bicubic import contributions, cubic, imresize
-from calib.imaging.io import read_image
+from drq.errors import ImageError
+from drq.imaging.bicubic import contributions, cubic, imresize
+from drq.imaging.io import read_image
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calib.errors import ImageError
-from calib.imaging.bicubic import imresize
-from calib.imaging.datasets import SRPair, calib_crops, open_dataset
+from drq.errors import ImageError
+from drq.imaging.bicubic import imresize
+from drq.imaging.datasets import SRPair, calib_crops, open_dataset
 
 
 def _save(path: Path, pixels: np.ndarray) -> np.ndarray:

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from calib.errors import ImageError
-from calib.imaging.bicubic import imresize
-from calib.imaging.io import read_image, read_image_size
+from drq.errors import ImageError
+from drq.imaging.bicubic import imresize
+from drq.imaging.io import read_image, read_image_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

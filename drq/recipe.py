@@ -18,7 +18,7 @@ Layout (schema_version 1)::
                                       "outlier_channels": [3, 17]}}}}
 
 `layers` keeps the models' execution order. Grid arithmetic derived from these parameters lives in
-`calib.grids`, shared by the torch quantizers and the ONNX lowerings.
+`drq.grids`, shared by the torch quantizers and the ONNX lowerings.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from calib.artifacts import atomic_write_text, canonical_json, sha256_json
-from calib.errors import RecipeError
+from drq.artifacts import atomic_write_text, canonical_json, sha256_json
+from drq.errors import RecipeError
 
 SCHEMA_VERSION = 1
 PRODUCER = "drq 0.1.0"
@@ -179,7 +179,7 @@ class DualRegionAct:
     `lower` / `upper` are l_a / u_a and `breakpoint` is bp of the paper. `outlier_scale` is s_o of the
     `split` budget (None for the others). `outlier_channels` lists the input channels that exceeded
     the breakpoint during calibration (None when not recorded); lowerings may restrict the outlier
-    branch to them. See `calib.grids` for the code layout of each budget.
+    branch to them. See `drq.grids` for the code layout of each budget.
     """
 
     budget: DualBudget

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from calib.errors import ImageError
+from drq.errors import ImageError
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input pixels at scale 1
 

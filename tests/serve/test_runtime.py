@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
+from drq.manifest import manifest_path
 from engine_builder.build import BuildConfig, build_engine
-from engine_builder.errors import EngineMismatch, MissingDependency
-from engine_builder.manifest import manifest_path
-from engine_builder.runtime.cuda import load_cuda
-from engine_builder.runtime.ort import OrtRunner
-from engine_builder.runtime.trt import TrtRunner
+from serve.errors import EngineMismatch, MissingDependency
+from serve.runtime.cuda import load_cuda
+from serve.runtime.ort import OrtRunner
+from serve.runtime.trt import TrtRunner
 from tests.fakes import cuda as fake_cuda
 from tests.fakes import tensorrt as fake_trt
 from tests.fakes.tiny_onnx import float_sr
@@ -120,8 +120,8 @@ def test_version_mismatch(world, monkeypatch: pytest.MonkeyPatch):
 def test_version_compatible_engines_cross_only_documented_majors(world, built: str, running: str, ok: bool):
     from dataclasses import replace
 
-    from engine_builder.manifest import load_manifest
-    from engine_builder.runtime.trt import check_versions
+    from drq.manifest import load_manifest
+    from serve.runtime.trt import check_versions
 
     _, _, engine = world
     manifest = replace(load_manifest(manifest_path(engine)), tensorrt_version=built, version_compatible=True)

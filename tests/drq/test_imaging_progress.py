@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from calib.imaging.progress import Progress
+from drq.imaging.progress import Progress
 
 
 class _Tty(io.StringIO):

@@ -36,8 +36,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from calib.artifacts import atomic_write_bytes
-from calib.errors import ImageError
+from drq.artifacts import atomic_write_bytes
+from drq.errors import ImageError
 
 # 8-bit modes read as their channels, after expanding palettes through Pillow (to RGBA so that a
 # palette with transparency converts without Pillow's warning; the alpha is dropped below anyway).

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from calib.errors import ImageError
-from calib.imaging.metrics import gaussian_window_1d, psnr_y, rgb_to_y, ssim_y
+from drq.errors import ImageError
+from drq.imaging.metrics import gaussian_window_1d, psnr_y, rgb_to_y, ssim_y
 
 
 def _gray(values: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from calib.errors import ImageError
+from drq.errors import ImageError
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 SSIM_WINDOW = 11

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calib.errors import ImageError
-from calib.imaging.io import from_nchw_float, read_image, read_image_size, to_nchw_float, write_image
+from drq.errors import ImageError
+from drq.imaging.io import from_nchw_float, read_image, read_image_size, to_nchw_float, write_image
 
 
 def _png_16bit_rgb(path: Path, pixels: np.ndarray) -> None:

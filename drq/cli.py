@@ -2,8 +2,8 @@
 
 `drq --help` therefore works without torch, TensorRT or onnxruntime installed (Polygraphy's tool
 registry does the same). Each subcommand is `main(argv: list[str]) -> int` in its own module.
-User errors (the four package error bases) become one stderr line and exit code 2; anything else
-is a bug and keeps its traceback.
+User errors (`drq.errors.DrqError`, the base of every package's errors) become one stderr line and
+exit code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "calib.quantize_command:main", "calibrate a model and write a recipe (PTQ, optional SAFT)"
     ),
     "eval": Subcommand(
-        "serve.eval_command:main", "PSNR/SSIM-Y of a checkpoint, a recipe (simulated) or an ONNX model"
+        "engine_builder.eval_command:main",
+        "PSNR/SSIM-Y of a checkpoint, a recipe (simulated) or an ONNX model",
     ),
     "upscale": Subcommand(
         "serve.upscale_command:main", "super-resolve image files with an ONNX model or an engine (no torch)"
@@ -49,20 +50,6 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "kernels": Subcommand("plugins.cli:main", "compile the dual-region Triton kernels to PTX, or check them"),
 }
-
-_ERROR_BASES = (
-    ("calib.errors", "CalibError"),
-    ("engine_builder.errors", "BuildError"),
-    ("plugins.errors", "PluginError"),
-    ("serve.errors", "ServeError"),
-)
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    types = []
-    for module, name in _ERROR_BASES:
-        types.append(getattr(importlib.import_module(module), name))
-    return tuple(types)
 
 
 def _usage() -> str:
@@ -94,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drq: unknown command {name!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    user_errors = _user_error_types()
     module_name, func_name = command.target.split(":")
+    from drq.errors import DrqError
+
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)
-    except user_errors as err:
+    except DrqError as err:
         print(f"drq {name}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

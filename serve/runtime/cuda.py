@@ -18,12 +18,12 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from engine_builder.errors import BuildError, MissingDependency
+from serve.errors import MissingDependency, RunnerError
 
 Binding = Literal["auto", "cuda-python", "pycuda"]
 
 
-class CudaError(BuildError):
+class CudaError(RunnerError):
     """A CUDA runtime call failed (named, with the CUDA error)."""
 
 
@@ -210,7 +210,7 @@ def load_cuda(binding: Binding = "auto") -> CudaApi:
         MissingDependency: neither (or not the requested) binding is installed.
     """
     if binding not in ("auto", "cuda-python", "pycuda"):
-        raise BuildError(f"cuda binding {binding!r}: choose from auto, cuda-python, pycuda")
+        raise RunnerError(f"cuda binding {binding!r}: choose from auto, cuda-python, pycuda")
     if binding in ("auto", "cuda-python"):
         try:
             return CudaPython(_import_cudart())

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from engine_builder.errors import BuildError, MissingDependency
+from serve.errors import MissingDependency, RunnerError
 
 
 def import_onnxruntime() -> Any:
@@ -49,11 +49,11 @@ class OrtRunner:
         self.path = Path(path)
         self.name = self.path.name
         if not self.path.is_file():
-            raise BuildError(f"{self.path}: no such ONNX file")
+            raise RunnerError(f"{self.path}: no such ONNX file")
         options = ort.SessionOptions()
         if threads is not None:
             if threads < 1:
-                raise BuildError(f"threads: must be >= 1, got {threads}")
+                raise RunnerError(f"threads: must be >= 1, got {threads}")
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
@@ -74,10 +74,10 @@ class OrtRunner:
             )
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-            raise BuildError(f"{self.path}: onnxruntime cannot load the model ({first[:300]})") from err
+            raise RunnerError(f"{self.path}: onnxruntime cannot load the model ({first[:300]})") from err
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
-            raise BuildError(f"{self.path}: expected one input, found {len(inputs)}")
+            raise RunnerError(f"{self.path}: expected one input, found {len(inputs)}")
         self.input_name = inputs[0].name
         self.input_dtype = np.float16 if "float16" in inputs[0].type else np.float32
         self.providers = tuple(self.session.get_providers())
@@ -129,12 +129,12 @@ def profile_kernels(
     Sorted by time, longest first.
 
     Raises:
-        BuildError: onnxruntime cannot load the model, or the profile has no kernel events.
+        RunnerError: onnxruntime cannot load the model, or the profile has no kernel events.
     """
     import onnx
 
     if runs < 1 or warmup < 0:
-        raise BuildError(f"kernel profile: need runs >= 1 and warmup >= 0, got {runs}, {warmup}")
+        raise RunnerError(f"kernel profile: need runs >= 1 and warmup >= 0, got {runs}, {warmup}")
     ort = import_onnxruntime()
     with tempfile.TemporaryDirectory(prefix="drq_ort_profile_") as tmp:
         options = ort.SessionOptions()
@@ -153,7 +153,9 @@ def profile_kernels(
                 disabled_optimizers=list(disabled_optimizers) or None,
             )
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BuildError(f"{path}: onnxruntime cannot load the model ({err.__class__.__name__})") from err
+            raise RunnerError(
+                f"{path}: onnxruntime cannot load the model ({err.__class__.__name__})"
+            ) from err
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
         for _ in range(warmup + runs):
             session.run(None, feed)
@@ -162,7 +164,7 @@ def profile_kernels(
     label = {n.name: _op_label(n.domain, n.op_type) for n in optimized.graph.node}
     spans = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"][-runs:]
     if len(spans) < runs:
-        raise BuildError(f"{path}: onnxruntime's profile has {len(spans)} model_run events, expected {runs}")
+        raise RunnerError(f"{path}: onnxruntime's profile has {len(spans)} model_run events, expected {runs}")
     start, end = spans[0]["ts"], spans[-1]["ts"] + spans[-1]["dur"]
     nodes: dict[str, int] = {}
     micros: dict[str, float] = {}
@@ -176,7 +178,7 @@ def profile_kernels(
         nodes[op] = nodes.get(op, 0) + 1
         micros[op] = micros.get(op, 0.0) + float(event["dur"])
     if not nodes:
-        raise BuildError(f"{path}: onnxruntime's profile has no kernel events")
+        raise RunnerError(f"{path}: onnxruntime's profile has no kernel events")
     return tuple(
         sorted(
             (KernelTime(op, nodes[op] // runs, micros[op] / 1000.0 / runs) for op in nodes),

@@ -14,8 +14,8 @@ import pytest
 from engine_builder.bench import bench_engines
 from engine_builder.build import BuildConfig, build_engine
 from engine_builder.calib_cache import CalibCache, write_cache
-from engine_builder.runtime.ort import OrtRunner
-from engine_builder.runtime.trt import TrtRunner
+from serve.runtime.ort import OrtRunner
+from serve.runtime.trt import TrtRunner
 from tests.fakes.tiny_onnx import float_sr
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]

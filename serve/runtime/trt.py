@@ -3,7 +3,7 @@
 Loading checks the manifest before TensorRT sees the engine, so a wrong engine fails with one line:
 the engine file must match the manifest's sha256, the TensorRT version must equal the build's (for
 `--version-compatible` engines: a later release of the same major, or of the next one where TensorRT
-documents it), and the GPU must be the one it was built for (`EngineBackend.check_runtime_device`).
+documents it), and the GPU must be the one it was built for (`RuntimeBackend.check_runtime_device`).
 Dual-region plugins named in the manifest are
 registered before deserialising (TensorRT looks plugin creators up while deserialising).
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from engine_builder.backends.base import EngineBackend
-from engine_builder.errors import BuildError, EngineMismatch
-from engine_builder.manifest import Manifest, load_manifest, manifest_path
-from engine_builder.runtime.cuda import Binding, CudaApi, load_cuda
+from drq.manifest import Manifest, load_manifest, manifest_path
+from serve.errors import EngineMismatch, RunnerError
+from serve.runtime.cuda import Binding, CudaApi, load_cuda
+from serve.runtime.tensorrt_module import RuntimeBackend, load_runtime
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -91,7 +91,7 @@ class TrtRunner:
         self,
         engine: str | os.PathLike[str],
         cuda: Binding = "auto",
-        backend: EngineBackend | None = None,
+        backend: RuntimeBackend | None = None,
         cuda_api: CudaApi | None = None,
     ) -> None:
         self.path = Path(engine)
@@ -107,9 +107,7 @@ class TrtRunner:
                 "(rebuilt or copied without its .json?)"
             )
         if backend is None:
-            from engine_builder.backends.trt import get_backend
-
-            backend = get_backend(self.manifest.flavour)  # type: ignore[arg-type]
+            backend = load_runtime(self.manifest.flavour)  # type: ignore[arg-type]
         self.backend = backend
         check_versions(self.path, self.manifest, backend.flavour, backend.version)
         self.cuda = cuda_api if cuda_api is not None else load_cuda(cuda)
@@ -121,7 +119,7 @@ class TrtRunner:
             self.close()  # a pycuda context pushed by load_cuda must not outlive a failed load
             raise
 
-    def _open(self, backend: EngineBackend, data: bytes) -> None:
+    def _open(self, backend: RuntimeBackend, data: bytes) -> None:
         """Check the GPU, deserialise the engine, make the context and the stream."""
         backend.check_runtime_device(
             self.manifest.device,
@@ -184,7 +182,7 @@ class TrtRunner:
             raise EngineMismatch(f"{self.path}: TensorRT rejected input shape {list(x.shape)}")
         out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
         if any(d < 0 for d in out_shape):
-            raise BuildError(
+            raise RunnerError(
                 f"{self.path}: output shape {list(out_shape)} is not resolved after set_input_shape"
             )
         out = np.empty(out_shape, dtype=self._dtype(self.output_name))
@@ -192,10 +190,10 @@ class TrtRunner:
         out_ptr = self._buffer(self.output_name, out.nbytes)
         for name, ptr in ((self.input_name, in_ptr), (self.output_name, out_ptr)):
             if not self.context.set_tensor_address(name, ptr):
-                raise BuildError(f"{self.path}: TensorRT rejected the address of tensor {name!r}")
+                raise RunnerError(f"{self.path}: TensorRT rejected the address of tensor {name!r}")
         self.cuda.memcpy_htod_async(in_ptr, x, self.stream)
         if not self.context.execute_async_v3(self.cuda.stream_handle(self.stream)):
-            raise BuildError(f"{self.path}: execute_async_v3 failed for input {list(x.shape)}")
+            raise RunnerError(f"{self.path}: execute_async_v3 failed for input {list(x.shape)}")
         self.cuda.memcpy_dtoh_async(out, out_ptr, self.stream)
         self._pending = (x, out)  # keep host arrays alive until the stream is synchronised
         return out

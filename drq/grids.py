@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calib.recipe import DualRegionAct
+from drq.recipe import DualRegionAct
 
 _F32 = np.float32
 

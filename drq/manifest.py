@@ -20,16 +20,12 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from calib.artifacts import atomic_write_text
-from engine_builder.errors import BuildError
+from drq.artifacts import atomic_write_text
+from drq.errors import ManifestError
 
 SCHEMA_VERSION = 1
 PRODUCER = "drq 0.1.0"
 _HEX = set("0123456789abcdef")
-
-
-class ManifestError(BuildError):
-    """A manifest file is missing, malformed or fails validation (the field is named)."""
 
 
 def manifest_path(engine: str | os.PathLike[str]) -> Path:

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from calib.errors import ImageError
-from calib.imaging.datasets import SRDataset
-from calib.imaging.io import from_nchw_float, to_nchw_float
-from calib.imaging.metrics import psnr_y, ssim_y
-from calib.imaging.progress import Progress
+from drq.errors import ImageError
+from drq.imaging.datasets import SRDataset
+from drq.imaging.io import from_nchw_float, to_nchw_float
+from drq.imaging.metrics import psnr_y, ssim_y
+from drq.imaging.progress import Progress
 
 Upscale = Callable[[np.ndarray], np.ndarray]
 

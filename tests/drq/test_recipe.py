@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.errors import RecipeError
-from calib.grids import bbit_grid, paper_grid, split_grid, split_outlier_scale
-from calib.recipe import (
+from drq.errors import RecipeError
+from drq.grids import bbit_grid, paper_grid, split_grid, split_outlier_scale
+from drq.recipe import (
     CalibrationInfo,
     DualRegionAct,
     LayerRecipe,
