@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calib.errors import CalibError
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
 
@@ -92,8 +93,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     for out in (args.output, args.stats):
         if out is None:
             continue
-        if out.is_dir():
-            raise CalibError(f"{out}: is a folder; give a file path")
+        check_writable(out)
         resolved = out.resolve()
         if (
             resolved == args.weights.resolve()

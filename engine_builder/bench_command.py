@@ -17,6 +17,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from engine_builder.bench import (
     BenchError,
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run `drq bench`; returns 0 (user errors raise BuildError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    if args.output:
+        for suffix in (".json", ".md") + (() if args.no_plot else (".png",)):
+            check_writable(args.output.with_suffix(suffix))
     command = "drq bench " + " ".join(shlex.quote(a) for a in argv)
     # GPU default: the two deployment sizes (x2 from 720p, x4 from 540p, both to 1440p/4K); an engine
     # whose profile does not cover one is skipped there with a note.

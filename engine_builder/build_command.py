@@ -16,7 +16,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
+from drq.manifest import manifest_path
 from engine_builder.backends.base import FLAVOURS
 from engine_builder.build import BuildConfig, build_engine, parse_shape
 from engine_builder.errors import BuildError
@@ -98,6 +100,9 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
 def main(argv: list[str]) -> int:
     """Run `drq build`; returns 0 (user errors raise BuildError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    for output in (args.output, manifest_path(args.output), args.timing_cache):
+        if output is not None:
+            check_writable(output)
     shapes = [
         None if s is None else parse_shape(s, f"--{n}")
         for n, s in (("min", args.min_shape), ("opt", args.opt_shape), ("max", args.max_shape))

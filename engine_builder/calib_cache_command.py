@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from engine_builder.calib_cache import ALGORITHMS, DEFAULT_VERSION
 
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run `drq calib-cache`; returns 0 (user errors raise one line, exit 2)."""
     args = _parser().parse_args(argv)
+    check_writable(args.output)
     import onnx
 
     from drq.recipe import load_recipe

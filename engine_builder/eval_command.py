@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drq.artifacts import atomic_write_text
+from drq.artifacts import atomic_write_text, check_writable
 from drq.cli_args import CommandParser
 from drq.imaging.datasets import open_dataset
 from drq.imaging.evaluate import DatasetResult, evaluate_dataset
@@ -134,7 +134,10 @@ def format_row(result: DatasetResult) -> str:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.threads < 0:  # torch.set_num_threads raises a RuntimeError for it
+        raise ServeError(f"--threads: must be >= 0, got {args.threads}")
     if args.json is not None:
+        check_writable(args.json)
         for given in (args.weights, args.recipe, args.onnx, *args.data):
             if given is not None and args.json.resolve() == Path(given).resolve():
                 raise ServeError(f"{args.json}: refusing to overwrite an input; choose another --json path")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from engine_builder.errors import ExportError
 
@@ -63,6 +64,7 @@ def _same_file(a: Path, b: Path | None) -> bool:
 def main(argv: list[str]) -> int:
     """Run `drq export`; returns 0 (user errors raise BuildError / CalibError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    check_writable(args.output)
     from engine_builder.lowerings.common import LoweringOptions
 
     options = LoweringOptions(

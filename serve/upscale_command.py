@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from drq.artifacts import check_writable_folder
 from drq.cli_args import CommandParser
 from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
 from drq.imaging.io import from_nchw_float, read_image, to_nchw_float, write_image
@@ -104,8 +105,7 @@ def main(argv: list[str]) -> int:
     """Entry point of `drq upscale`."""
     args = _parser().parse_args(argv)
     images = collect_inputs(args.inputs)
-    if args.output.exists() and not args.output.is_dir():
-        raise ServeError(f"{args.output}: exists and is not a folder")
+    check_writable_folder(args.output)
     targets = plan_outputs(images, args.output, args.overwrite)
     runner = _runner(args)
     started = time.perf_counter()
