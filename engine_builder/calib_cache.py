@@ -57,6 +57,7 @@ import onnx
 
 from drq.artifacts import atomic_write_text
 from drq.recipe import DualRegionAct, Recipe, UniformAct
+from drq.versions import VersionError, parse_version
 from engine_builder.errors import BuildError
 
 Algorithm = Literal["entropy2", "minmax"]
@@ -79,12 +80,10 @@ def version_code(version: str) -> int:
     Raises:
         CalibCacheError: not a `major.minor[.patch...]` version.
     """
-    parts = str(version).split(".")
     try:
-        major, minor = int(parts[0]), int(parts[1])
-        patch = int(parts[2]) if len(parts) > 2 else 0
-    except (IndexError, ValueError) as err:
-        raise CalibCacheError(f"TensorRT version {version!r}: expected major.minor[.patch]") from err
+        major, minor, patch = (parse_version(version, "TensorRT version") + (0,))[:3]
+    except VersionError as err:
+        raise CalibCacheError(str(err)) from err
     # NvInferVersion.h changed the formula with TensorRT 10 (10.x minors go past 9).
     return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 

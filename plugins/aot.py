@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from drq.artifacts import atomic_write_text
+from drq.versions import VersionError, parse_compute_capability
 from plugins.errors import MissingDependency, PluginError
 from plugins.spec import DEQUANT_OP, QUANTIZE_OP
 
@@ -118,10 +119,11 @@ def parse_arch(text: str) -> int:
     Raises:
         PluginError: not a compute capability.
     """
-    match = re.fullmatch(r"(?:sm_?)?(\d{2,3})a?", text.strip())
-    if not match:
-        raise PluginError(f"--arch {text!r}: expected a compute capability such as sm_90 or 90")
-    return int(match.group(1))
+    try:
+        major, minor = parse_compute_capability(text)
+    except VersionError as err:
+        raise PluginError(f"--arch {text!r}: expected a compute capability such as sm_90 or 90") from err
+    return major * 10 + minor
 
 
 def _import_triton() -> Any:

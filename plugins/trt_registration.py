@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, Literal
 
+from drq.versions import module_version
 from plugins.errors import MissingDependency, PluginError
 from plugins.spec import DEQUANT_OP, NAMESPACE, QUANTIZE_OP
 
@@ -76,11 +77,6 @@ def import_tensorrt_plugin() -> tuple[ModuleType, ModuleType]:
             "(pip install 'drq[tensorrt]')"
         ) from err
     return trt, trtp
-
-
-def _version(trt: ModuleType) -> tuple[int, int]:
-    parts = str(getattr(trt, "__version__", "0.0")).split(".")
-    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
 
 
 def _annotate(fn: Callable[..., Any], **annotations: Any) -> Callable[..., Any]:
@@ -153,7 +149,7 @@ def register_dual_region_plugins(
             already registered with different arguments.
     """
     trt, trtp = import_tensorrt_plugin()
-    version = _version(trt)
+    version = module_version(trt)
     has_aot = hasattr(trtp, "aot_impl")
     chosen: ImplKind = impl or ("aot" if has_aot else "jit")
     if chosen in ("aot", "both") and not has_aot:
