@@ -90,10 +90,20 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
     import onnx
 
     from drq.recipe import load_recipe
-    from engine_builder.calib_cache import cache_from_recipe, input_tensor_map, write_cache
+    from engine_builder.calib_cache import (
+        CalibCacheError,
+        cache_from_recipe,
+        check_model_identity,
+        input_tensor_map,
+        write_cache,
+    )
 
     recipe = load_recipe(calibrator)
     model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        check_model_identity(recipe, model)
+    except CalibCacheError as err:
+        raise CalibCacheError(f"{onnx_path}: {err} ({calibrator} is another model's recipe)") from err
     return write_cache(cache_from_recipe(recipe, input_tensor_map(model)), workdir / "calibration.cache")
 
 

@@ -234,6 +234,27 @@ def input_tensor_map(model: onnx.ModelProto) -> dict[str, str]:
 
 
 ConflictPolicy = Literal["error", "max"]
+IDENTITY_KEYS = ("drq.arch", "drq.scale", "drq.checkpoint_sha256")
+"""ONNX metadata `drq export` writes that names the model (arch, upscaling factor, checkpoint hash)."""
+
+
+def check_model_identity(recipe: Recipe, model: onnx.ModelProto) -> None:
+    """Refuse an ONNX model whose drq metadata names another arch, scale or checkpoint than the recipe.
+
+    A key the ONNX file lacks (a graph drq did not export) or the recipe leaves empty is not compared.
+
+    Raises:
+        CalibCacheError: `model is imdn x2 (drq.scale 2), the recipe is for x4; ...`.
+    """
+    meta = {p.key: p.value for p in model.metadata_props}
+    wanted = (recipe.model.arch, str(recipe.model.scale), recipe.model.checkpoint_sha256)
+    for key, want in zip(IDENTITY_KEYS, wanted, strict=True):
+        found = meta.get(key)
+        if found is not None and want and found != want:
+            raise CalibCacheError(
+                f"{key} is {found[:16]!r}, the recipe's model has {want[:16]!r}; export the float graph "
+                "of the recipe's model (drq export --recipe R --lowering fp32)"
+            )
 
 
 def cache_from_recipe(

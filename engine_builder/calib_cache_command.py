@@ -56,10 +56,17 @@ def main(argv: list[str]) -> int:
     from engine_builder.calib_cache import (
         CalibCacheError,
         cache_from_recipe,
+        check_model_identity,
         input_tensor_map,
         modelopt_misread_tensors,
+        version_code,
         write_cache,
     )
+
+    try:
+        version_code(args.tensorrt_version)
+    except CalibCacheError as err:
+        raise CalibCacheError(f"--tensorrt-version: {err}") from err
 
     for source in (args.recipe, args.onnx):
         if args.output.resolve() == source.resolve():
@@ -72,6 +79,7 @@ def main(argv: list[str]) -> int:
     except Exception as err:  # onnx raises DecodeError variants for non-ONNX bytes
         raise CalibCacheError(f"{args.onnx}: not a readable ONNX model ({err.__class__.__name__})") from err
     try:
+        check_model_identity(recipe, model)
         names = input_tensor_map(model)
         cache = cache_from_recipe(
             recipe,
