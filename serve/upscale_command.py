@@ -15,8 +15,9 @@ from pathlib import Path
 from drq.artifacts import check_writable_folder
 from drq.cli_args import CommandParser
 from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
-from drq.imaging.io import from_nchw_float, read_image, to_nchw_float, write_image
+from drq.imaging.io import check_image_header, from_nchw_float, read_image, to_nchw_float, write_image
 from serve.errors import ServeError
+from serve.runtime.signature import check_upscaled
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,19 +102,48 @@ def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
     return TrtRunner(args.engine, cuda=args.cuda_binding)
 
 
+def _declared_scale(onnx_path: Path) -> int | None:
+    """The `drq.scale` metadata `drq export` writes; None for an ONNX file without it."""
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # onnxruntime already loaded it; a metadata read failure only loses the check
+        return None
+    value = next((p.value for p in model.metadata_props if p.key == "drq.scale"), "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def _observed_scale(model: Path, lr_shape: Sequence[int], sr_shape: Sequence[int]) -> int:
+    """The factor of a model that does not declare one: the first output's height over the input's
+    (`check_upscaled` then holds every image, the first included, to it in both axes)."""
+    if len(sr_shape) != 4 or sr_shape[2] % lr_shape[2] or sr_shape[2] < lr_shape[2]:
+        raise ServeError(
+            f"{model}: output shape {tuple(sr_shape)} is not a whole multiple of {tuple(lr_shape)}"
+        )
+    return sr_shape[2] // lr_shape[2]
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `drq upscale`."""
     args = _parser().parse_args(argv)
     images = collect_inputs(args.inputs)
+    for image in images:  # every input before any output: a bad file must not leave half a batch
+        check_image_header(image)
     check_writable_folder(args.output)
     targets = plan_outputs(images, args.output, args.overwrite)
     runner = _runner(args)
+    scale = _declared_scale(args.onnx) if args.onnx is not None else None
     started = time.perf_counter()
     try:
         for image, target in zip(images, targets, strict=True):
             lr = read_image(image)
             t0 = time.perf_counter()
-            sr = from_nchw_float(runner.run(to_nchw_float(lr)))
+            x = to_nchw_float(lr)
+            y = runner.run(x)
+            scale = scale or _observed_scale(args.onnx or args.engine, x.shape, y.shape)
+            check_upscaled(str(args.onnx or args.engine), x.shape, y.shape, scale)
+            sr = from_nchw_float(y)
             seconds = time.perf_counter() - t0
             write_image(target, sr)
             if not args.quiet:

@@ -132,6 +132,25 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
 
 
+def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of an image `read_image` will accept, judged from its header alone: readable,
+    a supported mode, at least one pixel (so a batch can be validated before any output is written).
+
+    Raises:
+        ImageError: unreadable header, unsupported mode, or an empty image.
+    """
+    try:
+        with Image.open(path) as image:
+            mode, size = image.mode, image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
+    if mode not in _EIGHT_BIT_MODES and mode not in _SIXTEEN_BIT_MODES:
+        raise ImageError(f"{path}: unsupported image mode {mode}; convert it to 8-bit RGB")
+    if min(size) < 1:
+        raise ImageError(f"{path}: image of {size[0]}x{size[1]} pixels has nothing to upscale")
+    return size
+
+
 def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8]) -> Path:
     """Write a uint8 ``H x W x 3`` RGB array as a PNG, atomically (temp file, then rename).
 
