@@ -94,7 +94,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
         recipe = load_recipe(args.recipe)
         if args.scale and args.scale != recipe.model.scale:
             raise ServeError(f"{args.recipe}: recipe is for x{recipe.model.scale}, not --scale {args.scale}")
-        model = load_simulated_model(recipe, args.weights)
+        model = load_simulated_model(recipe, args.weights, args.recipe)
         return (
             torch_upscaler(model),
             recipe.model.scale,

@@ -76,22 +76,18 @@ def main(argv: list[str]) -> int:
     if args.recipe:
         if args.arch or args.scale:
             raise ExportError("--recipe: the recipe names the model; drop --arch/--scale")
-        from drq.recipe import load_recipe
+        from drq.recipe import load_recipe, recipe_checkpoint
         from engine_builder.export.pipeline import export_recipe
 
         recipe = load_recipe(args.recipe)
-        if (
-            args.weights is None
-            and recipe.model.checkpoint
-            and _same_file(args.output, Path(recipe.model.checkpoint))
-        ):
+        if args.weights is None and _same_file(args.output, recipe_checkpoint(recipe, args.recipe)):
             raise ExportError(f"{args.output}: is the recipe's checkpoint; choose another output path")
         calib_inputs = None
         if args.target == "ort-cpu" and args.calib is not None:
             from drq.imaging.datasets import calib_crops
 
             calib_inputs = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
-        model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs)
+        model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs, args.recipe)
     else:
         if not (args.arch and args.weights and args.scale):
             raise ExportError("give --recipe, or --arch with --weights and --scale for an FP export")

@@ -229,7 +229,7 @@ def main(argv: list[str]) -> int:
     recipe = load_recipe(args.recipe)
     if recipe.budget != "b-bit":
         raise BuildError(f"{args.recipe}: plugin-bench needs a b-bit recipe, this one is {recipe.budget!r}")
-    sim = load_simulated_model(recipe, args.weights)
+    sim = load_simulated_model(recipe, args.weights, args.recipe)
     float_model = export_float_onnx(sim, scale=recipe.model.scale)
     uniform, split = derived_recipes(recipe)
     graphs = {
