@@ -20,7 +20,7 @@ from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from drq.manifest import manifest_path
 from engine_builder.backends.base import FLAVOURS
-from engine_builder.build import BuildConfig, build_engine, parse_shape
+from engine_builder.build import BuildConfig, build_engine, check_volume, parse_shape
 from engine_builder.errors import BuildError
 
 
@@ -107,6 +107,23 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
     return write_cache(cache_from_recipe(recipe, input_tensor_map(model)), workdir / "calibration.cache")
 
 
+def _check_output_volume(onnx_path: Path, max_shape: tuple[int, ...] | None) -> None:
+    """The SR output is scale^2 times the input: hold it to TensorRT's per-tensor element limit too
+    (for a model that declares drq.scale; an unreadable file is reported by the build itself)."""
+    if max_shape is None or len(max_shape) != 4 or not onnx_path.is_file():
+        return
+    import onnx
+
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    except Exception:  # onnx raises DecodeError variants; build_engine reports the file in one line
+        return
+    scale = meta.get("drq.scale", "")
+    if scale.isdigit() and int(scale) > 1:
+        n, c, h, w = max_shape
+        check_volume(f"--max (its x{scale} output)", (n, c, h * int(scale), w * int(scale)))
+
+
 def main(argv: list[str]) -> int:
     """Run `drq build`; returns 0 (user errors raise BuildError: one line, exit 2)."""
     args = _parser().parse_args(argv)
@@ -117,6 +134,7 @@ def main(argv: list[str]) -> int:
         None if s is None else parse_shape(s, f"--{n}")
         for n, s in (("min", args.min_shape), ("opt", args.opt_shape), ("max", args.max_shape))
     ]
+    _check_output_volume(args.onnx, shapes[2])
     with tempfile.TemporaryDirectory(prefix="drq-build-") as tmp:
         cache = (
             None if args.int8_calibrator is None else _cache_for(args.int8_calibrator, args.onnx, Path(tmp))
