@@ -180,6 +180,8 @@ def _check(args: argparse.Namespace) -> None:
     if not args.calib.is_dir():
         raise CalibError(f"{args.calib}: no such calibration folder")
     check_writable_folder(args.out)
+    if args.threads < 0:  # torch.set_num_threads raises a RuntimeError for it
+        raise CalibError(f"--threads: must be >= 0, got {args.threads}")
     for bits in args.bits:
         if not 2 <= bits <= 8:
             raise CalibError(f"--bits: {bits} is not in 2..8")
