@@ -189,6 +189,8 @@ CASES: list[tuple[str, str, str]] = [
     ("upscale-gray-model", "upscale --onnx {in}/gray1.onnx {in}/gray.png -o {out}/sr", "1 channels"),
     ("upscale-out-is-file", "upscale --onnx {in}/fp.onnx {in}/gray.png -o {in}/afile", "not a folder"),
     ("upscale-engine-onnx", "upscale --engine {in}/fp.onnx {in}/gray.png -o {out}/sr", "no such manifest"),
+    ("upscale-usage", "upscale --onnx", "argument --onnx: expected one argument"),
+    ("build-usage", "build --bogus", "the following arguments are required"),
     ("bench-out-under-file", "bench --onnx {in}/fp.onnx --size 16x16 -o {in}/afile/b", "is a file, not"),
     ("kernels-out-file", "kernels --out {in}/afile", "exists and is not a folder"),
     ("kernels-bad-arch", "kernels --arch sm_abc --out {out}/k", "expected a compute capability"),
@@ -231,6 +233,7 @@ def test_bad_input_is_one_line_exit_2(inputs: Path, tmp_path: Path, capsys, monk
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"drq {argv[0]}: ") and expected in err, err
+    assert not err.startswith(f"drq {argv[0]}: drq "), err  # the prefix is the dispatcher's alone
     assert _digest(inputs) == before  # no input modified, nothing written among them
     assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
     assert list(read_only.iterdir()) == []
