@@ -29,10 +29,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from drq.grids import split_outlier_scale
 from drq.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct, f32
@@ -211,24 +213,45 @@ def main(argv: list[str]) -> int:
     """Run `drq plugin-bench`; writes the JSON and Markdown reports."""
     args = _parser().parse_args(argv)
     height, width = _size(args.size)
-    from drq.artifacts import check_writable
-
+    if args.threads < 1 or args.repeats < 1:
+        raise BuildError(f"--threads and --repeats: must be >= 1, got {args.threads} and {args.repeats}")
     stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
     for suffix in (".json", ".md"):
         check_writable(stem.with_suffix(suffix))
-    from calib.inference import torch_upscaler
-    from calib.simulate import load_simulated_model
-    from drq.imaging.datasets import calib_crops, open_dataset
-    from drq.imaging.evaluate import evaluate_dataset
+    from drq.imaging.datasets import open_dataset
     from drq.recipe import load_recipe
-    from engine_builder.export.torch_export import export_float_onnx
-    from engine_builder.lowerings.common import LoweringOptions
-    from engine_builder.lowerings.ort_cpu import lower_for_ort_cpu
-    from engine_builder.lowerings.registry import lower
 
     recipe = load_recipe(args.recipe)
     if recipe.budget != "b-bit":
         raise BuildError(f"{args.recipe}: plugin-bench needs a b-bit recipe, this one is {recipe.budget!r}")
+    dataset = open_dataset(args.data, recipe.model.scale)
+    sim, float_model, graphs = _lowered_graphs(recipe, args)
+    quality = _quality(sim, graphs, dataset, recipe.model.scale, args.threads)
+    latency, load_note = ({}, "")
+    if args.latency:
+        cpu_graphs = dict(graphs)
+        if args.calib:
+            cpu_graphs.update(_ort_cpu_graphs(recipe, float_model, args.calib))
+            quality.update(_quality(None, cpu_graphs, dataset, recipe.model.scale, args.threads, skip=graphs))
+        latency, load_note = _measured_latency(cpu_graphs, height, width, args)
+    rows = traffic(recipe, conv_input_shapes(float_model, height, width))
+    report = _report(argv, args, recipe, (height, width), rows, quality, latency, load_note)
+    from drq.artifacts import atomic_write_text
+
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    atomic_write_text(stem.with_suffix(".md"), _markdown(report))
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}", file=sys.stdout)
+    return 0
+
+
+def _lowered_graphs(
+    recipe: Recipe, args: argparse.Namespace
+) -> tuple[Any, onnx.ModelProto, dict[str, onnx.ModelProto]]:
+    """The simulated torch model, its float ONNX graph, and the five lowerings compared."""
+    from calib.simulate import load_simulated_model
+    from engine_builder.export.torch_export import export_float_onnx
+    from engine_builder.lowerings.registry import lower
+
     sim = load_simulated_model(recipe, args.weights, args.recipe)
     float_model = export_float_onnx(sim, scale=recipe.model.scale)
     uniform, split = derived_recipes(recipe)
@@ -239,38 +262,68 @@ def main(argv: list[str]) -> int:
         "drq-split (same bounds)": lower("drq-split", float_model, split),
         "drq-plugin": lower("drq-plugin", float_model, recipe),
     }
-    dataset = open_dataset(args.data, recipe.model.scale)
-    quality = {"torch simulation (b-bit)": evaluate_dataset(torch_upscaler(sim), dataset, recipe.model.scale)}
+    return sim, float_model, graphs
+
+
+def _ort_cpu_graphs(recipe: Recipe, float_model: onnx.ModelProto, calib: Path) -> dict[str, onnx.ModelProto]:
+    """The integer graphs onnxruntime's CPU kernels run (conv output ranges from `calib`'s LR crops)."""
+    from drq.imaging.datasets import calib_crops
+    from engine_builder.lowerings.common import LoweringOptions
+    from engine_builder.lowerings.ort_cpu import lower_for_ort_cpu
+
+    uniform, split = derived_recipes(recipe)
+    crops = [c[None] for c in calib_crops(calib, recipe.model.scale, 64, 8, seed=0)]
+    opts = LoweringOptions()
+    return {
+        "qdq --target ort-cpu": lower_for_ort_cpu("qdq", float_model, uniform, opts, crops),
+        "drq-split --target ort-cpu": lower_for_ort_cpu("drq-split", float_model, split, opts, crops),
+        "drq-split --target ort-cpu --outlier-channels-only": lower_for_ort_cpu(
+            "drq-split", float_model, split, replace(opts, outlier_channels_only=True), crops
+        ),
+    }
+
+
+def _quality(
+    sim: Any, graphs: dict[str, onnx.ModelProto], dataset: Any, scale: int, threads: int, skip: Any = ()
+) -> dict[str, Any]:
+    """PSNR/SSIM-Y of the torch simulation (when given) and of each graph not in `skip`."""
+    from calib.inference import torch_upscaler
+    from drq.imaging.evaluate import evaluate_dataset
+
+    quality = {}
+    if sim is not None:
+        quality["torch simulation (b-bit)"] = evaluate_dataset(torch_upscaler(sim), dataset, scale)
     for label, graph in graphs.items():
-        quality[label] = evaluate_dataset(ort_upscaler(graph, args.threads), dataset, recipe.model.scale)
-    latency: dict[str, float] = {}
-    load_note = ""
-    if args.latency:
-        cpu_graphs = dict(graphs)
-        if args.calib:
-            crops = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
-            opts = LoweringOptions()
-            cpu_graphs["qdq --target ort-cpu"] = lower_for_ort_cpu("qdq", float_model, uniform, opts, crops)
-            cpu_graphs["drq-split --target ort-cpu"] = lower_for_ort_cpu(
-                "drq-split", float_model, split, opts, crops
-            )
-            cpu_graphs["drq-split --target ort-cpu --outlier-channels-only"] = lower_for_ort_cpu(
-                "drq-split", float_model, split, replace(opts, outlier_channels_only=True), crops
-            )
-            for label in list(cpu_graphs)[len(graphs) :]:
-                quality[label] = evaluate_dataset(
-                    ort_upscaler(cpu_graphs[label], args.threads), dataset, recipe.model.scale
-                )
-        load_before = os.getloadavg()[0]
-        latency = cpu_latencies(cpu_graphs, height, width, args.threads, args.repeats)
-        load_after = os.getloadavg()[0]
-        load_note = (
-            f"; 1-min load average {load_before:.1f} before, {load_after:.1f} after ({os.cpu_count()} CPUs)"
-        )
-    rows = traffic(recipe, conv_input_shapes(float_model, height, width))
-    command = "drq plugin-bench " + " ".join(shlex.quote(a) for a in argv)
-    report = {
-        "command": command,
+        if label not in skip:
+            quality[label] = evaluate_dataset(ort_upscaler(graph, threads), dataset, scale)
+    return quality
+
+
+def _measured_latency(
+    graphs: dict[str, onnx.ModelProto], height: int, width: int, args: argparse.Namespace
+) -> tuple[dict[str, float], str]:
+    """Interleaved CPU latencies, and a note of the machine's load before and after."""
+    load_before = os.getloadavg()[0]
+    latency = cpu_latencies(graphs, height, width, args.threads, args.repeats)
+    load_after = os.getloadavg()[0]
+    note = f"; 1-min load average {load_before:.1f} before, {load_after:.1f} after ({os.cpu_count()} CPUs)"
+    return latency, note
+
+
+def _report(
+    argv: list[str],
+    args: argparse.Namespace,
+    recipe: Recipe,
+    size: tuple[int, int],
+    rows: list[TrafficRow],
+    quality: dict[str, Any],
+    latency: dict[str, float],
+    load_note: str,
+) -> dict[str, Any]:
+    """The JSON report (the Markdown is rendered from it)."""
+    height, width = size
+    return {
+        "command": "drq plugin-bench " + " ".join(shlex.quote(a) for a in argv),
         "recipe": str(args.recipe),
         "recipe_sha256": recipe.sha256(),
         "arch": recipe.model.arch,
@@ -290,12 +343,6 @@ def main(argv: list[str]) -> int:
         f"median of {args.repeats} interleaved rounds, 1x3x{height}x{width}; measured{load_note}",
         "latency_s": latency,
     }
-    from drq.artifacts import atomic_write_text
-
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    atomic_write_text(stem.with_suffix(".md"), _markdown(report))
-    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}", file=sys.stdout)
-    return 0
 
 
 def _markdown(r: dict) -> str:
