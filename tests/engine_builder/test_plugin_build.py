@@ -1,7 +1,7 @@
 """`drq build --plugins drq` and the runtime with the dual-region plugins, against the TensorRT stand-ins.
 
 The TensorRT stand-in's ONNX parser dispatches nodes like onnx-tensorrt's `parseNode` in each TensorRT
-generation (tests/fakes/tensorrt.py) and the `tensorrt.plugin` stand-in registers creators where that
+generation (tests/fakes/tensorrt/parser.py) and the `tensorrt.plugin` stand-in registers creators where that
 parser looks them up, so these tests show which layers the network TensorRT parses really holds:
 the plugin node, or the expanded local-function body.
 """
@@ -209,3 +209,19 @@ def test_drq_build_command_with_plugins(
     assert drq(["build", str(model_path), "-o", str(out), *shapes, *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--plugins drq: cannot be --hardware-compatible" in err
+
+
+def test_aot_plugin_engine_deserialises_without_python_registration(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AOT plugins are embedded in the plan: "the engine is independent of Python and the plugin source"
+    (TensorRT "Adding Custom Layers using the Python API (TensorRT >= 10.6)"), unlike the JIT case above."""
+    install(monkeypatch, "10.13.0.35")
+    engine = build(model_path, plugins="drq").engine
+    trt = _new_process(monkeypatch, "10.13.0.35")
+    monkeypatch.setattr(trt_registration, "register_dual_region_plugins", lambda *a, **k: None)
+    runner = TrtRunner(engine)
+    assert not trt.STATE.named("register_creator")
+    x = np.random.default_rng(1).random((1, 3, 8, 8), dtype=np.float32)
+    assert runner.run(x).shape == (1, 3, 16, 16)
+    runner.close()
