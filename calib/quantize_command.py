@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from calib.errors import CalibError
 from drq.artifacts import check_writable
-from drq.cli_args import CommandParser
+from drq.cli_args import CommandParser, thread_count
 from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe, checkpoint_field
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0: library default)")
     p.add_argument(
         "--stats", type=Path, default=None, help="also write per-layer bits, losses and timings here (JSON)"
     )

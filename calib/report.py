@@ -24,7 +24,7 @@ from typing import Any
 
 from calib.errors import CalibError, MissingDependency
 from drq.artifacts import atomic_write_bytes, atomic_write_text, check_writable_folder
-from drq.cli_args import CommandParser
+from drq.cli_args import CommandParser, thread_count
 from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, searches_split_breakpoint
 
 BASELINES = ("minmax", "percentile", "mse", "entropy")
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="finetuning epochs of drq+vft / drq+saft")
     p.add_argument("--crop", type=int, default=None, help="LR crop side (default 96; 80 at x4)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=thread_count, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument(
         "--cached-only",
@@ -180,8 +180,6 @@ def _check(args: argparse.Namespace) -> None:
     if not args.calib.is_dir():
         raise CalibError(f"{args.calib}: no such calibration folder")
     check_writable_folder(args.out)
-    if args.threads < 0:  # torch.set_num_threads raises a RuntimeError for it
-        raise CalibError(f"--threads: must be >= 0, got {args.threads}")
     for bits in args.bits:
         if not 2 <= bits <= 8:
             raise CalibError(f"--bits: {bits} is not in 2..8")

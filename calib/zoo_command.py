@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from calib.errors import CalibError, ModelError
-from drq.cli_args import CommandParser
+from drq.cli_args import CommandParser, thread_count
 from drq.errors import ImageError
 
 SCHEMA_VERSION = 1
@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         "--archs", nargs="+", default=None, help="only these architectures (default: all pretrained)"
     )
     p.add_argument("--scales", nargs="+", type=int, default=None, help="only these scales (default: all)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument(
         "--resume",
         action="store_true",

@@ -53,18 +53,27 @@ def _check_parent(path: Path, shown: Path) -> None:
         raise ArtifactError(f"{shown}: folder {anchor} is not writable; choose another output path")
 
 
+def _check_regular(target: Path) -> None:
+    """A write replaces the path: never a device, FIFO or socket (`-o /dev/null` would replace the
+    device node with a regular file)."""
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise ArtifactError(f"{target}: is not a regular file (a device, pipe or socket); give a file path")
+
+
 def check_writable(path: str | os.PathLike[str], overwrite: bool = True) -> Path:
     """Refuse, before any work, an output file that cannot be written; returns it as a Path.
 
     Raises:
-        ArtifactError: `path` is an existing folder, exists while `overwrite` is false, lies under a
-            regular file, or its nearest existing folder is not writable.
+        ArtifactError: `path` is an existing folder or special file (device, pipe, socket), exists
+            while `overwrite` is false, lies under a regular file, or its nearest existing folder is
+            not writable.
     """
     target = Path(path)
     if target.is_dir():
         raise ArtifactError(f"{target}: is a folder; give a file path")
     if os.path.lexists(target) and not overwrite:
         raise ArtifactError(f"{target}: exists; pass --overwrite to replace it")
+    _check_regular(target)
     _check_parent(target.parent if str(target.parent) else Path("."), target)
     return target
 
@@ -136,6 +145,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _write_replace(target: Path, data: bytes) -> None:
+    _check_regular(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     tmp = temp_path(target)
@@ -168,7 +178,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     temp folder instead.
 
     Raises:
-        ArtifactError: the target could not be written (the message names where the data went).
+        ArtifactError: the target is a special file, or could not be written (the message names
+            where the data went).
     """
     target = Path(path)
     try:

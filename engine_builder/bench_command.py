@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 
 from drq.artifacts import check_writable
-from drq.cli_args import CommandParser
+from drq.cli_args import CommandParser, thread_count
 from engine_builder.bench import (
     BenchError,
     bench_engines,
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="WxH",
         help="LR size, repeatable (CPU: one, default 256x256; GPU default 1280x720 and 960x540)",
     )
-    p.add_argument("--threads", type=int, default=2, help="CPU: onnxruntime intra-op threads")
+    p.add_argument("--threads", type=thread_count, default=2, help="CPU: onnxruntime intra-op threads")
     p.add_argument("--repeat", type=int, default=5, help="CPU: timed rounds (median reported)")
     p.add_argument("--warmup", type=int, help="untimed runs first (CPU default 2, GPU default 20)")
     p.add_argument("--iters", type=int, default=200, help="GPU: timed launches per engine and size")

@@ -46,6 +46,9 @@ MIB = 1 << 20
 MAX_PARSER_ERRORS = 3  # one line stays readable; TensorRT reports one error per failing node
 
 
+MAX_WORKSPACE_MIB = 1 << 20
+"""1 TiB: above any GPU's memory; the bindings take the pool size as a uint64 of bytes and raise a
+TypeError for more."""
 MAX_VOLUME = 2**31 - 1
 """TensorRT indexes tensor elements with int32: a tensor of more elements fails or is mis-indexed
 (NVIDIA/TensorRT#3815, "tensor number < 2^31-1"; TensorRT-RTX 1.7 only warns at build time)."""
@@ -133,8 +136,10 @@ class BuildConfig:
             except ManifestError as err:
                 raise BuildError(f"--min/--opt/--max: {err}") from err
             check_volume("--max", self.max_shape)  # type: ignore[arg-type]
-        if self.workspace_mib is not None and self.workspace_mib < 1:
-            raise BuildError(f"--workspace-mib: must be >= 1, got {self.workspace_mib}")
+        if self.workspace_mib is not None and not 1 <= self.workspace_mib <= MAX_WORKSPACE_MIB:
+            raise BuildError(
+                f"--workspace-mib: must be 1..{MAX_WORKSPACE_MIB} (1 TiB), got {self.workspace_mib}"
+            )
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
             raise BuildError(f"--opt-level: must be in 0..5, got {self.optimization_level}")
         if self.plugins is not None and self.plugins != "drq" and not callable(self.plugins):

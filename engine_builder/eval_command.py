@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from drq.artifacts import atomic_write_text, check_writable
-from drq.cli_args import CommandParser
+from drq.cli_args import CommandParser, thread_count
 from drq.imaging.datasets import open_dataset
 from drq.imaging.evaluate import DatasetResult, evaluate_dataset
 from drq.imaging.progress import Progress
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         help="dataset folder: HR/ + LR/ with the same names, or a folder of HR images (repeatable)",
     )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    parser.add_argument("--threads", type=thread_count, default=0, help="CPU threads (0: library default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -134,8 +134,8 @@ def format_row(result: DatasetResult) -> str:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.threads < 0:  # torch.set_num_threads raises a RuntimeError for it
-        raise ServeError(f"--threads: must be >= 0, got {args.threads}")
+    if args.scale is not None and args.scale < 1:
+        raise ServeError(f"--scale: must be >= 1, got {args.scale}")
     if args.json is not None:
         check_writable(args.json)
         for given in (args.weights, args.recipe, args.onnx, *args.data):

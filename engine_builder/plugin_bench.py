@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 
 from drq.artifacts import check_writable
-from drq.cli_args import CommandParser
+from drq.cli_args import CommandParser, thread_count
 from drq.grids import split_outlier_scale
 from drq.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct, f32
 from engine_builder.errors import BuildError, MissingDependency
@@ -192,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True, help="output stem: writes <stem>.json and <stem>.md"
     )
     p.add_argument("--size", default="256x256", help="LR input HxW for the traffic table and latency")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
+    p.add_argument("--threads", type=thread_count, default=2, help="onnxruntime CPU threads")
     p.add_argument("--latency", action="store_true", help="also measure onnxruntime CPU latency")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--calib", type=Path, help="HR image folder for the ort-cpu graphs' conv output ranges")

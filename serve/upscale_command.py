@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drq.artifacts import check_writable_folder
-from drq.cli_args import CommandParser
+from drq.cli_args import CommandParser, thread_count
 from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
 from drq.imaging.io import check_image_header, from_nchw_float, read_image, to_nchw_float, write_image
 from serve.errors import ServeError
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--engine", type=Path, help="engine from `drq build` (its .json manifest beside it)")
     p.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0: its default)")
+    p.add_argument("--threads", type=thread_count, default=0, help="onnxruntime CPU threads (0: its default)")
     p.add_argument("--cuda", action="store_true", help="onnxruntime's CUDA execution provider")
     p.add_argument(
         "--cuda-binding",

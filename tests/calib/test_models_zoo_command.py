@@ -168,7 +168,9 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     assert drq(["zoo", "--weights-dir", str(tmp_path / "none"), "--bench-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"drq zoo: {tmp_path / 'none'}: no such weights folder\n"
     assert drq(["zoo", "--weights-dir", str(tmp_path), "--bench-dir", str(tmp_path), "--threads", "-1"]) == 2
-    assert capsys.readouterr().err == "drq zoo: --threads must be >= 0, got -1\n"
+    assert capsys.readouterr().err == (
+        "drq zoo: argument --threads: must be 0..256 (0: the library default), got -1\n"
+    )
 
 
 def test_resume_reuses_matching_rows_only(tmp_path, capsys):

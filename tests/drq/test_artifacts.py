@@ -161,3 +161,14 @@ def test_failed_final_write_saves_result_elsewhere(tmp_path: Path, monkeypatch) 
     assert saved.read_bytes() == b"precious"
     assert saved.name == "recipe.json"
     assert blocked.read_text() == "a file where the folder should be"
+
+
+def test_special_files_are_never_replaced(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ArtifactError, match="pipe: is not a regular file"):
+        check_writable(fifo)
+    with pytest.raises(ArtifactError, match="pipe: is not a regular file"):
+        atomic_write_bytes(fifo, b"x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
