@@ -26,6 +26,7 @@ from drq.manifest import Manifest, load_manifest, manifest_path
 from drq.versions import version_numbers
 from serve.errors import EngineMismatch, RunnerError
 from serve.runtime.cuda import Binding, CudaApi, load_cuda
+from serve.runtime.signature import check_image_signature
 from serve.runtime.tensorrt_module import RuntimeBackend, load_runtime
 
 _CROSS_MAJOR = {(8, 9), (8, 10), (9, 10), (10, 11)}  # (built, running) majors for version-compatible plans
@@ -141,6 +142,9 @@ class TrtRunner:
                 f"{self.path}: expected one input and one output, found {self.inputs} / {self.outputs}"
             )
         self.input_name, self.output_name = self.inputs[0], self.outputs[0]
+        check_image_signature(
+            str(self.path), f"input {self.input_name!r} (profile min)", self.manifest.profile.min
+        )
         self.stream = self.cuda.stream_create()
 
     def _dtype(self, name: str) -> np.dtype:

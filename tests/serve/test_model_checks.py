@@ -107,3 +107,20 @@ def test_signature_helpers() -> None:
     check_upscaled("m", (1, 3, 4, 5), (1, 3, 8, 10), 2)
     with pytest.raises(RunnerError, match=r"^m: gave 1x3x8x9 for 1x3x4x5, not x2 \(1x3x8x10\)"):
         check_upscaled("m", (1, 3, 4, 5), (1, 3, 8, 9), 2)
+
+
+def test_engine_of_a_one_channel_model_is_refused_when_opened(tmp_path: Path, monkeypatch) -> None:
+    from engine_builder.build import BuildConfig, build_engine
+    from serve.runtime.trt import TrtRunner
+    from tests.fakes import cuda as fake_cuda
+    from tests.fakes import tensorrt as fake_trt
+
+    fake_cuda.install(monkeypatch)
+    fake_trt.install(monkeypatch, "10.13.0.35")
+    model = _identity(tmp_path / "gray.onnx", [1, 1, None, None], scale=2)
+    shapes = {"min_shape": (1, 1, 8, 8), "opt_shape": (1, 1, 8, 8), "max_shape": (1, 1, 16, 16)}
+    engine = build_engine(BuildConfig(onnx=model, output=tmp_path / "gray.plan", **shapes)).engine
+    with pytest.raises(
+        RunnerError, match=r"gray.plan: input 'lr' \(profile min\) has shape 1x1x8x8 \(rank 4, 1 ch"
+    ):
+        TrtRunner(engine)
