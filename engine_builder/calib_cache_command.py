@@ -89,7 +89,8 @@ def main(argv: list[str]) -> int:
             on_conflict=args.on_conflict,
         )
     except CalibCacheError as err:
-        raise CalibCacheError(f"{args.onnx}: {err}") from err
+        source = args.recipe if str(err).startswith("recipe") else args.onnx
+        raise CalibCacheError(f"{source}: {err}") from err
     write_cache(cache, args.output)
     print(f"wrote {args.output} ({cache.header}, {len(cache.scales)} tensors)")
     misread = modelopt_misread_tensors(cache)

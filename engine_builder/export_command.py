@@ -87,7 +87,12 @@ def main(argv: list[str]) -> int:
             from drq.imaging.datasets import calib_crops
 
             calib_inputs = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
-        model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs, args.recipe)
+        try:
+            model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs, args.recipe)
+        except ExportError as err:
+            if not str(err).startswith("recipe"):  # "recipe layer 'x': ..." names no file
+                raise
+            raise ExportError(f"{args.recipe}: {err}") from err
     else:
         if not (args.arch and args.weights and args.scale):
             raise ExportError("give --recipe, or --arch with --weights and --scale for an FP export")

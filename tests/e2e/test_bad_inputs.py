@@ -156,6 +156,16 @@ CASES: list[tuple[str, str, str]] = [
         "export --recipe {in}/badlayer.json -o {out}/m.onnx",
         "badlayer.json: layers['nosuch",
     ),
+    (
+        "export-wrong-lowering",
+        "export --recipe {in}/split.json --lowering qdq -o {out}/m.onnx",
+        "split.json: recipe layer",
+    ),
+    (
+        "calib-cache-split",
+        "calib-cache --recipe {in}/split.json --onnx {in}/fp.onnx -o {out}/c.txt",
+        "split.json: recipe layer",
+    ),
     ("export-under-file", "export --recipe {in}/u8.json -o {in}/afile/m.onnx", "is a file, not a folder"),
     (
         "build-empty",

@@ -104,7 +104,7 @@ def test_calib_cache_command_errors(files, tmp_path: Path, capsys):
         drq(["calib-cache", "--recipe", str(split), "--onnx", str(model), "-o", str(tmp_path / "c.txt")]) == 2
     )
     err = capsys.readouterr().err
-    assert err.startswith(f"drq calib-cache: {model}: recipe layer 'head': the 'split' dual-region budget")
+    assert err.startswith(f"drq calib-cache: {split}: recipe layer 'head': the 'split' dual-region budget")
     assert err.count("\n") == 1
     qdq = tmp_path / "q.onnx"
     onnx.save(float_sr(qdq=True), qdq)
