@@ -35,6 +35,9 @@ from plugins.errors import MissingDependency, PluginError
 from plugins.spec import DEQUANT_OP, QUANTIZE_OP
 
 ARCHS: Final = (80, 86, 89, 90, 100, 120)
+CUDA_ARCHS: Final = (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 110, 120, 121)
+"""Compute capabilities of real NVIDIA GPUs (CUDA programming guide, "Compute Capabilities"); LLVM aborts
+the whole process (no exception) when Triton is asked for PTX of any other, e.g. sm_999."""
 """Compute capabilities compiled by default (Ampere .. Blackwell consumer)."""
 MIN_PTX_ISA: Final = {80: 70, 86: 71, 89: 78, 90: 80, 100: 86, 120: 87}
 """Lowest PTX ISA (x10) that can target each architecture. The PTX is emitted at this version rather
@@ -123,7 +126,13 @@ def parse_arch(text: str) -> int:
         major, minor = parse_compute_capability(text)
     except VersionError as err:
         raise PluginError(f"--arch {text!r}: expected a compute capability such as sm_90 or 90") from err
-    return major * 10 + minor
+    arch = major * 10 + minor
+    if arch not in CUDA_ARCHS:
+        raise PluginError(
+            f"--arch {text!r}: no GPU has compute capability {major}.{minor}; choose from "
+            + ", ".join(f"sm_{a}" for a in CUDA_ARCHS)
+        )
+    return arch
 
 
 def _import_triton() -> Any:

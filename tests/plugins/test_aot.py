@@ -148,6 +148,11 @@ def test_parse_arch(text: str, arch: int) -> None:
 def test_parse_arch_rejects() -> None:
     with pytest.raises(PluginError, match=r"--arch 'hopper': expected a compute capability"):
         parse_arch("hopper")
+    # LLVM aborts the process for a target no GPU has: refused before Triton sees it
+    with pytest.raises(
+        PluginError, match=r"--arch '999': no GPU has compute capability 99.9; choose from sm_50"
+    ):
+        parse_arch("999")
 
 
 def test_entry_params_needs_one_entry() -> None:
