@@ -211,6 +211,7 @@ CASES: list[tuple[str, str, str]] = [
     ("build-usage", "build --bogus", "the following arguments are required"),
     ("bench-out-under-file", "bench --onnx {in}/fp.onnx --size 16x16 -o {in}/afile/b", "is a file, not"),
     ("kernels-out-file", "kernels --out {in}/afile", "exists and is not a folder"),
+    ("kernels-no-such-gpu", "kernels --arch 999 --out {out}/k", "no GPU has compute capability 99.9"),
     ("kernels-bad-arch", "kernels --arch sm_abc --out {out}/k", "expected a compute capability"),
     ("report-out-file", "report --out {in}/afile --archs imdn", "exists and is not a folder"),
     ("report-threads", "report --out {out}/rep --archs imdn --threads -1 --sets Set5", "--threads"),
