@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 
 
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     module_name, func_name = command.target.split(":")
     from drq.errors import DrqError
 
+    previous = _sigterm_unwinds()
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)
@@ -93,6 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"drq {name}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _sigterm_unwinds() -> signal.Handlers | None:
+    """Make SIGTERM unwind like Ctrl-C while a command runs, so `finally` blocks remove temp files and
+    folders (a default SIGTERM kills the process where it stands); returns the handler to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    return previous
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -172,3 +172,33 @@ def test_special_files_are_never_replaced(tmp_path: Path) -> None:
         atomic_write_bytes(fifo, b"x")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_sigterm_during_a_command_unwinds_and_cleans_up(tmp_path: Path) -> None:
+    """The dispatcher turns SIGTERM into KeyboardInterrupt: temp folders of a running command go too."""
+    script = textwrap.dedent(
+        f"""
+        import sys, tempfile, time
+        from drq import cli
+        def slow(argv):
+            with tempfile.TemporaryDirectory(dir={str(tmp_path)!r}):
+                print("working", flush=True)
+                time.sleep(30)
+        cli.SUBCOMMANDS["slow"] = cli.Subcommand("__main__:slow", "test")
+        sys.modules["__main__"].slow = slow
+        sys.exit(cli.main(["slow"]))
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "working\n"
+    assert len(list(tmp_path.iterdir())) == 1
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and err == "drq slow: interrupted\n"
+    assert list(tmp_path.iterdir()) == []
