@@ -12,8 +12,8 @@ imported op (`network.layers`: ("builtin" | "plugin" | "function", op type or pl
   imported as the plugin first; otherwise builtin, local function, fallback.
 
 The fallback looks the creator up by (op_type, plugin_version, plugin_namespace), then with the node's
-domain as namespace (10.10+, release notes: "the fallback importer also reads its namespace from the
-node's domain"); none found is the parser's "Plugin not found" error. Plugin creators live in
+domain as namespace (10.10+: onnx-tensorrt's FallbackPluginImporter also takes the namespace from the
+node's domain); none found is the parser's "Plugin not found" error. Plugin creators live in
 `get_plugin_registry()` (IPluginRegistry page: creators keyed by name, version, namespace); the
 `tensorrt.plugin` stand-in registers there.
 """
