@@ -28,6 +28,12 @@ from tests.fakes.tensorrt.logger import ILogger, check_logger
 from tests.fakes.tensorrt.state import Fake, bind
 
 PLAN_MAGIC = b"FAKEPLAN"
+INT8_ELIGIBLE = frozenset(
+    "Conv ConvTranspose Add Concat MaxPool AveragePool GlobalAveragePool Relu LeakyRelu Sigmoid Mul "
+    "DepthToSpace Resize Clip".split()
+)
+"""ONNX ops whose TensorRT layers have INT8 implementations (convolution, elementwise, concatenation,
+pooling, activation, shuffle, resize): what `_int8_fallbacks` checks."""
 PRECISION_FLAGS = ("FP16", "BF16", "FP8", "INT8")
 
 
@@ -42,6 +48,9 @@ class INetworkDefinition:
         self._inputs: list[ITensor] = []
         self._outputs: list[ITensor] = []
         self.layers: list[tuple[str, str]] = []  # (kind, op type or plugin "namespace::name@version")
+        # top-level builtin nodes: (name, op type, activation inputs, outputs), and ONNX types by tensor
+        self.nodes: list[tuple[str, str, list[str], list[str]]] = []
+        self.tensor_types: dict[str, int] = {}
 
     @property
     def num_layers(self) -> int:
@@ -113,6 +122,18 @@ class IBuilderConfig:
         self._timing: ITimingCache | None = None
         self._calibrator: Any = None
         self._ncc = 0
+        self._verbosity = self.fake.mod.ProfilingVerbosity.LAYER_NAMES_ONLY
+
+    @property
+    def profiling_verbosity(self) -> Any:
+        return self._verbosity
+
+    @profiling_verbosity.setter
+    def profiling_verbosity(self, value: Any) -> None:
+        if not isinstance(value, self.fake.mod.ProfilingVerbosity):
+            raise TypeError("profiling_verbosity must be a ProfilingVerbosity")
+        self.fake.state.record("profiling_verbosity", value.name)
+        self._verbosity = value
 
     def set_flag(self, flag: Any) -> None:
         if not isinstance(flag, self.fake.mod.BuilderFlag):
@@ -229,6 +250,58 @@ def _plugin_is_aot(name: str, namespace: str) -> bool:
     return definition is not None and definition.aot_impl_func is not None and definition.impl_func is None
 
 
+def _int8_fallbacks(fake: Fake, network: INetworkDefinition, cache: bytes, logger: Any) -> None:
+    """Implicit INT8: a layer runs in INT8 only when every tensor it reads and writes has a scale.
+
+    TensorRT logs, per tensor without one, "Missing scale and zero-point for tensor <name>, expect
+    fall back to non-int8 implementation for any layer consuming or producing given tensor"
+    (developer guide, "Explicit vs Implicit Quantization": implicit quantization needs dynamic ranges
+    on the inputs and outputs of a layer for it to run in INT8). Recorded as ("int8_fallback", node).
+    """
+    lines = bytes(cache).decode().splitlines()[1:]
+    scaled = {line.rpartition(": ")[0] for line in lines}
+    missing_logged: set[str] = set()
+    for name, op, inputs, outputs in network.nodes:
+        if op not in INT8_ELIGIBLE:
+            continue
+        missing = [t for t in inputs + outputs if t not in scaled]
+        for tensor in missing:
+            if tensor not in missing_logged:
+                missing_logged.add(tensor)
+                logger.log(
+                    ILogger.Severity.WARNING,
+                    f"Missing scale and zero-point for tensor {tensor}, expect fall back to non-int8 "
+                    "implementation for any layer consuming or producing given tensor",
+                )
+        if missing:
+            fake.state.record("int8_fallback", name)
+
+
+def _format(elem_type: int) -> str:
+    # "Format/Datatype" strings as the engine inspector writes them (developer guide, Engine Inspector)
+    return {1: "Row major linear FP32 format", 10: "Row major linear FP16 format"}.get(
+        elem_type, "Row major linear Int8 format" if elem_type in (2, 3) else "Unknown format"
+    )
+
+
+def _layer_information(fake: Fake, network: INetworkDefinition, verbosity: Any) -> Any:
+    """What the inspector will report: names only, nothing, or layer details by verbosity."""
+    if verbosity == fake.mod.ProfilingVerbosity.NONE:
+        return []
+    if verbosity == fake.mod.ProfilingVerbosity.LAYER_NAMES_ONLY:
+        return [name for name, *_ in network.nodes]
+    types = network.tensor_types
+    return [
+        {
+            "Name": name,
+            "LayerType": op,
+            "Inputs": [{"Name": t, "Format/Datatype": _format(types.get(t, 0))} for t in inputs],
+            "Outputs": [{"Name": t, "Format/Datatype": _format(types.get(t, 0))} for t in outputs],
+        }
+        for name, op, inputs, outputs in network.nodes
+    ]
+
+
 class Builder:
     fake: Fake
 
@@ -268,7 +341,10 @@ class Builder:
             return None
         cal = config._calibrator
         if cal is not None:  # what TensorRT does first: ask for the cache
-            self.fake.state.record("read_calibration_cache", cal.read_calibration_cache())
+            cache = cal.read_calibration_cache()
+            self.fake.state.record("read_calibration_cache", cache)
+            if "INT8" in config.flag_names():
+                _int8_fallbacks(self.fake, network, cache, self.logger)
         tensor = network.get_input(0)
         flags = config.flag_names()
         payload = {
@@ -279,6 +355,7 @@ class Builder:
             "dtype": int(tensor.dtype),
             "plugins": [(n, v, ns, _plugin_is_aot(n, ns)) for n, v, ns in network.plugins()],
             "host_code": "VERSION_COMPATIBLE" in flags and "EXCLUDE_LEAN_RUNTIME" not in flags,
+            "layers": _layer_information(self.fake, network, config._verbosity),
         }
         return memoryview(PLAN_MAGIC + json.dumps(payload).encode())
 

@@ -33,6 +33,12 @@ def add_enums(fake: Fake) -> None:
     mod.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
     mod.DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "INT8", "INT32"], start=0)
     mod.float32, mod.float16 = mod.DataType.FLOAT, mod.DataType.HALF
+    # IBuilderConfig.profiling_verbosity / EngineInspector (Python API pages "EngineInspector",
+    # "ProfilingVerbosity"): the default LAYER_NAMES_ONLY gives names only, DETAILED layer parameters.
+    mod.ProfilingVerbosity = enum.IntEnum(
+        "ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0
+    )
+    mod.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", ["ONELINE", "JSON"], start=0)
     if fake.rtx:
         mod.ComputeCapability = enum.IntEnum(
             "ComputeCapability", ["NONE", "CURRENT", "SM75", "SM80", "SM86", "SM89", "SM120"], start=0

@@ -135,6 +135,17 @@ class NodeImporter:
         return None
 
 
+def _record_nodes(network: Any, proto: onnx.ModelProto, init: set[str]) -> None:
+    """The builtin nodes with their activation tensors and ONNX types (for INT8 scales, the inspector)."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        network.tensor_types[vi.name] = vi.type.tensor_type.elem_type
+    for node in proto.graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type != "Constant":
+            inputs = [t for t in node.input if t and t not in init]
+            network.nodes.append((node.name, node.op_type, inputs, list(node.output)))
+
+
 class OnnxParser:
     """OnnxParser (Python API "Onnx Parser" page): parse(model, path) -> bool, num_errors, get_error."""
 
@@ -162,6 +173,7 @@ class OnnxParser:
         if self._errors:
             return False
         init = {t.name for t in proto.graph.initializer}
+        _record_nodes(self.network, proto, init)
         for vi in proto.graph.input:
             if vi.name in init:
                 continue

@@ -48,6 +48,27 @@ class ICudaEngine:
     def create_execution_context(self) -> IExecutionContext:
         return self.fake.mod.IExecutionContext(self)
 
+    def create_engine_inspector(self) -> EngineInspector:
+        return self.fake.mod.EngineInspector(self)
+
+
+class EngineInspector:
+    """EngineInspector (Python API page): what the plan recorded, in detail only when the build set
+    ProfilingVerbosity.DETAILED (see `builder._layer_information`)."""
+
+    fake: Fake
+
+    def __init__(self, engine: ICudaEngine) -> None:
+        self.engine = engine
+        self.execution_context: IExecutionContext | None = None
+
+    def get_engine_information(self, format: Any) -> str:  # noqa: A002 (documented name)
+        if not isinstance(format, self.fake.mod.LayerInformationFormat):
+            raise TypeError("format must be a LayerInformationFormat")
+        self.fake.state.record("get_engine_information", format.name, self.execution_context is not None)
+        layers = self.engine.p.get("layers", [])
+        return json.dumps({"Layers": layers, "Bindings": [self.engine.p["input"], self.engine.p["output"]]})
+
 
 class IExecutionContext:
     fake: Fake
@@ -129,3 +150,4 @@ def add_runtime(fake: Fake) -> None:
     mod.Runtime = bind(Runtime, fake)
     mod.ICudaEngine = bind(ICudaEngine, fake)
     mod.IExecutionContext = bind(IExecutionContext, fake)
+    mod.EngineInspector = bind(EngineInspector, fake)
