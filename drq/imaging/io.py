@@ -113,7 +113,8 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     return np.array(pixels[:, :, :3], dtype=np.uint8, order="C")
 
 
-def _check_rgb_uint8(img: np.ndarray, what: str) -> None:
+def check_rgb_uint8(img: np.ndarray, what: str) -> None:
+    """Raise `ImageError` naming `what` unless `img` is a uint8 ``H x W x 3`` array."""
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         described = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         raise ImageError(f"{what}: expected a uint8 H x W x 3 array, got {described}")
@@ -145,7 +146,7 @@ def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8]) -> Pat
     Raises:
         ImageError: `img` is not a uint8 ``H x W x 3`` array.
     """
-    _check_rgb_uint8(img, str(path))
+    check_rgb_uint8(img, str(path))
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(img), mode="RGB").save(buffer, format="PNG")
     return atomic_write_bytes(path, buffer.getvalue())
@@ -157,7 +158,7 @@ def to_nchw_float(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     Raises:
         ImageError: `img` is not a uint8 ``H x W x 3`` array.
     """
-    _check_rgb_uint8(img, "image")
+    check_rgb_uint8(img, "image")
     chw = img.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
     return np.ascontiguousarray(chw[None])
 
