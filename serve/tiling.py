@@ -131,15 +131,31 @@ def _check_output(out: np.ndarray, tiles: list[Tile], scale: int) -> np.ndarray:
     return out
 
 
+def _infer_scale(out: np.ndarray, tiles: list[Tile]) -> int:
+    """The upscaling factor a runner applied to the first batch (its output over its input size)."""
+    first = tiles[0]
+    out_h, out_w = np.shape(out)[-2:] if np.ndim(out) == 4 else (0, 0)
+    scale = out_h // first.height
+    if scale < 1 or out_h != scale * first.height or out_w != scale * first.width:
+        raise TilingError(
+            f"runner: returned shape {tuple(np.shape(out))} for {len(tiles)} tiles of "
+            f"{first.width}x{first.height}; not an integer upscaling of the input"
+        )
+    return scale
+
+
 def upscale_tiled(
     run_batch: Callable[[np.ndarray], np.ndarray],
     image: npt.NDArray[np.uint8],
-    scale: int,
+    scale: int | None,
     tile: int | tuple[int, int],
     overlap: int,
     batch: int = 1,
 ) -> npt.NDArray[np.uint8]:
     """Super-resolve a uint8 ``H x W x 3`` image tile by tile (see the module docstring).
+
+    ``scale=None`` takes the factor from the first batch's output (for runners that do not declare it);
+    every later batch must match it.
 
     Raises:
         TilingError: bad plan parameters, ``batch < 1``, or ``run_batch`` returned another shape than
@@ -147,18 +163,23 @@ def upscale_tiled(
         ImageError: `image` is not uint8 ``H x W x 3``, or the network produced NaN.
     """
     check_rgb_uint8(image, "image")
-    if batch < 1 or scale < 1:
+    if batch < 1 or (scale is not None and scale < 1):
         raise TilingError(f"batch and scale: must be >= 1, got {batch} and {scale}")
     height, width = image.shape[:2]
     tiles = plan_tiles(height, width, tile, overlap)
-    output = np.empty((height * scale, width * scale, 3), np.uint8)
+    output: np.ndarray | None = None
     for first in range(0, len(tiles), batch):
         group = tiles[first : first + batch]
-        out = _check_output(run_batch(_tile_batch(image, group)), group, scale)
+        out = run_batch(_tile_batch(image, group))
+        scale = scale or _infer_scale(out, group)
+        out = _check_output(out, group, scale)
+        if output is None:
+            output = np.empty((height * scale, width * scale, 3), np.uint8)
         for t, sr in zip(group, out, strict=True):
             rows = slice((t.keep_top - t.top) * scale, (t.keep_bottom - t.top) * scale)
             cols = slice((t.keep_left - t.left) * scale, (t.keep_right - t.left) * scale)
             output[t.keep_top * scale : t.keep_bottom * scale, t.keep_left * scale : t.keep_right * scale] = (
                 from_nchw_float(sr[:, rows, cols])
             )
+    assert output is not None  # plan_tiles returns at least one tile
     return output

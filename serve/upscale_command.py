@@ -3,6 +3,11 @@
 This is the production path: onnxruntime (CPU, or its CUDA provider) or a TensorRT / TensorRT-RTX engine,
 numpy and Pillow. Every output is a PNG written atomically into the output folder; inputs are never
 overwritten, and an existing output is only replaced with `--overwrite`.
+
+Every input's header is checked (readable, supported mode, within the pixel limit `--max-pixels`) before
+anything is written, so a bad image in a folder stops the run with no output written. Images larger
+than the tile are tiled (`serve.tiling`, rule in `serve.tile_options`); `--report-memory` prints the
+process's peak resident set size at the end (the memory benchmark in `results/memory/`).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from pathlib import Path
 
 from drq.cli_args import CommandParser
 from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
-from drq.imaging.io import from_nchw_float, read_image, to_nchw_float, write_image
+from drq.imaging.io import DEFAULT_MAX_PIXELS, read_image, read_image_size, set_pixel_limit, write_image
 from serve.errors import ServeError
+from serve.tile_options import TileSettings, add_tiling_arguments, resolve_tiling
+from serve.tiling import upscale_tiled
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         help="CUDA binding of the engine runtime",
     )
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        help="refuse input images of more pixels, from their header "
+        f"(default: DRQ_MAX_PIXELS, else {DEFAULT_MAX_PIXELS})",
+    )
+    add_tiling_arguments(p)
+    p.add_argument("--report-memory", action="store_true", help="print the peak resident set size at the end")
     p.add_argument("--quiet", action="store_true", help="no line per image")
     return p
 
@@ -100,30 +115,58 @@ def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
     return TrtRunner(args.engine, cuda=args.cuda_binding)
 
 
+def _tiling(args: argparse.Namespace, runner) -> tuple[TileSettings, int | None]:
+    """The tile settings and the declared scale (ONNX metadata `drq.scale`; None: taken from the output)."""
+    if args.onnx is not None:
+        meta = runner.session.get_modelmeta().custom_metadata_map
+        declared = meta.get("drq.scale", "")
+        return resolve_tiling(args, args.onnx), int(declared) if declared.isdigit() else None
+    manifest = runner.manifest
+    return resolve_tiling(args, args.engine.parent / manifest.onnx, manifest.profile.max), None
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB (`ru_maxrss`, KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _upscale_all(args, runner, images: Sequence[Path], targets: Sequence[Path]) -> None:
+    settings, scale = _tiling(args, runner)
+    if settings.note and not args.quiet:
+        print(f"note: {settings.note}", flush=True)
+    for image, target in zip(images, targets, strict=True):
+        lr = read_image(image)
+        t0 = time.perf_counter()
+        sr = upscale_tiled(runner.run, lr, scale, settings.tile, settings.overlap, settings.batch)
+        seconds = time.perf_counter() - t0
+        write_image(target, sr)
+        if not args.quiet:
+            h, w = lr.shape[:2]
+            print(f"{image} ({w}x{h}) -> {target} ({sr.shape[1]}x{sr.shape[0]}, {seconds:.3f} s)", flush=True)
+        del lr, sr
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `drq upscale`."""
     args = _parser().parse_args(argv)
+    if args.max_pixels is not None:
+        set_pixel_limit(args.max_pixels)
     images = collect_inputs(args.inputs)
+    for image in images:  # header, mode and pixel limit of every input before any output is written
+        read_image_size(image)
     if args.output.exists() and not args.output.is_dir():
         raise ServeError(f"{args.output}: exists and is not a folder")
     targets = plan_outputs(images, args.output, args.overwrite)
     runner = _runner(args)
     started = time.perf_counter()
     try:
-        for image, target in zip(images, targets, strict=True):
-            lr = read_image(image)
-            t0 = time.perf_counter()
-            sr = from_nchw_float(runner.run(to_nchw_float(lr)))
-            seconds = time.perf_counter() - t0
-            write_image(target, sr)
-            if not args.quiet:
-                h, w = lr.shape[:2]
-                print(
-                    f"{image} ({w}x{h}) -> {target} ({sr.shape[1]}x{sr.shape[0]}, {seconds:.3f} s)",
-                    flush=True,
-                )
+        _upscale_all(args, runner, images, targets)
     finally:
         runner.close()
     if not args.quiet:
         print(f"{len(images)} images in {time.perf_counter() - started:.2f} s")
+    if args.report_memory:
+        print(f"peak RSS {peak_rss_mib():.0f} MiB")
     return 0

@@ -94,3 +94,17 @@ def test_a_runner_with_the_wrong_output_shape_is_named() -> None:
     image = _image(40, 40)
     with pytest.raises(TilingError, match=r"runner: returned shape \(2, 3, 32, 32\)"):
         upscale_tiled(lambda x: np.zeros((x.shape[0], 3, 32, 32), np.float32), image, 4, 16, 2, batch=2)
+
+
+def test_from_nchw_float_inverts_to_nchw_float_exactly() -> None:
+    # eval --onnx tiles from the float input it is given: the round trip must be lossless.
+    every_value = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    assert np.array_equal(from_nchw_float(to_nchw_float(every_value)), every_value)
+
+
+def test_the_scale_is_taken_from_the_first_batch_when_not_declared() -> None:
+    run = _session(conv_chain_sr(3))
+    image = _image(30, 41)
+    assert np.array_equal(upscale_tiled(run, image, None, 16, 3), upscale_tiled(run, image, 3, 16, 3))
+    with pytest.raises(TilingError, match="not an integer upscaling"):
+        upscale_tiled(lambda x: np.zeros((1, 3, 20, 20), np.float32), image, None, 16, 3)
