@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--onnx", type=Path, help="ONNX model from `drq export`")
     source.add_argument("--engine", type=Path, help="engine from `drq build` (its .json manifest beside it)")
+    source.add_argument(
+        "--server",
+        metavar="URL",
+        help="a Triton server from `drq serve` (http://HOST:PORT or grpc://HOST:PORT); it tiles itself",
+    )
+    p.add_argument("--server-timeout", type=float, default=120.0, help="--server: seconds per image at most")
     p.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0: its default)")
@@ -159,6 +165,11 @@ def main(argv: list[str]) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise ServeError(f"{args.output}: exists and is not a folder")
     targets = plan_outputs(images, args.output, args.overwrite)
+    if args.server:
+        from serve.triton.client import upscale_files
+
+        upscale_files(args.server, images, targets, args.server_timeout, args.quiet)
+        return 0
     runner = _runner(args)
     started = time.perf_counter()
     try:

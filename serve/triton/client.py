@@ -10,11 +10,14 @@ image, over the pixel limit, wrong tensor) to `ClientError` with the server's re
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from drq.artifacts import atomic_write_bytes
 from serve.triton.errors import ClientError, MissingDependency, ServerOverloaded
 from serve.triton.repository import IMAGE_MODEL
 
@@ -155,3 +158,26 @@ class ImageClient:
 
     def close(self) -> None:
         self.client.close()
+
+
+def upscale_files(url: str, images: list[Path], targets: list[Path], timeout_s: float, quiet: bool) -> None:
+    """`drq upscale --server`: send each image file's bytes, write the PNG answer atomically to its target.
+
+    Raises:
+        ClientError: as `ImageClient.upscale`; outputs already written stay.
+    """
+    client = ImageClient(url, timeout_s=timeout_s)
+    started = time.perf_counter()
+    try:
+        for image, target in zip(images, targets, strict=True):
+            t0 = time.perf_counter()
+            atomic_write_bytes(target, client.upscale(image.read_bytes()))
+            if not quiet:
+                print(
+                    f"{image} -> {target} ({time.perf_counter() - t0:.3f} s via {client.endpoint.url})",
+                    flush=True,
+                )
+    finally:
+        client.close()
+    if not quiet:
+        print(f"{len(images)} images in {time.perf_counter() - started:.2f} s")
