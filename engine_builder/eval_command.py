@@ -5,7 +5,7 @@ recipe paths import torch lazily.
 
 Memory: every image is checked against the pixel limit (`--max-pixels`, default 16 M pixels) from its
 header when the dataset is opened, before any inference. With `--onnx`, an LR image larger than the tile
-(`--tile`, default 512) runs tiled (`serve.tiling`, rule in `serve.tile_options`), so onnxruntime never
+(`--tile`, default 256) runs tiled (`serve.tiling`, rule in `serve.tile_options`), so onnxruntime never
 sees more than one tile; smaller images (every benchmark image) run whole, exactly as before.
 `--tile N` forces smaller tiles, which is how `results/tiling/` measures the PSNR cost of tiling.
 """
@@ -99,7 +99,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
             raise ServeError(f"{args.onnx}: no drq.scale in the model's metadata; pass --scale")
         from serve.runtime.ort import OrtRunner
 
-        runner = OrtRunner(args.onnx, threads=args.threads or None)
+        runner = OrtRunner(args.onnx, threads=args.threads or None, memory_pattern=False)
         upscale, tiling = _tiled_onnx(args, runner, scale)
         return upscale, scale, {"onnx": str(args.onnx), **tiling}
     if args.recipe:

@@ -22,7 +22,7 @@ from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
 from drq.imaging.io import DEFAULT_MAX_PIXELS, read_image, read_image_size, set_pixel_limit, write_image
 from serve.errors import ServeError
 from serve.tile_options import TileSettings, add_tiling_arguments, resolve_tiling
-from serve.tiling import upscale_tiled
+from serve.tiling import upscale_tiled_pil
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,7 +113,7 @@ def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
             raise ServeError(f"{args.onnx}: no such ONNX file")
         from serve.runtime.ort import OrtRunner
 
-        return OrtRunner(args.onnx, threads=args.threads or None, cuda=args.cuda)
+        return OrtRunner(args.onnx, threads=args.threads or None, cuda=args.cuda, memory_pattern=False)
     if not args.engine.is_file():
         raise ServeError(f"{args.engine}: no such engine file")
     from serve.runtime.trt import TrtRunner
@@ -145,12 +145,12 @@ def _upscale_all(args, runner, images: Sequence[Path], targets: Sequence[Path]) 
     for image, target in zip(images, targets, strict=True):
         lr = read_image(image)
         t0 = time.perf_counter()
-        sr = upscale_tiled(runner.run, lr, scale, settings.tile, settings.overlap, settings.batch)
+        sr = upscale_tiled_pil(runner.run, lr, scale, settings.tile, settings.overlap, settings.batch)
         seconds = time.perf_counter() - t0
         write_image(target, sr)
         if not args.quiet:
             h, w = lr.shape[:2]
-            print(f"{image} ({w}x{h}) -> {target} ({sr.shape[1]}x{sr.shape[0]}, {seconds:.3f} s)", flush=True)
+            print(f"{image} ({w}x{h}) -> {target} ({sr.width}x{sr.height}, {seconds:.3f} s)", flush=True)
         del lr, sr
 
 

@@ -194,23 +194,29 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
 
 
-def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8]) -> Path:
-    """Write a uint8 ``H x W x 3`` RGB array as a PNG, atomically (temp file, then rename).
+def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8] | Image.Image) -> Path:
+    """Write a uint8 ``H x W x 3`` RGB array (or a Pillow RGB image) as a PNG, atomically.
 
     Args:
         path: Target file; its folder is created if needed. The format is PNG whatever the suffix.
-        img: The pixels.
+        img: The pixels. A Pillow image is encoded as it is (no copy of a large output).
 
     Returns:
         The path written.
 
     Raises:
-        ImageError: `img` is not a uint8 ``H x W x 3`` array.
+        ImageError: `img` is not a uint8 ``H x W x 3`` array or an RGB Pillow image.
     """
-    check_rgb_uint8(img, str(path))
+    if isinstance(img, Image.Image):
+        if img.mode != "RGB":
+            raise ImageError(f"{path}: expected an RGB image, got mode {img.mode}")
+        image = img
+    else:
+        check_rgb_uint8(img, str(path))
+        image = Image.fromarray(np.ascontiguousarray(img), mode="RGB")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img), mode="RGB").save(buffer, format="PNG")
-    return atomic_write_bytes(path, buffer.getvalue())
+    image.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getbuffer())
 
 
 def to_nchw_float(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

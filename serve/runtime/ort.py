@@ -36,6 +36,9 @@ class OrtRunner:
         cuda: use the CUDA execution provider (falls back to an error if it is not available).
         disabled_optimizers: onnxruntime graph transformers to skip by name (`InferenceSession(...,
             disabled_optimizers=...)`), e.g. ("NhwcTransformer",) keeps QLinearConv channels-first.
+        memory_pattern: onnxruntime's memory-pattern planning (`SessionOptions.enable_mem_pattern`).
+            Off for tiled runs: measured on IMDN x4, it holds a second activation plan after the
+            second run (RSS 175 -> 280 MB at 160x160 tiles), and the CPU arena alone stays flat.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class OrtRunner:
         threads: int | None = None,
         cuda: bool = False,
         disabled_optimizers: tuple[str, ...] = (),
+        memory_pattern: bool = True,
     ) -> None:
         ort = import_onnxruntime()
         self.path = Path(path)
@@ -51,6 +55,7 @@ class OrtRunner:
         if not self.path.is_file():
             raise RunnerError(f"{self.path}: no such ONNX file")
         options = ort.SessionOptions()
+        options.enable_mem_pattern = memory_pattern
         if threads is not None:
             if threads < 1:
                 raise RunnerError(f"threads: must be >= 1, got {threads}")

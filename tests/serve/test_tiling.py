@@ -108,3 +108,13 @@ def test_the_scale_is_taken_from_the_first_batch_when_not_declared() -> None:
     assert np.array_equal(upscale_tiled(run, image, None, 16, 3), upscale_tiled(run, image, 3, 16, 3))
     with pytest.raises(TilingError, match="not an integer upscaling"):
         upscale_tiled(lambda x: np.zeros((1, 3, 20, 20), np.float32), image, None, 16, 3)
+
+
+def test_the_pillow_sink_holds_the_same_pixels() -> None:
+    from serve.tiling import upscale_tiled_pil
+
+    run = _session(conv_chain_sr(2))
+    image = _image(33, 50)
+    pil = upscale_tiled_pil(run, image, 2, 16, 3, batch=4)
+    assert pil.mode == "RGB" and pil.size == (100, 66)
+    assert np.array_equal(np.asarray(pil), upscale_tiled(run, image, 2, 16, 3, batch=4))

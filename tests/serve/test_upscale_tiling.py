@@ -36,7 +36,7 @@ def _upscale(model: Path, image: Path, out: Path, *extra: str) -> np.ndarray:
 
 
 def test_tiled_upscale_equals_the_whole_image(model: Path, image: Path, tmp_path: Path, capsys) -> None:
-    whole = _upscale(model, image, tmp_path / "whole", "--quiet")  # 90x70 < the default tile 512
+    whole = _upscale(model, image, tmp_path / "whole", "--quiet")  # 90x70 < the default tile 256
     tiled = _upscale(model, image, tmp_path / "tiled", "--tile", "32", "--batch", "3", "--report-memory")
     assert whole.shape == (140, 180, 3) and np.array_equal(tiled, whole)
     out = capsys.readouterr().out
@@ -81,7 +81,7 @@ def test_eval_tiles_only_images_larger_than_the_tile(model: Path, image: Path, t
         assert main(argv + extra) == 0
         payload = json.loads(out.read_text())
         scores.append(payload["results"][0]["psnr"])
-        assert payload["model"]["tile"] == ([512, 512] if not extra else [40, 40])
+        assert payload["model"]["tile"] == ([256, 256] if not extra else [40, 40])
         assert payload["model"]["overlap"] == 6
     assert scores[0] == scores[1]
 
