@@ -145,7 +145,11 @@ def _tiled_onnx(args: argparse.Namespace, runner, scale: int) -> tuple[Upscale, 
         image = from_nchw_float(x)
         return upscale_tiled(runner.run, image, scale, settings.tile, settings.overlap, settings.batch)
 
-    return upscale, {"tile": list(settings.tile), "overlap": settings.overlap}
+    info: dict[str, object] = {"tile": list(settings.tile), "overlap": settings.overlap}
+    if settings.field is not None:
+        info["receptive_field"] = settings.field.radius
+        info["tiling_exact"] = settings.field.exact
+    return upscale, info
 
 
 def _set_torch_threads(threads: int) -> None:

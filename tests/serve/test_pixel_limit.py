@@ -17,6 +17,8 @@ from drq.errors import ImageError
 from drq.imaging import io as image_io
 from tests.fakes.conv_chain import conv_chain_sr
 
+pytestmark = pytest.mark.torch_free
+
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -12,6 +12,8 @@ from serve.receptive_field import ReceptiveFieldError, receptive_field
 from serve.tiling import upscale_tiled
 from tests.fakes.conv_chain import conv_chain_sr, radius
 
+pytestmark = pytest.mark.torch_free
+
 
 @pytest.mark.parametrize(
     ("kernels", "dilations"), [((3, 3), (1, 1)), ((5, 3, 3), (1, 2, 1)), ((7,), (3,)), ((1, 1), (1, 1))]

@@ -10,6 +10,8 @@ from drq.imaging.io import from_nchw_float, to_nchw_float
 from serve.tiling import TilingError, plan_tiles, upscale_tiled
 from tests.fakes.conv_chain import conv_chain_sr, radius
 
+pytestmark = pytest.mark.torch_free
+
 
 def _coverage(height: int, width: int, tile, overlap: int) -> np.ndarray:
     counts = np.zeros((height, width), int)

@@ -13,6 +13,8 @@ from PIL import Image
 from drq.cli import main
 from tests.fakes.conv_chain import conv_chain_sr
 
+pytestmark = pytest.mark.torch_free
+
 
 @pytest.fixture()
 def model(tmp_path: Path) -> Path:
