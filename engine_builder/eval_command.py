@@ -28,6 +28,7 @@ from drq.imaging.evaluate import DatasetResult, evaluate_dataset
 from drq.imaging.io import DEFAULT_MAX_PIXELS, from_nchw_float, set_pixel_limit
 from drq.imaging.progress import Progress
 from serve.errors import ServeError
+from serve.model_checks import check_image_input
 from serve.tile_options import add_tiling_arguments, resolve_tiling
 from serve.tiling import upscale_tiled
 
@@ -100,6 +101,8 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
         from serve.runtime.ort import OrtRunner
 
         runner = OrtRunner(args.onnx, threads=args.threads or None, memory_pattern=False)
+        signature = runner.session.get_inputs()[0]
+        check_image_input(args.onnx, signature.name, list(signature.shape))
         upscale, tiling = _tiled_onnx(args, runner, scale)
         return upscale, scale, {"onnx": str(args.onnx), **tiling}
     if args.recipe:

@@ -21,6 +21,7 @@ from drq.cli_args import CommandParser
 from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
 from drq.imaging.io import DEFAULT_MAX_PIXELS, read_image, read_image_size, set_pixel_limit, write_image
 from serve.errors import ServeError
+from serve.model_checks import check_image_input
 from serve.tile_options import TileSettings, add_tiling_arguments, resolve_tiling
 from serve.tiling import upscale_tiled_pil
 
@@ -124,6 +125,8 @@ def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
 def _tiling(args: argparse.Namespace, runner) -> tuple[TileSettings, int | None]:
     """The tile settings and the declared scale (ONNX metadata `drq.scale`; None: taken from the output)."""
     if args.onnx is not None:
+        signature = runner.session.get_inputs()[0]
+        check_image_input(args.onnx, signature.name, list(signature.shape))
         meta = runner.session.get_modelmeta().custom_metadata_map
         declared = meta.get("drq.scale", "")
         return resolve_tiling(args, args.onnx), int(declared) if declared.isdigit() else None

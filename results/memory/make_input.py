@@ -1,7 +1,7 @@
-"""Write the memory benchmark's input: a 4000x3000 RGB PNG mosaic of B100 HR photos (natural texture).
+"""Write the memory benchmark's input: a 4000x3000 (or W x H) RGB PNG mosaic of B100 HR photos (natural texture).
 
 Usage (repository root):
-    python results/memory/make_input.py ../shared/sr_bench/B100/x4/HR build/memory/photo_4000x3000.png
+    python results/memory/make_input.py ../shared/sr_bench/B100/x4/HR build/memory/photo_4000x3000.png [W H]
 """
 
 from __future__ import annotations
@@ -33,4 +33,4 @@ def main(source: Path, target: Path, width: int = 4000, height: int = 3000) -> N
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), *map(int, sys.argv[3:5]))

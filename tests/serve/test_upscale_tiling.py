@@ -96,3 +96,26 @@ def test_bad_tiling_values_are_one_line(
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().startswith(f"drq upscale: {option}: must be >=")
     assert not (tmp_path / "o" / "big.png").exists()
+
+
+@pytest.mark.parametrize("command", ["upscale", "eval"])
+def test_a_model_whose_input_is_not_rgb_nchw_is_refused_first(
+    tmp_path: Path, image: Path, command, capsys
+) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "gray",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+    )
+    gray = tmp_path / "gray.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(gray))
+    if command == "upscale":
+        argv = ["upscale", "--onnx", str(gray), str(image), "-o", str(tmp_path / "o")]
+    else:
+        argv = ["eval", "--onnx", str(gray), "--scale", "2", "--data", str(image.parent)]
+    assert main(argv) == 2
+    expected = f"drq {command}: {gray}: input 'x' has shape ['N', 1, 'H', 'W']; expected N x 3 x H x W (RGB)"
+    assert capsys.readouterr().err.strip() == expected
