@@ -42,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="repository folder to write")
     p.add_argument(
         "--tile-backend",
-        choices=("python", "onnxruntime_onnx"),
-        default="python",
-        help="ONNX: drq's OrtRunner in the python backend (CPU, default) or Triton's onnxruntime backend",
+        choices=("python", "onnxruntime_onnx", "tensorrt_plan"),
+        help="ONNX: python (drq's OrtRunner, the default) or onnxruntime_onnx (Triton's backend); engines: "
+        "tensorrt_plan (the default) or python (drq's TrtRunner, one engine; needed for drq's plugins)",
     )
     p.add_argument("--scale", type=int, help="upscaling factor (default: the ONNX model's drq.scale)")
     add_tiling_arguments(p)
@@ -105,19 +105,40 @@ def _engines(specs: list[str]) -> tuple[dict[str, Path], Path, tuple[int, ...], 
     return plans, first.parent / onnx_names.pop(), profiles.pop(), inputs.pop()
 
 
+def _engine_files(engines: dict[str, Path], kind: str) -> tuple[dict[str, str], dict[str, Path]]:
+    """(cc -> plan name for cc_model_filenames, files to copy) for the engines and the tile kind."""
+    if kind == "onnxruntime_onnx":
+        raise RepositoryError("--tile-backend onnxruntime_onnx: needs --onnx")
+    if kind == "python":
+        if len(engines) != 1:
+            raise RepositoryError(
+                "--tile-backend python: drq's TrtRunner serves one engine; pass one --engine"
+            )
+        engine = next(iter(engines.values()))
+        return {}, {"model.plan": engine, "model.plan.json": manifest_path(engine)}
+    plans = {cc: f"model_sm{cc.replace('.', '')}.plan" for cc in engines}
+    return plans, {plans[cc]: path for cc, path in engines.items()}
+
+
 def _tile_spec(
-    args: argparse.Namespace, kind: str, names: tuple[str, str], plans: dict[str, str]
+    args: argparse.Namespace,
+    kind: str,
+    names: tuple[str, str],
+    plans: dict[str, str],
+    profile_max: tuple[int, ...] | None,
 ) -> TileModelSpec:
+    # An engine cannot run more tiles at once than its profile's max batch.
+    max_batch = args.max_batch if profile_max is None else min(args.max_batch, profile_max[0])
     return TileModelSpec(
         kind=kind,  # type: ignore[arg-type]
         input=names[0],
         output=names[1],
-        max_batch=args.max_batch,
+        max_batch=max_batch,
         batch_delay_us=args.batch_delay_us,
         queue=QueueLimits(args.tile_queue_size, args.tile_queue_timeout_ms),
         instances=args.tile_instances,
         threads=args.threads,
-        gpu=args.gpu or kind == "tensorrt_plan",
+        gpu=args.gpu or args.engine is not None,
         plans=plans,
     )
 
@@ -130,15 +151,14 @@ def main(argv: list[str]) -> int:
     if args.onnx is not None:
         if not args.onnx.is_file():
             raise RepositoryError(f"{args.onnx}: no such ONNX file")
-        onnx_path, profile_max = args.onnx, None
-        files = {"model.onnx": args.onnx}
-        plans: dict[str, str] = {}
-        kind = args.tile_backend
+        kind = args.tile_backend or "python"
+        if kind == "tensorrt_plan":
+            raise RepositoryError("--tile-backend tensorrt_plan: needs --engine (build one with drq build)")
+        onnx_path, profile_max, plans, files = args.onnx, None, {}, {"model.onnx": args.onnx}
     else:
         engines, onnx_path, profile_max, _ = _engines(args.engine)
-        plans = {cc: f"model_sm{cc.replace('.', '')}.plan" for cc in engines}
-        files = {plans[cc]: path for cc, path in engines.items()}
-        kind = "tensorrt_plan"
+        kind = args.tile_backend or "tensorrt_plan"
+        plans, files = _engine_files(engines, kind)
     if not onnx_path.is_file():
         raise RepositoryError(f"{onnx_path}: the ONNX file is needed for tensor names, scale and overlap")
     input_name, output_name, scale = _onnx_facts(onnx_path)
@@ -148,7 +168,7 @@ def main(argv: list[str]) -> int:
     tiling = resolve_tiling(args, onnx_path, profile_max)
     if tiling.note:
         print(tiling.note)
-    tile = _tile_spec(args, kind, (input_name, output_name), plans)
+    tile = _tile_spec(args, kind, (input_name, output_name), plans, profile_max)
     image = ImageModelSpec(
         scale=scale,
         tile=min(tiling.tile),

@@ -7,6 +7,7 @@
         1/model.py               `from serve.triton.image_backend import TritonPythonModel`
       drq_sr_tile/               tile model, dynamic batching with a bounded queue; one of
         config.pbtxt               - python backend running drq's OrtRunner (CPU; 1/model.py + model.onnx)
+                                     or TrtRunner (GPU; 1/model.py + model.plan + model.plan.json)
         1/model.onnx | model.plan  - onnxruntime_onnx platform (the ONNX file; CPU or GPU)
                                    - tensorrt_plan platform (one engine, or one per compute capability
                                      through cc_model_filenames)
@@ -76,7 +77,7 @@ class TileModelSpec:
         queue: its bounded queue.
         instances: execution instances (processes for the python backend).
         threads: python kind: onnxruntime intra-op threads per instance (0: its default).
-        gpu: run on the GPU (KIND_GPU); the python kind is CPU only.
+        gpu: KIND_GPU instances (one group per GPU) instead of KIND_CPU.
         dims: per-sample dims (C, H, W), -1 where dynamic.
         plans: tensorrt_plan: file name in the version folder for each compute capability ("9.0").
     """
@@ -100,10 +101,6 @@ class TileModelSpec:
             )
         if self.max_batch < 1 or self.instances < 1 or self.threads < 0 or self.batch_delay_us < 0:
             raise RepositoryError("tile model: max_batch and instances must be >= 1, threads and delay >= 0")
-        if self.kind == "python" and self.gpu:
-            raise RepositoryError(
-                "tile model: the python kind runs onnxruntime on the CPU; use onnxruntime_onnx"
-            )
         if self.kind == "tensorrt_plan" and not self.plans:
             raise RepositoryError("tile model: tensorrt_plan needs at least one engine")
 

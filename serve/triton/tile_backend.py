@@ -1,4 +1,9 @@
-"""The repository's tile model on the CPU (python backend running drq's `OrtRunner`).
+"""The repository's tile model as a python-backend model running a drq runner.
+
+`1/model.onnx` runs on drq's `OrtRunner` (onnxruntime, CPU); `1/model.plan` (with its manifest
+`model.plan.json`) on drq's `TrtRunner`, which registers drq's dual-region TensorRT plugins before
+deserialising: the way to serve engines that use them, which Triton's own tensorrt_plan backend
+cannot load (they are Python `tensorrt.plugin` plugins, not a plugin library).
 
 Triton's dynamic batcher hands `execute` the queued requests together (tile batches of concurrent
 image requests); tiles of the same shape are concatenated into one onnxruntime call and split back,
@@ -19,6 +24,18 @@ from serve.triton.backend_params import int_parameter, model_parameters, str_par
 from serve.triton.pb_tensors import from_numpy, silence_capsule_warning, to_numpy
 
 MODEL_FILE = "model.onnx"
+ENGINE_FILE = "model.plan"
+
+
+def open_runner(version_dir: Path, threads: int) -> Any:
+    """`TrtRunner` for `model.plan` when the version folder has one, else `OrtRunner` for `model.onnx`."""
+    if (version_dir / ENGINE_FILE).is_file():
+        from serve.runtime.trt import TrtRunner
+
+        return TrtRunner(version_dir / ENGINE_FILE)
+    from serve.runtime.ort import OrtRunner
+
+    return OrtRunner(version_dir / MODEL_FILE, threads=threads or None)
 
 
 def run_grouped(run: Any, batches: list[np.ndarray]) -> list[np.ndarray]:
@@ -41,15 +58,12 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         import triton_python_backend_utils as pb_utils
 
-        from serve.runtime.ort import OrtRunner
-
         self.pb = pb_utils
         params = model_parameters(args)
         self.input = str_parameter(params, "input")
         self.output = str_parameter(params, "output")
         threads = int_parameter(params, "threads", 0)
-        path = Path(args["model_repository"]) / args["model_version"] / MODEL_FILE
-        self.runner = OrtRunner(path, threads=threads or None)
+        self.runner = open_runner(Path(args["model_repository"]) / args["model_version"], threads)
         silence_capsule_warning()
 
     def execute(self, requests: list[Any]) -> list[Any]:

@@ -103,7 +103,7 @@ def test_onnxruntime_repository_and_refusals(model: Path, tmp_path: Path, capsys
     assert "missing.onnx: no such ONNX file" in capsys.readouterr().err
 
 
-def _engine(tmp_path: Path, model: Path, cc: str) -> Path:
+def _engine(tmp_path: Path, model: Path, cc: str, max_batch: int = 8) -> Path:
     plan = tmp_path / f"m_{cc}.plan"
     plan.write_bytes(b"engine bytes " + cc.encode())
     manifest = Manifest(
@@ -115,7 +115,7 @@ def _engine(tmp_path: Path, model: Path, cc: str) -> Path:
         device="NVIDIA H200",
         compute_capability=cc,
         input_name="lr",
-        profile=Profile((1, 3, 16, 16), (4, 3, 64, 64), (8, 3, 96, 128)),
+        profile=Profile((1, 3, 16, 16), (1, 3, 64, 64), (max_batch, 3, 96, 128)),
         build_seconds=1.0,
     )
     save_manifest(manifest, manifest_path(plan))
@@ -179,3 +179,59 @@ def test_tile_batches_of_several_requests_run_together_and_split_back() -> None:
     assert sorted(calls) == [(3, 3, 4, 4), (3, 3, 5, 4)]
     for got, want in zip(out, (a, c, b), strict=True):
         np.testing.assert_array_equal(got, want * 2)
+
+
+def test_python_tile_model_serves_one_engine_with_drqs_runner(model: Path, tmp_path: Path, capsys) -> None:
+    plan = _engine(tmp_path, model, "9.0", max_batch=4)
+    repo = tmp_path / "repo"
+    argv = [
+        "triton-repo",
+        "--engine",
+        str(plan),
+        "-o",
+        str(repo),
+        "--overlap",
+        "2",
+        "--tile-backend",
+        "python",
+    ]
+    assert main(argv) == 0
+    tile = _configs(repo)[TILE_MODEL]
+    assert tile.backend == "python" and tile.max_batch_size == 4  # capped at the profile's max N
+    assert tile.instance_group[0].kind == 1  # KIND_GPU
+    version = repo / TILE_MODEL / "1"
+    assert (version / "model.plan").read_bytes() == plan.read_bytes()
+    assert (version / "model.plan.json").read_bytes() == manifest_path(plan).read_bytes()
+    assert not (version / "model.onnx").exists()
+    two = [str(plan), str(_engine(tmp_path, model, "8.9", max_batch=4))]
+    assert (
+        main(["triton-repo", "--engine", *two, "-o", str(tmp_path / "r2"), "--tile-backend", "python"]) == 2
+    )
+    assert "drq's TrtRunner serves one engine" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "triton-repo",
+                "--onnx",
+                str(model),
+                "-o",
+                str(tmp_path / "r3"),
+                "--tile-backend",
+                "tensorrt_plan",
+            ]
+        )
+        == 2
+    )
+    assert "needs --engine" in capsys.readouterr().err
+
+
+def test_the_tile_backend_opens_the_runner_for_its_version_folder(model: Path, tmp_path: Path) -> None:
+    from serve.runtime.ort import OrtRunner
+    from serve.triton.tile_backend import open_runner
+
+    (tmp_path / "model.onnx").write_bytes(model.read_bytes())
+    runner = open_runner(tmp_path, threads=1)
+    assert isinstance(runner, OrtRunner) and runner.name == "model.onnx"
+    (tmp_path / "model.plan").write_bytes(b"not an engine")
+    with pytest.raises(Exception, match="model.plan"):  # TrtRunner: manifest missing, named
+        open_runner(tmp_path, threads=1)
