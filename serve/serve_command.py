@@ -1,7 +1,8 @@
 """`drq serve`: run a real Triton Inference Server on a model repository (or an ONNX model).
 
     drq serve build/triton_repo [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
-    drq serve build/imdn_x4_fp32.onnx          (writes a repository with the defaults into a temp folder)
+    drq serve build/imdn_x4_fp32.onnx    (an ONNX model or an engine: a repository with `drq triton-repo`'s
+                                          defaults is written into a temporary folder first)
 
 Binds 127.0.0.1 unless --host says otherwise, waits until Triton reports ready, prints the endpoints,
 and stops the server cleanly (SIGTERM, Triton's exit timeout for in-flight requests) on Ctrl-C or
@@ -25,7 +26,9 @@ from serve.triton.server import ServerOptions, TritonServer
 
 def _parser() -> argparse.ArgumentParser:
     p = CommandParser(prog="drq serve", description="Serve a drq model with the Triton Inference Server.")
-    p.add_argument("model", type=Path, help="a repository from `drq triton-repo`, or an ONNX model")
+    p.add_argument(
+        "model", type=Path, help="a repository from `drq triton-repo`, or an ONNX model or engine (defaults)"
+    )
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
@@ -43,13 +46,13 @@ def _parser() -> argparse.ArgumentParser:
 def _repository(model: Path, workdir: Path) -> Path:
     if model.is_dir():
         return model
-    if model.suffix == ".onnx" and model.is_file():
+    if model.suffix in (".onnx", ".plan") and model.is_file():
         from serve.triton_repo_command import main as write_repo
 
         repo = workdir / "repository"
-        write_repo(["--onnx", str(model), "-o", str(repo)])
+        write_repo(["--onnx" if model.suffix == ".onnx" else "--engine", str(model), "-o", str(repo)])
         return repo
-    raise ServerError(f"{model}: not a model repository folder or an ONNX file")
+    raise ServerError(f"{model}: not a model repository folder, an ONNX file or an engine (.plan)")
 
 
 class _Stop(Exception):

@@ -247,12 +247,13 @@ def test_killing_the_server_mid_request_gives_a_clear_error_not_a_hang(repo: Pat
         running.log_file.close()
 
 
-def test_drq_serve_stops_cleanly_on_sigint(repo: Path) -> None:
+def test_drq_serve_of_an_onnx_model_stops_cleanly_on_sigint(model: Path) -> None:
     http, grpc, metrics = _free_ports(3)
-    command = [sys.executable, "-m", "drq.cli", "serve", str(repo), "--http-port", str(http)]
+    command = [sys.executable, "-m", "drq.cli", "serve", str(model), "--http-port", str(http)]
     command += ["--grpc-port", str(grpc), "--metrics-port", str(metrics)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
+        assert process.stdout.readline().startswith("wrote ")  # type: ignore[union-attr]
         banner = process.stdout.readline()  # type: ignore[union-attr]
         assert banner.startswith("serving ") and f"http://127.0.0.1:{http}" in banner, banner
         sr = ImageClient(f"grpc://127.0.0.1:{grpc}", timeout_s=30).upscale(_png(8, 8, 8))
