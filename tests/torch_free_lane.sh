@@ -3,21 +3,30 @@
 # (numpy, Pillow, onnx, onnxruntime, tritonclient) plus the Triton server wheel and pytest, and no torch.
 # In it: torch must not import, `drq upscale` runs an ONNX model (tiled), and every test marked
 # `torch_free` passes. tests/test_torch_free_lane.py runs this script, so the README test command
-# (.ci/run) covers it. Usage: tests/torch_free_lane.sh [LANE_DIR]   (default build/torch_free_lane)
+# (.ci/run) covers it. A fresh venv takes a few minutes (pip, from its cache when warm).
+# Usage: tests/torch_free_lane.sh [LANE_DIR]   (default build/torch_free_lane)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lane=${1:-build/torch_free_lane}
 python=${PYTHON:-python3}
 unset PYTHONPATH  # nothing from the calling environment may leak in
-rm -rf "$lane"
-"$python" -m venv "$lane/venv"
-. "$lane/venv/bin/activate"
-python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[serve]' 'pytest>=8'
-# The server binary: its wheel's metadata pins numpy<2, which the binary does not use (pyproject [serve]),
-# so it comes without its dependencies; [serve] lists the ones its Python package imports.
-python -m pip install -q --no-deps nvidia-pytriton
+# The venv is rebuilt when pyproject.toml changes (its hash is kept beside it), else reused.
+stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x "$lane/venv/bin/drq" ] || [ "$(cat "$lane/pyproject.sha256" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$lane"
+  "$python" -m venv "$lane/venv"
+  . "$lane/venv/bin/activate"
+  python -m pip install -q --upgrade pip
+  python -m pip install -q -e '.[serve]' 'pytest>=8'
+  # The server binary: its wheel's metadata pins numpy<2, which the binary does not use (pyproject
+  # [serve]), so it comes without its dependencies; [serve] lists the ones its Python package imports.
+  python -m pip install -q --no-deps nvidia-pytriton
+  echo "$stamp" > "$lane/pyproject.sha256"
+else
+  . "$lane/venv/bin/activate"
+fi
 python -c "import pytriton"
+rm -rf "$lane/in" "$lane/out"
 if python -c "import torch" 2>/dev/null; then
   echo "torch-free lane: torch is importable in $lane/venv" >&2
   exit 1
