@@ -27,6 +27,7 @@ from engine_builder.lowerings.graph import (
 _F32 = np.float32
 IoDtype = Literal["fp32", "fp16"]
 Target = Literal["tensorrt", "ort-cpu"]
+Glue = Literal["fp32", "fp16"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,10 @@ class LoweringOptions:
     """How to lower (every field has the TensorRT default).
 
     Attributes:
-        io_dtype: element type of `lr`/`sr` for the fp16 lowering (the others keep float32 I/O).
+        io_dtype: element type of `lr`/`sr` for the fp16 lowering and for fp16 glue (the others keep
+            float32 I/O).
+        glue: "fp16" runs every non-quantized op of a quantizing lowering in float16
+            (`fp16_glue.apply_fp16_glue`, applied by `registry.lower`); target "tensorrt" only.
         target: "tensorrt" writes the graph TensorRT wants; "ort-cpu" reshapes only the quantized convs
             of `qdq`/`drq-split` into the integer patterns onnxruntime's CPU kernels run (same values).
         outlier_channels_only: drq-split: the outlier branch only reads the recipe's outlier channels.
@@ -47,12 +51,19 @@ class LoweringOptions:
     target: Target = "tensorrt"
     outlier_channels_only: bool = False
     output_ranges: Mapping[str, tuple[float, float]] | None = None
+    glue: Glue = "fp32"
 
     def __post_init__(self) -> None:
         if self.io_dtype not in ("fp32", "fp16"):
             raise ExportError(f"io_dtype: must be fp32 or fp16, got {self.io_dtype!r}")
         if self.target not in ("tensorrt", "ort-cpu"):
             raise ExportError(f"target: must be tensorrt or ort-cpu, got {self.target!r}")
+        if self.glue not in ("fp32", "fp16"):
+            raise ExportError(f"glue: must be fp32 or fp16, got {self.glue!r}")
+        if self.glue == "fp16" and self.target != "tensorrt":
+            # onnxruntime's CPU integer kernels take float32 around QLinearConv; its float16 ops are
+            # mostly cast back to float32, so the CPU graph keeps float32 glue.
+            raise ExportError("glue fp16: for --target tensorrt only; --target ort-cpu keeps fp32 glue")
 
 
 def start(model: onnx.ModelProto, name: str, recipe: Recipe | None) -> tuple[onnx.ModelProto, GraphEditor]:

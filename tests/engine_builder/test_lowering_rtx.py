@@ -20,6 +20,12 @@ CASES = [
     ("drq-split", "split", LoweringOptions(outlier_channels_only=True)),
     ("fakequant", "paper", LoweringOptions()),
     ("drq-plugin", "b-bit", LoweringOptions()),
+    # FP16 glue (engine_builder.lowerings.fp16_glue): float16 scales, DQ outputs and float ops
+    ("qdq", "uniform", LoweringOptions(glue="fp16")),
+    ("qdq", "uniform", LoweringOptions(glue="fp16", io_dtype="fp16")),
+    ("drq-split", "split", LoweringOptions(glue="fp16")),
+    ("drq-split", "split", LoweringOptions(glue="fp16", outlier_channels_only=True)),
+    ("drq-plugin", "b-bit", LoweringOptions(glue="fp16")),
 ]
 
 
