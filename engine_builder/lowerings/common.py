@@ -28,6 +28,7 @@ _F32 = np.float32
 IoDtype = Literal["fp32", "fp16"]
 Target = Literal["tensorrt", "ort-cpu"]
 Glue = Literal["fp32", "fp16"]
+OrtWeights = Literal["uint8", "int8", "int7"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class LoweringOptions:
         output_ranges: target "ort-cpu" only: observed float (min, max) of conv outputs keyed by node
             name (`ort_cpu.observe_conv_outputs`); onnxruntime's QLinearConv needs an output
             quantization, so a quantized conv without a range keeps its TensorRT (Q/DQ, float conv) form.
+        ort_weights: target "ort-cpu" only: how QLinearConv stores weight codes (`act_graphs.qlinear_conv`):
+            "uint8" (exact on every x86 CPU, the default), "int8" (fastest; exact only with VNNI or on ARM),
+            "int7" (7-bit weights: fast and exact on AVX2, at the cost of one weight bit).
     """
 
     io_dtype: IoDtype = "fp32"
@@ -52,12 +56,15 @@ class LoweringOptions:
     outlier_channels_only: bool = False
     output_ranges: Mapping[str, tuple[float, float]] | None = None
     glue: Glue = "fp32"
+    ort_weights: OrtWeights = "uint8"
 
     def __post_init__(self) -> None:
         if self.io_dtype not in ("fp32", "fp16"):
             raise ExportError(f"io_dtype: must be fp32 or fp16, got {self.io_dtype!r}")
         if self.target not in ("tensorrt", "ort-cpu"):
             raise ExportError(f"target: must be tensorrt or ort-cpu, got {self.target!r}")
+        if self.ort_weights not in ("uint8", "int8", "int7"):
+            raise ExportError(f"ort_weights: must be uint8, int8 or int7, got {self.ort_weights!r}")
         if self.glue not in ("fp32", "fp16"):
             raise ExportError(f"glue: must be fp32 or fp16, got {self.glue!r}")
         if self.glue == "fp16" and self.target != "tensorrt":

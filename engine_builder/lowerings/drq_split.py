@@ -57,7 +57,8 @@ def _outlier_index(node: onnx.NodeProto, act: DualRegionAct, options: LoweringOp
     return np.asarray(act.outlier_channels, dtype=np.int64) if group == 1 else None
 
 
-def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, options: LoweringOptions) -> None:
+def lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, options: LoweringOptions) -> None:
+    """One split conv input: dense and outlier branches (module docstring)."""
     act = layer.act
     g = split_grid(act)
     x = node.input[0]
@@ -95,7 +96,16 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
     outlier_range = cpu_output_range(options, node, OUTLIER_SUFFIX) if residual else None
     if dense_range is not None and (residual is None or outlier_range is not None):
         # onnxruntime CPU: two QLinearConvs, each output quantized on its own observed range
-        out = qlinear_conv(ed, node, [(dense_in, g.s_d, codes)], w_scale, w_axis, dense_range, name)
+        out = qlinear_conv(
+            ed,
+            node,
+            [(dense_in, g.s_d, codes)],
+            w_scale,
+            w_axis,
+            dense_range,
+            name,
+            weight_type=options.ort_weights,
+        )
         if residual is not None:
             outl = qlinear_conv(
                 ed,
@@ -106,6 +116,7 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
                 outlier_range,
                 f"{name}{OUTLIER_SUFFIX}",
                 with_bias=False,
+                weight_type=options.ort_weights,
             )
             out = ed.make1("Add", [out, outl], f"{name}_AddBranches", node)
         ed.replace_output(node, out)
@@ -145,6 +156,6 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
     recipe = check_split_recipe(recipe)
     model, ed = start(float_model, "drq-split", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "drq-split"):
-        _lower_layer(ed, ed.node(node_name), name, layer, options)
+        lower_layer(ed, ed.node(node_name), name, layer, options)
     ed.commit()
     return finalize(model)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import onnx
 
-from drq.recipe import Recipe, UniformAct
+from drq.recipe import LayerRecipe, Recipe, UniformAct
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
 from engine_builder.lowerings.common import (
@@ -27,7 +27,7 @@ from engine_builder.lowerings.common import (
     start,
     weight_codes,
 )
-from engine_builder.lowerings.graph import finalize
+from engine_builder.lowerings.graph import GraphEditor, finalize
 
 
 def check_int8_recipe(recipe: Recipe | None, lowering: str) -> Recipe:
@@ -64,18 +64,31 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
     recipe = check_int8_recipe(recipe, "qdq")
     model, ed = start(float_model, "qdq", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "qdq"):
-        node = ed.node(node_name)
-        act = layer.act
-        assert isinstance(act, UniformAct)
-        out_range = cpu_output_range(options, node)
-        if out_range is not None:
-            codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
-            out = qlinear_conv(
-                ed, node, [(node.input[0], act.scale, codes)], w_scale, w_axis, out_range, name
-            )
-            ed.replace_output(node, out)
-            continue
-        node.input[0] = qdq_pair(ed, node.input[0], act.scale, node, f"{name}.input")
-        node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)
+        lower_layer(ed, ed.node(node_name), name, layer, options)
     ed.commit()
     return finalize(model)
+
+
+def lower_layer(
+    ed: GraphEditor, node: onnx.NodeProto, name: str, layer: LayerRecipe, options: LoweringOptions
+) -> None:
+    """One symmetric INT8 conv input: Q/DQ (TensorRT) or the QLinearConv pattern (ort-cpu)."""
+    act = layer.act
+    assert isinstance(act, UniformAct)
+    out_range = cpu_output_range(options, node)
+    if out_range is not None:
+        codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
+        out = qlinear_conv(
+            ed,
+            node,
+            [(node.input[0], act.scale, codes)],
+            w_scale,
+            w_axis,
+            out_range,
+            name,
+            weight_type=options.ort_weights,
+        )
+        ed.replace_output(node, out)
+        return
+    node.input[0] = qdq_pair(ed, node.input[0], act.scale, node, f"{name}.input")
+    node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)
