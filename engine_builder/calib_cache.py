@@ -329,16 +329,25 @@ a layer in INT8 only when every tensor it reads and writes has a scale, and othe
 consuming or producing given tensor"), so the cache needs every input and output of these layers."""
 
 
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Tensors whose inferred element type is float32 (shape and index tensors are not quantized)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {v.name for v in values if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+
+
 def int8_tensors(model: onnx.ModelProto) -> list[str]:
-    """Every activation tensor read or written by an INT8-eligible node of the float graph, in graph order
-    (initializers and Constant outputs are weights, not activations)."""
+    """Every float activation read or written by an INT8-eligible node of the float graph, in graph order
+    (initializers and Constant outputs are weights; int64 shapes and indices, e.g. a Slice's starts, are
+    no activations)."""
     constants = {t.name for t in model.graph.initializer}
     constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    floats = _float_tensors(model)
     names: dict[str, None] = {}
     for node in model.graph.node:
         if node.op_type in INT8_ELIGIBLE_OPS and node.domain in ("", "ai.onnx"):
             for tensor in (*node.input, *node.output):
-                if tensor and tensor not in constants:
+                if tensor and tensor not in constants and tensor in floats:
                     names[tensor] = None
     return list(names)
 
