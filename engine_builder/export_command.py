@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         "output ranges onnxruntime's QLinearConv needs",
     )
     parser.add_argument(
+        "--ort-weights",
+        choices=("uint8", "int8", "int7"),
+        default="uint8",
+        help="--target ort-cpu: QLinearConv weight storage; uint8 exact everywhere (default), int8 fastest "
+        "but saturating on x86 without VNNI, int7 fast and exact (7-bit weights)",
+    )
+    parser.add_argument(
         "--outlier-channels-only",
         action="store_true",
         help="drq-split: outlier branch only on the recipe's outlier channels",
@@ -82,6 +89,7 @@ def _options(args: argparse.Namespace, lowering: str):
         target=args.target,
         outlier_channels_only=args.outlier_channels_only,
         glue=glue,
+        ort_weights=args.ort_weights,
     )
 
 
