@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from drq.recipe import LayerRecipe, Recipe, WeightQuant
+from drq.recipe import LayerRecipe, Recipe, UniformAct, WeightQuant
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.graph import (
     LOWERING_KEY,
@@ -71,6 +71,47 @@ class LoweringOptions:
             # onnxruntime's CPU integer kernels take float32 around QLinearConv; its float16 ops are
             # mostly cast back to float32, so the CPU graph keeps float32 glue.
             raise ExportError("glue fp16: for --target tensorrt only; --target ort-cpu keeps fp32 glue")
+
+
+BUDGET_LOWERINGS = {"uniform": "qdq", "split": "drq-split", "b-bit": "drq-plugin", "mixed": "mixed"}
+"""The lowering each recipe budget goes to (what a refusal suggests); other budgets: fakequant."""
+
+
+def check_recipe(recipe: Recipe | None, lowering: str, budget: str, *, int8_layers: bool = False) -> Recipe:
+    """The recipe, if `lowering` can express it: its budget is `budget`, or with `int8_layers` every
+    layer is 8-bit signed symmetric uniform on its input (what plain Q/DQ can carry).
+
+    Raises:
+        ExportError: no recipe, another budget, or (int8_layers) the first layer that needs another
+            lowering; the message names the lowering that fits.
+    """
+    if recipe is None:
+        raise ExportError(
+            f"{lowering}: needs a recipe with the {budget!r} budget (use --lowering fp32 or fp16 for a "
+            "float model)"
+        )
+    if not int8_layers:
+        if recipe.budget != budget:
+            raise ExportError(
+                f"recipe: {lowering} lowers the {budget!r} budget, this recipe has {recipe.budget!r}; use "
+                f"--lowering {BUDGET_LOWERINGS.get(recipe.budget, 'fakequant')}"
+            )
+        return recipe
+    for name, layer in recipe.layers.items():
+        act = layer.act
+        if not isinstance(act, UniformAct):
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "
+                f"{act.budget!r} dual-region budget; use --lowering fakequant (or drq-split / "
+                "drq-plugin for their budgets)"
+            )
+        if act.bits != 8 or not act.symmetric:
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs 8-bit signed symmetric activations, got "
+                f"{act.bits}-bit {'signed' if act.signed else 'unsigned'} zero point "
+                f"{act.zero_point}; use --lowering fakequant"
+            )
+    return recipe
 
 
 def start(model: onnx.ModelProto, name: str, recipe: Recipe | None) -> tuple[onnx.ModelProto, GraphEditor]:

@@ -27,6 +27,7 @@ from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
 from engine_builder.lowerings.common import (
     LoweringOptions,
     add_weight_dq,
+    check_recipe,
     cpu_output_range,
     recipe_nodes,
     start,
@@ -35,18 +36,6 @@ from engine_builder.lowerings.common import (
 from engine_builder.lowerings.graph import GraphEditor, finalize
 
 OUTLIER_SUFFIX = "_outlier"  # name of the outlier-branch conv: the dense conv's node name + this
-
-
-def check_split_recipe(recipe: Recipe | None) -> Recipe:
-    """Raises ExportError unless the recipe uses the split budget."""
-    if recipe is None:
-        raise ExportError("drq-split: needs a recipe with the split budget")
-    if recipe.budget != "split":
-        raise ExportError(
-            f"recipe: drq-split lowers the 'split' budget, this recipe has {recipe.budget!r}; use "
-            f"--lowering {'drq-plugin' if recipe.budget == 'b-bit' else 'fakequant'}"
-        )
-    return recipe
 
 
 def _outlier_index(node: onnx.NodeProto, act: DualRegionAct, options: LoweringOptions) -> np.ndarray | None:
@@ -153,7 +142,7 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
     Raises:
         ExportError: the recipe's budget is not `split`, or a layer is missing.
     """
-    recipe = check_split_recipe(recipe)
+    recipe = check_recipe(recipe, "drq-split", "split")
     model, ed = start(float_model, "drq-split", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "drq-split"):
         lower_layer(ed, ed.node(node_name), name, layer, options)

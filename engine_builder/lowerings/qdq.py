@@ -17,11 +17,11 @@ from __future__ import annotations
 import onnx
 
 from drq.recipe import LayerRecipe, Recipe, UniformAct
-from engine_builder.errors import ExportError
 from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
 from engine_builder.lowerings.common import (
     LoweringOptions,
     add_weight_dq,
+    check_recipe,
     cpu_output_range,
     recipe_nodes,
     start,
@@ -30,38 +30,13 @@ from engine_builder.lowerings.common import (
 from engine_builder.lowerings.graph import GraphEditor, finalize
 
 
-def check_int8_recipe(recipe: Recipe | None, lowering: str) -> Recipe:
-    """The recipe, if every layer is 8-bit signed symmetric uniform on its input (and <= 8-bit weights).
-
-    Raises:
-        ExportError: naming the first layer that needs another lowering.
-    """
-    if recipe is None:
-        raise ExportError(f"{lowering}: needs a recipe (use --lowering fp32 or fp16 for a float model)")
-    for name, layer in recipe.layers.items():
-        act = layer.act
-        if not isinstance(act, UniformAct):
-            raise ExportError(
-                f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "
-                f"{act.budget!r} dual-region budget; use --lowering fakequant (or drq-split / "
-                "drq-plugin for their budgets)"
-            )
-        if act.bits != 8 or not act.symmetric:
-            raise ExportError(
-                f"recipe layer {name!r}: {lowering} needs 8-bit signed symmetric activations, got "
-                f"{act.bits}-bit {'signed' if act.signed else 'unsigned'} zero point "
-                f"{act.zero_point}; use --lowering fakequant"
-            )
-    return recipe
-
-
 def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions) -> onnx.ModelProto:
     """Insert Q/DQ for every recipe layer (see module docstring).
 
     Raises:
         ExportError: the recipe is not uniform INT8 (use `fakequant`), or a layer is missing.
     """
-    recipe = check_int8_recipe(recipe, "qdq")
+    recipe = check_recipe(recipe, "qdq", "uniform", int8_layers=True)
     model, ed = start(float_model, "qdq", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "qdq"):
         lower_layer(ed, ed.node(node_name), name, layer, options)

@@ -12,7 +12,7 @@ import onnx
 from drq.recipe import Recipe
 from engine_builder.errors import ExportError
 from engine_builder.lowerings import drq_plugin, drq_split, fakequant, fp16, fp32, mixed, qdq
-from engine_builder.lowerings.common import LoweringOptions
+from engine_builder.lowerings.common import LoweringOptions, check_recipe
 
 
 class Lowering(Protocol):
@@ -64,7 +64,7 @@ def default_lowering(recipe: Recipe | None) -> str:
         return "drq-plugin"
     if recipe.budget == "uniform":
         try:
-            qdq.check_int8_recipe(recipe, "qdq")
+            check_recipe(recipe, "qdq", "uniform", int8_layers=True)
             return "qdq"
         except ExportError:
             return "fakequant"
