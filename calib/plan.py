@@ -191,11 +191,15 @@ class _InputStats:
     hist: AbsHistogram = field(default_factory=AbsHistogram)
     lo: float = math.inf
     hi: float = -math.inf
+    uint8_lattice: bool = True  # every value is k / 255 in [0, 1]: the image itself
 
     def collect(self, x: torch.Tensor) -> None:
         self.hist.collect(x)
         self.lo = min(self.lo, float(x.min()))
         self.hi = max(self.hi, float(x.max()))
+        if self.uint8_lattice:
+            k = x.detach().double() * 255.0
+            self.uint8_lattice = bool(((k - k.round()).abs().max() < 1e-3) and self.lo >= 0 and self.hi <= 1)
 
 
 def observe_inputs(
@@ -227,9 +231,11 @@ def shifted_int8(stats: _InputStats, minmax: bool = False) -> UniformActQuantize
     """INT8 whose 256 codes span [min, clip] (zero point -128 - round(min / s)); None unless bounded below.
 
     The clip is the MSE-optimal threshold of a 255-step grid on |x| (9-bit symmetric = 8-bit one-sided),
-    or with `minmax` the observed max: for the image in [0, 1] that is s = 1/255, the uint8 lattice the
-    LR pixels lie on, so the head conv's input quantization is lossless.
+    or with `minmax` the observed max. An input whose values all lie on the uint8 lattice k / 255 (the
+    LR image fed to the head conv) gets s = 1/255, z = -128 with `minmax`: its quantization is lossless.
     """
+    if minmax and stats.uint8_lattice:
+        return UniformActQuantizer(8, 1.0 / 255.0, -128, True)  # the image: exactly its uint8 values
     lower = min(stats.lo, 0.0)
     if stats.hi <= 0 or lower < -_BOUNDED_RATIO * stats.hi:
         return None

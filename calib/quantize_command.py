@@ -105,6 +105,13 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-fp16-layers", action="store_true", help="only int8 and split forms")
     g.add_argument(
+        "--from-split",
+        type=Path,
+        default=None,
+        help="plan from this W8A8 split recipe instead of calibrating again (same --calib, --seed and "
+        "--images as it was made with; the held-out images follow them)",
+    )
+    g.add_argument(
         "--alternatives",
         type=Path,
         default=None,
@@ -186,11 +193,65 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     )
 
 
+def _split_start(args: argparse.Namespace) -> tuple[Any, Recipe]:
+    """The simulated model and recipe of `--from-split` (checked against the command line).
+
+    Raises:
+        CalibError: the recipe is not a W8A8 split recipe of this arch, scale, calibration and seed.
+    """
+    from calib.simulate import load_simulated_model
+    from drq.recipe import load_recipe
+
+    split = load_recipe(args.from_split)
+    info = split.calibration
+    if split.budget != "split" or split.a_bits != 8:
+        raise CalibError(f"{args.from_split}: --from-split needs a split recipe at 8 activation bits")
+    if (split.model.arch, split.model.scale, info.images, info.seed, info.source) != (
+        args.arch,
+        args.scale,
+        args.images,
+        args.seed,
+        args.calib.name,
+    ):
+        raise CalibError(
+            f"{args.from_split}: made for {split.model.arch} x{split.model.scale} from {info.images} "
+            f"{info.source} images, seed {info.seed}; pass the same --arch/--scale/--images/--calib/--seed"
+        )
+    return load_simulated_model(split, args.weights), split
+
+
+def _plan_only(args: argparse.Namespace, progress: Any | None) -> tuple[Recipe, QuantizeStats, float]:
+    """`--from-split`: the mixed plan of an existing split recipe (no calibration, no finetuning)."""
+    import torch
+
+    from calib.calibrate import QuantizeStats, make_batches
+    from calib.plan import make_plan
+    from calib.quantizers import quant_layers
+    from drq.imaging.datasets import calib_crops
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    model, split = _split_start(args)
+    crop = args.crop if args.crop is not None else default_crop(args.scale)
+    crops = calib_crops(args.calib, args.scale, crop, args.images + args.holdout, args.seed)
+    batches = make_batches(crops[: args.images], args.batch)
+    held = torch.stack([torch.as_tensor(c) for c in crops[args.images :]])
+    layers = quant_layers(model)
+    result = make_plan(model, {n: layers[n] for n in split.layers}, split, batches, held, plan_config(args))
+    stats = QuantizeStats({n: 8 for n in split.layers}, (), {}, 0.0)
+    stats.extra.update(plan=result.report, cost_table=result.cost_table)
+    return result.recipe, stats, time.perf_counter() - started
+
+
 def run(
     args: argparse.Namespace, config: QuantizeConfig, progress: Any | None
 ) -> tuple[Recipe, QuantizeStats, float]:
     """Load the model and data, quantize, return (recipe, stats, wall seconds). Torch imported here."""
     import torch
+
+    if args.budget == "mixed" and args.from_split is not None:
+        return _plan_only(args, progress)
 
     from calib.calibrate import make_batches, quantize
     from calib.models import load_pretrained
@@ -261,6 +322,8 @@ def main(argv: list[str]) -> int:
     config = make_config(args)
     if args.budget == "mixed":
         plan_config(args)  # option errors before any work
+    elif args.from_split is not None or args.alternatives is not None:
+        raise CalibError("--from-split / --alternatives: options of --budget mixed")
     from drq.artifacts import atomic_write_text
     from drq.imaging.progress import Progress
     from drq.recipe import save_recipe

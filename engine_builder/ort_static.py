@@ -97,6 +97,7 @@ def static_quantize(
     inputs: Sequence[np.ndarray],
     weight_type: str = "int8",
     recipe: Recipe | None = None,
+    op_types: Sequence[str] | None = None,
 ) -> onnx.ModelProto:
     """onnxruntime's `quantize_static` over `model` (module docstring); drq metadata kept.
 
@@ -125,6 +126,7 @@ def static_quantize(
             weight_type=wtype,
             calibrate_method=q.CalibrationMethod.MinMax,
             nodes_to_exclude=exclude,
+            op_types_to_quantize=list(op_types) if op_types else None,
             extra_options={"TensorQuantOverrides": overrides} if overrides else {},
         )
         out = onnx.load(str(dst))
@@ -143,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weight-type", choices=("int8", "uint8"), default="int8")
+    p.add_argument(
+        "--op-types", nargs="+", help="op types to quantize (default: every type onnxruntime can quantize)"
+    )
     p.add_argument("-o", "--output", type=Path, required=True)
     return p
 
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ExportError(f"{args.onnx}: no drq.scale metadata; export it with drq export")
     recipe = load_recipe(args.recipe) if args.recipe else None
     crops = [c[None] for c in calib_crops(args.calib, scale, args.crop, args.images, args.seed)]
-    out = static_quantize(model, crops, args.weight_type, recipe)
+    out = static_quantize(model, crops, args.weight_type, recipe, args.op_types)
     atomic_write_bytes(args.output, out.SerializeToString())
     print(f"wrote {args.output}")
     return 0
