@@ -319,11 +319,11 @@ def main(argv: list[str]) -> int:
     _check_paths(args)
     if args.scale < 1 or args.threads < 0:
         raise CalibError(f"--scale must be >= 1 and --threads >= 0, got {args.scale} and {args.threads}")
-    config = make_config(args)
     if args.budget == "mixed":
-        plan_config(args)  # option errors before any work
+        plan_config(args)  # option errors before any work (and before the split config's own checks)
     elif args.from_split is not None or args.alternatives is not None:
         raise CalibError("--from-split / --alternatives: options of --budget mixed")
+    config = make_config(args)
     from drq.artifacts import atomic_write_text
     from drq.imaging.progress import Progress
     from drq.recipe import save_recipe
