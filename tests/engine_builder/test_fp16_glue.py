@@ -166,3 +166,22 @@ def test_fp16_glue_keeps_set5_quality(shared_dir: Path, tmp_path: Path, method, 
     assert metadata(half)["drq.lowering"] == lowering and float32_compute_nodes(half) == []
     assert 31.5 < psnr["fp32"] < 32.3  # a working W8A8 IMDN x4 (FP32: 32.21 dB)
     assert abs(psnr["fp16"] - psnr["fp32"]) < tolerance, psnr
+
+
+def test_the_mixed_plan_takes_the_glue_too(net_and_graph) -> None:
+    """int8-plan's `mixed` lowering (int8, shifted int8, split and fp16 layers in one graph) gets the
+    same pass: the pass knows no lowering, only the graph."""
+    from drq.recipe import UniformAct, f32
+    from tests.engine_builder.test_lowering_mixed import PLAN, _mixed
+
+    net, graph = net_and_graph
+    shifted = {"head": UniformAct(bits=8, scale=f32(1 / 255), zero_point=-128)}
+    recipe = _mixed(net, PLAN, shifted)
+    fp32_glue, half = (
+        lower("mixed", graph, recipe),
+        lower("mixed", graph, recipe, LoweringOptions(glue="fp16")),
+    )
+    assert float32_compute_nodes(fp32_glue) and float32_compute_nodes(half) == []
+    x = np.random.default_rng(2).random((1, 3, 12, 12), dtype=np.float32)
+    ref, got = _run(fp32_glue, x), _run(half, x)
+    assert np.abs(got - ref).max() < 0.03 and np.abs(got - ref).mean() < 2e-3
