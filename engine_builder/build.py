@@ -379,6 +379,69 @@ def engine_layers(trt: Any, engine_bytes: bytes, input_name: str, opt_shape: Sha
     return info, ""
 
 
+@dataclass
+class _Session:
+    """One build's TensorRT objects and what the manifest needs from them."""
+
+    builder: Any
+    network: Any
+    build_config: Any
+    logger: Any
+    input_name: str
+    shapes: tuple[Shape, Shape, Shape]
+    strongly_typed: bool
+    timing_cache: Any
+
+
+def _configure(trt: Any, backend: EngineBackend, config: BuildConfig, data: bytes) -> _Session:
+    """Network (parsed), builder config and profile, every option set: all up to the build itself."""
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    strongly_typed = backend.features.always_strongly_typed or not (
+        config.fp16 or config.uses_int8_calibration
+    )
+    network = backend.create_network(builder, strongly_typed)
+    _parse(trt, network, logger, data, config.onnx)
+    input_name, shapes = _profile_shapes(config, network)
+    build_config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, *shapes)
+    build_config.add_optimization_profile(profile)
+    _set_options(trt, build_config, config)
+    timing_cache = _set_timing_cache(build_config, config)
+    _set_int8_calibration(trt, build_config, profile, config, shapes)
+    backend.configure_target(build_config, tuple(config.compute_capabilities))
+    return _Session(builder, network, build_config, logger, input_name, shapes, strongly_typed, timing_cache)
+
+
+def _manifest(
+    config: BuildConfig, backend: EngineBackend, session: _Session, engine_bytes: bytes, extra: dict[str, Any]
+) -> Manifest:
+    return Manifest(
+        engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
+        onnx=str(config.onnx),
+        onnx_sha256=sha256_file(config.onnx),
+        flavour=backend.flavour,
+        tensorrt_version=backend.version,
+        input_name=session.input_name,
+        profile=Profile(*session.shapes),
+        strongly_typed=session.strongly_typed,
+        fp16=config.fp16,
+        int8=config.uses_int8_calibration,
+        version_compatible=config.version_compatible,
+        hardware_compatible=config.hardware_compatible,
+        **extra,
+    )
+
+
+def _save_timing_cache(session: _Session, config: BuildConfig) -> bool:
+    if session.timing_cache is None or config.timing_cache is None:
+        return False
+    cache = session.build_config.get_timing_cache().serialize()
+    atomic_write_bytes(config.timing_cache, bytes(memoryview(cache)))
+    return True
+
+
 def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> BuildResult:
     """Build and write `config.output`, its manifest and (when the runtime can load it here) the engine
     inspector's layer information `MODEL.plan.layers.json`.
@@ -406,60 +469,28 @@ def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> B
     _check_features(config, backend)
     plugin_ids = _register_plugins(config.plugins, backend)
     data = _model_bytes(config, model, plugin_ids)
-
     started = time.perf_counter()
-    logger = _make_logger(trt)
-    builder = trt.Builder(logger)
-    strongly_typed = backend.features.always_strongly_typed or not (
-        config.fp16 or config.uses_int8_calibration
-    )
-    network = backend.create_network(builder, strongly_typed)
-    _parse(trt, network, logger, data, config.onnx)
-    input_name, shapes = _profile_shapes(config, network)
-    build_config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *shapes)
-    build_config.add_optimization_profile(profile)
-    _set_options(trt, build_config, config)
-    timing_cache = _set_timing_cache(build_config, config)
-    _set_int8_calibration(trt, build_config, profile, config, shapes)
-    backend.configure_target(build_config, tuple(config.compute_capabilities))
+    session = _configure(trt, backend, config, data)
     # The device goes into the manifest; asking for it now means a missing CUDA binding fails before
     # the build instead of throwing a finished engine away.
     device, capability = backend.device()
-
-    engine_bytes = _serialize(builder, network, build_config, logger, config, backend.version)
-    seconds = time.perf_counter() - started
-    saved = False
-    if timing_cache is not None and config.timing_cache is not None:
-        atomic_write_bytes(
-            config.timing_cache, bytes(memoryview(build_config.get_timing_cache().serialize()))
-        )
-        saved = True
-    manifest = Manifest(
-        engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
-        onnx=str(config.onnx),
-        onnx_sha256=sha256_file(config.onnx),
-        flavour=backend.flavour,
-        tensorrt_version=backend.version,
-        device=device,
-        compute_capability=capability,
-        input_name=input_name,
-        profile=Profile(*shapes),
-        build_seconds=round(seconds, 3),
-        lowering=meta.get(LOWERING_KEY, ""),
-        recipe_sha256=meta.get(RECIPE_SHA_KEY, ""),
-        strongly_typed=strongly_typed,
-        fp16=config.fp16,
-        int8=config.uses_int8_calibration,
-        version_compatible=config.version_compatible,
-        hardware_compatible=config.hardware_compatible,
-        plugins=plugin_ids,
+    engine_bytes = _serialize(
+        session.builder, session.network, session.build_config, session.logger, config, backend.version
     )
+    extra = {
+        "device": device,
+        "compute_capability": capability,
+        "build_seconds": round(time.perf_counter() - started, 3),
+        "lowering": meta.get(LOWERING_KEY, ""),
+        "recipe_sha256": meta.get(RECIPE_SHA_KEY, ""),
+        "plugins": plugin_ids,
+    }
+    saved = _save_timing_cache(session, config)
+    manifest = _manifest(config, backend, session, engine_bytes, extra)
     atomic_write_bytes(config.output, engine_bytes)
     manifest_file = save_manifest(manifest, manifest_path(config.output))
-    warnings = list(logger.warnings)
-    layers, why = engine_layers(trt, engine_bytes, input_name, shapes[1])
+    warnings = list(session.logger.warnings)
+    layers, why = engine_layers(trt, engine_bytes, session.input_name, session.shapes[1])
     if layers is not None:
         atomic_write_text(layers_path(config.output), layers)
     else:
