@@ -96,6 +96,9 @@ def _options(args: argparse.Namespace, lowering: str):
 def main(argv: list[str]) -> int:
     """Run `drq export`; returns 0 (user errors raise BuildError / CalibError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    from engine_builder.lowerings.common import LoweringOptions
+
+    LoweringOptions(io_dtype=args.io_dtype, target=args.target, glue=args.glue or "fp32")  # checks first
     for source in (args.recipe, args.weights):
         if _same_file(args.output, source):
             raise ExportError(f"{args.output}: is an input of this export; choose another output path")

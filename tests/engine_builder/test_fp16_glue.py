@@ -185,3 +185,20 @@ def test_the_mixed_plan_takes_the_glue_too(net_and_graph) -> None:
     x = np.random.default_rng(2).random((1, 3, 12, 12), dtype=np.float32)
     ref, got = _run(fp32_glue, x), _run(half, x)
     assert np.abs(got - ref).max() < 0.03 and np.abs(got - ref).mean() < 2e-3
+
+
+def test_export_defaults_to_fp16_glue_for_tensorrt_targets(tmp_path: Path, capsys) -> None:
+    from drq.cli import main
+    from engine_builder.export_command import _options, _parser
+
+    def glue(*extra: str, lowering: str = "qdq") -> str:
+        return _options(_parser().parse_args(["--recipe", "r.json", "-o", "x.onnx", *extra]), lowering).glue
+
+    assert glue() == "fp16" and glue(lowering="drq-split") == "fp16" and glue(lowering="mixed") == "fp16"
+    assert glue(lowering="fakequant") == glue(lowering="fp16") == glue(lowering="fp32") == "fp32"
+    assert glue("--target", "ort-cpu") == "fp32" and glue("--glue", "fp32") == "fp32"
+    code = main(["export", "--recipe", "r.json", "--target", "ort-cpu", "--glue", "fp16", "-o", "x.onnx"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "drq export: glue fp16: for --target tensorrt only; --target ort-cpu keeps fp32 glue\n"
+    )
