@@ -4,6 +4,7 @@ in float16, float16 Q/DQ scales, and casts only at the graph I/O; quality on Set
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,26 @@ def test_export_defaults_to_fp16_glue_for_tensorrt_targets(tmp_path: Path, capsy
     assert capsys.readouterr().err == (
         "drq export: glue fp16: for --target tensorrt only; --target ort-cpu keeps fp32 glue\n"
     )
+
+
+def test_plugin_graph_with_fp16_glue_still_maps_to_the_plugins(tmp_path: Path, monkeypatch) -> None:
+    """The FP16-glue drq-plugin graph parses to the two plugin layers (not the inlined bodies) and builds,
+    so the plugin takes float16 x and gives float16 out itself, with no Cast around it."""
+    from engine_builder.build import BuildConfig, build_engine
+    from plugins import trt_registration
+    from tests.engine_builder.test_plugin_build import PLUGIN_LAYERS, SHAPES, install, plugin_model
+
+    monkeypatch.setattr(trt_registration, "_REGISTERED", {})
+    half = apply_fp16_glue(plugin_model())
+    path = tmp_path / "p16.onnx"
+    onnx.save(half, path)
+    install(monkeypatch, "10.13.0")  # fake CUDA, TensorRT 10.13 and tensorrt.plugin
+    trt = sys.modules["tensorrt"]
+    build_engine(BuildConfig(onnx=path, output=tmp_path / "p16.plan", plugins="drq", **SHAPES))
+    layers = trt.STATE.named("layers")[0].args[0]
+    assert [entry for entry in layers if entry[0] == "plugin"] == PLUGIN_LAYERS
+    assert not [
+        n
+        for n in half.graph.node
+        if n.op_type == "Cast" and n.input[0] not in ("lr",) and n.output[0] != "sr"
+    ]
