@@ -42,6 +42,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "bench": Subcommand(
         "engine_builder.bench_command:main", "latency / throughput / PSNR of lowerings side by side"
     ),
+    "inspect": Subcommand(
+        "engine_builder.inspect_command:main",
+        "per-layer precision, MACs and bytes of an ONNX or engine vs FP16",
+    ),
     "calib-cache": Subcommand(
         "engine_builder.calib_cache_command:main", "write a TensorRT calibration cache from a recipe"
     ),

@@ -4,9 +4,9 @@ It is the only contract between `calib/` (which writes it) and `engine_builder/`
 ONNX and TensorRT). Torch-free on purpose. Every float is stored as the exact decimal of a float32, so
 that torch, NumPy, ONNX and the kernels all start from the same bits.
 
-Layout (schema_version 1)::
+Layout (schema_version 2)::
 
-    {"schema_version": 1, "producer": "drq 0.1.0",
+    {"schema_version": 2, "producer": "drq 0.1.0",
      "model": {"arch": "imdn", "scale": 4, "checkpoint_sha256": "...", "input_range": 1.0,
                "checkpoint": "../shared/sr_weights/imdn_x4.pth"},
      "method": "drq+saft", "w_bits": 4, "a_bits": 4, "budget": "split", "weight_mode": "per-channel",
@@ -15,10 +15,17 @@ Layout (schema_version 1)::
                               "weight": {"bits": 4, "axis": 0, "scale": [...]},
                               "act": {"kind": "dual_region", "budget": "split", "bits": 4, "lower": -0.3,
                                       "breakpoint": 0.1, "upper": 2.4, "outlier_scale": 0.33,
-                                      "outlier_channels": [3, 17]}}}}
+                                      "outlier_channels": [3, 17]}}},
+     "plan": {}}
 
 `layers` keeps the models' execution order. Grid arithmetic derived from these parameters lives in
 `drq.grids`, shared by the torch quantizers and the ONNX lowerings.
+
+Version 2 adds `plan` (default `{}`): for the `mixed` budget (`calib.plan`), the form each layer's conv
+runs in, `{"body.0.c1": "int8" | "split" | "fp16"}`. An `int8` layer has an 8-bit signed uniform act (a
+nonzero zero point is a shifted grid for inputs bounded below), a `split` layer a split dual-region act,
+an `fp16` layer runs in float (its act is kept for reference only). Other budgets have an empty plan.
+Version-1 files load through `migrate_v1_to_v2`.
 """
 
 from __future__ import annotations
@@ -35,14 +42,15 @@ import numpy as np
 from drq.artifacts import atomic_write_text, canonical_json, sha256_json
 from drq.errors import RecipeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PRODUCER = "drq 0.1.0"
 
 Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft"]
-Budget = Literal["uniform", "paper", "b-bit", "split"]
+Budget = Literal["uniform", "paper", "b-bit", "split", "mixed"]
 DualBudget = Literal["paper", "b-bit", "split"]
 WeightMode = Literal["per-channel", "paper"]
 LayerOp = Literal["conv2d", "conv_transpose2d", "linear"]
+LayerForm = Literal["int8", "split", "fp16"]  # what a layer of a `mixed` plan runs as
 
 METHODS: tuple[str, ...] = get_args(Method)
 BUDGETS: tuple[str, ...] = get_args(Budget)
@@ -58,6 +66,7 @@ def searches_split_breakpoint(method: str, budget: str, breakpoint_init: str) ->
 
 
 LAYER_OPS: tuple[str, ...] = get_args(LayerOp)
+LAYER_FORMS: tuple[str, ...] = get_args(LayerForm)
 
 
 def f32(value: float) -> float:
@@ -273,6 +282,7 @@ class Recipe:
     layers: dict[str, LayerRecipe] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     producer: str = PRODUCER
+    plan: dict[str, LayerForm] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -287,6 +297,11 @@ class Recipe:
         _check_bits(self.a_bits, "a_bits")
         if not self.layers:
             raise RecipeError("layers: a recipe must quantize at least one layer")
+        if self.budget == "mixed":
+            check_plan(self.plan, self.layers, self.a_bits)
+            return
+        if self.plan:
+            raise RecipeError(f"plan: only the mixed budget has a per-layer plan, not {self.budget!r}")
         for name, layer in self.layers.items():
             act_is_dual = isinstance(layer.act, DualRegionAct)
             if act_is_dual != (self.budget != "uniform"):
@@ -302,12 +317,37 @@ class Recipe:
         """The JSON form (tuples become lists; key order is the schema's)."""
         out = asdict(self)
         out["layers"] = {name: asdict(layer) for name, layer in self.layers.items()}
+        out["plan"] = dict(self.plan)
         # Tuples become lists, exactly as a JSON load would give them back.
         return json.loads(json.dumps(out, allow_nan=False))
 
     def sha256(self) -> str:
         """Canonical-JSON sha256: what engines and manifests record as the recipe they came from."""
         return sha256_json(self.to_dict())
+
+
+def check_plan(plan: dict[str, str], layers: dict[str, LayerRecipe], a_bits: int) -> None:
+    """A `mixed` plan names every layer once, with a form its act can run in.
+
+    Raises:
+        RecipeError: naming the first offending layer.
+    """
+    if a_bits != 8:
+        raise RecipeError(f"a_bits: the mixed budget runs INT8 kernels and needs 8, got {a_bits}")
+    if not isinstance(plan, dict) or list(plan) != list(layers):
+        missing = [n for n in layers if n not in plan] if isinstance(plan, dict) else list(layers)
+        extra = [n for n in plan if n not in layers] if isinstance(plan, dict) else []
+        raise RecipeError(
+            f"plan: must list every layer in the layers' order (missing {missing[:3]}, unknown {extra[:3]})"
+        )
+    for name, form in plan.items():
+        act = layers[name].act
+        if form not in LAYER_FORMS:
+            raise RecipeError(f"plan[{name!r}]: must be one of {', '.join(LAYER_FORMS)}, got {form!r}")
+        if form == "int8" and not (isinstance(act, UniformAct) and act.bits == 8 and act.signed):
+            raise RecipeError(f"plan[{name!r}]: int8 needs an 8-bit signed uniform act, got {act.kind!r}")
+        if form == "split" and not (isinstance(act, DualRegionAct) and act.budget == "split"):
+            raise RecipeError(f"plan[{name!r}]: split needs a split dual-region act, got {act.kind!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -366,13 +406,16 @@ def recipe_from_dict(data: Any) -> Recipe:
         raise RecipeError(
             f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq"
         )
+    if version == 1:
+        data = migrate_v1_to_v2(data)
+        version = 2
     if version != SCHEMA_VERSION:
-        raise RecipeError(f"schema_version: {version} is not supported (expected {SCHEMA_VERSION})")
+        raise RecipeError(f"schema_version: {version} is not supported (expected 1 or {SCHEMA_VERSION})")
     required = ("model", "method", "w_bits", "a_bits", "budget", "weight_mode", "calibration", "layers")
     missing = [key for key in required if key not in data]
     if missing:
         raise RecipeError(f"top level: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(data) - set(required) - {"schema_version", "producer"})
+    unknown = sorted(set(data) - set(required) - {"schema_version", "producer", "plan"})
     if unknown:
         raise RecipeError(f"top level: unknown field(s) {', '.join(unknown)}")
     model = _build(ModelIdentity, data["model"], "model")
@@ -416,7 +459,22 @@ def recipe_from_dict(data: Any) -> Recipe:
         layers=layers,
         schema_version=version,
         producer=data.get("producer", PRODUCER),
+        plan=_plan_from_dict(data.get("plan", {})),
     )
+
+
+def _plan_from_dict(raw: Any) -> dict[str, LayerForm]:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise RecipeError("plan: must be an object mapping layer names to int8, split or fp16")
+    return dict(raw)
+
+
+def migrate_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 recipe as version 2: the same quantizers and an empty plan (a new dict)."""
+    out = dict(data)
+    out["schema_version"] = 2
+    out.setdefault("plan", {})
+    return out
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

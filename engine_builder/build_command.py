@@ -3,10 +3,11 @@
     drq build MODEL.onnx -o MODEL.plan [--backend tensorrt|tensorrt_rtx]
               [--min 1x3x64x64 --opt 1x3x256x256 --max 1x3x540x960] [--workspace-mib N] [--opt-level 0-5]
               [--timing-cache PATH] [--version-compatible] [--hardware-compatible] [--fp16]
-              [--int8-calibrator CACHE|RECIPE] [--plugins drq] [--compute-capability 8.6 ...]
+              [--int8-calibrator CACHE|RECIPE [--calib DIR]] [--plugins drq] [--compute-capability 8.6 ...]
 
 `--int8-calibrator` takes a calibration cache (`drq calib-cache`) or a recipe JSON, from which the cache
-is made for this ONNX model (TensorRT <= 10.x only).
+is made for this ONNX model (TensorRT <= 10.x only); with a recipe, `--calib DIR` also observes the
+scales of every other tensor TensorRT's INT8 layers read or write (`drq calib-cache --calib`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CACHE|RECIPE",
         help="TensorRT <= 10.x: implicit INT8 with scales from a calibration cache or a recipe",
     )
+    p.add_argument(
+        "--calib",
+        type=Path,
+        help="--int8-calibrator RECIPE: HR images whose LR crops give the scales of the non-conv-input "
+        "tensors (without it those layers run in float)",
+    )
     p.add_argument("--plugins", choices=("drq",), help="register the dual-region TensorRT plugins first")
     p.add_argument(
         "--compute-capability",
@@ -79,32 +86,50 @@ def _is_recipe(path: Path) -> bool:
     return head.startswith("{")
 
 
-def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
-    """The calibration cache file: as given, or written from a recipe for this ONNX model."""
+def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path, calib: Path | None) -> Path:
+    """The calibration cache file: as given, or written from a recipe (+ `calib` images) for this model.
+
+    Raises:
+        BuildError: no such file, or --calib given with a cache file (its scales are final).
+    """
     if not calibrator.is_file():
         raise BuildError(f"{calibrator}: no such calibration cache or recipe")
     if not _is_recipe(calibrator):
+        if calib is not None:
+            raise BuildError(f"--calib: {calibrator} is a calibration cache already; give a recipe")
         return calibrator
     import onnx
 
     from drq.recipe import load_recipe
-    from engine_builder.calib_cache import cache_from_recipe, input_tensor_map, write_cache
+    from engine_builder.calib_cache import (
+        cache_from_recipe,
+        complete_from_images,
+        input_tensor_map,
+        write_cache,
+    )
 
     recipe = load_recipe(calibrator)
     model = onnx.load(str(onnx_path), load_external_data=False)
-    return write_cache(cache_from_recipe(recipe, input_tensor_map(model)), workdir / "calibration.cache")
+    cache = cache_from_recipe(recipe, input_tensor_map(model))
+    if calib is not None:
+        cache = complete_from_images(cache, model, calib, recipe.model.scale)
+    return write_cache(cache, workdir / "calibration.cache")
 
 
 def main(argv: list[str]) -> int:
     """Run `drq build`; returns 0 (user errors raise BuildError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    if args.calib is not None and args.int8_calibrator is None:
+        raise BuildError("--calib: only with --int8-calibrator RECIPE")
     shapes = [
         None if s is None else parse_shape(s, f"--{n}")
         for n, s in (("min", args.min_shape), ("opt", args.opt_shape), ("max", args.max_shape))
     ]
     with tempfile.TemporaryDirectory(prefix="drq-build-") as tmp:
         cache = (
-            None if args.int8_calibrator is None else _cache_for(args.int8_calibrator, args.onnx, Path(tmp))
+            None
+            if args.int8_calibrator is None
+            else _cache_for(args.int8_calibrator, args.onnx, Path(tmp), args.calib)
         )
         config = BuildConfig(
             onnx=args.onnx,

@@ -35,6 +35,7 @@ TORCH_MODULES = {
     "calib.policy",
     "calib.calibrate",
     "calib.finetune",
+    "calib.plan",
     "calib.simulate",
     "calib.quantize_command",
     "calib.report",

@@ -225,5 +225,6 @@ def apply_recipe(model: nn.Module, recipe: Recipe) -> dict[str, QuantLayer]:
         device = layer.layer.weight.device
         layer.w_quant = WeightQuantizer.from_recipe(entry.weight).to(device)
         layer.a_quant = _act_quantizer(entry.act).to(device)
-        layer.quant_enabled = True
+        # a mixed plan's fp16 layers run in float (torch FP32 stands in for FP16 here)
+        layer.quant_enabled = recipe.plan.get(name) != "fp16"
     return wrapped

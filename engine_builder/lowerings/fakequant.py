@@ -29,6 +29,8 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
         raise ExportError("fakequant: needs a recipe (use --lowering fp32 for a float model)")
     model, ed = start(float_model, "fakequant", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "fakequant"):
+        if recipe.plan.get(name) == "fp16":
+            continue  # a mixed plan's float layer
         node = ed.node(node_name)
         act = layer.act
         base = f"{name}.input"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from drq.recipe import (
     WeightQuant,
     f32,
     load_recipe,
+    migrate_v1_to_v2,
     recipe_from_dict,
     save_recipe,
 )
@@ -83,7 +85,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.update(schema_version=2), "schema_version: 2 is newer than this drq understands"),
+        (lambda d: d.update(schema_version=3), "schema_version: 3 is newer than this drq understands"),
         (lambda d: d.update(schema_version=0), "schema_version: 0 is not supported"),
         (lambda d: d.pop("layers"), "top level: missing field(s) layers"),
         (lambda d: d.update(extra=1), "top level: unknown field(s) extra"),
@@ -173,3 +175,65 @@ def test_split_and_paper_grids() -> None:
     assert paper.s_p == np.float32(2.5) / np.float32(7)
     relu = paper_grid(DualRegionAct("paper", 4, 0.0, 0.5, 3.0))
     assert relu.bounded_below and relu.s_n == 0 and relu.s_d == np.float32(0.5) / np.float32(15)
+
+
+def _mixed_recipe() -> Recipe:
+    split = _recipe("split")
+    act = DualRegionAct(
+        budget="split",
+        bits=8,
+        lower=f32(-0.5),
+        breakpoint=f32(0.25),
+        upper=f32(3.0),
+        outlier_scale=split_outlier_scale(-0.5, 0.25, 3.0, 8),
+    )
+    layers = {
+        "head": LayerRecipe("conv2d", split.layers["head"].weight, UniformAct(8, f32(1 / 255), -128)),
+        "body.0.c1": LayerRecipe("conv2d", split.layers["body.0.c1"].weight, act),
+    }
+    from dataclasses import replace
+
+    return replace(
+        split, a_bits=8, budget="mixed", layers=layers, plan={"head": "int8", "body.0.c1": "split"}
+    )
+
+
+def test_mixed_plan_round_trips(tmp_path: Path) -> None:
+    recipe = _mixed_recipe()
+    loaded = load_recipe(save_recipe(recipe, tmp_path / "m.json"))
+    assert loaded == recipe and loaded.plan == {"head": "int8", "body.0.c1": "split"}
+    assert loaded.sha256() == recipe.sha256()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["plan"].pop("head"), "plan: must list every layer"),
+        (lambda d: d["plan"].update({"head": "int4"}), "plan['head']: must be one of int8, split, fp16"),
+        (lambda d: d["plan"].update({"head": "split"}), "plan['head']: split needs a split dual-region act"),
+        (lambda d: d["plan"].update({"body.0.c1": "int8"}), "plan['body.0.c1']: int8 needs an 8-bit"),
+        (lambda d: d.update(a_bits=4), "a_bits: the mixed budget runs INT8 kernels and needs 8"),
+        (lambda d: d.update(plan=[]), "plan: must be an object"),
+    ],
+)
+def test_invalid_plans_are_named(tmp_path: Path, mutate, message: str) -> None:
+    data = _mixed_recipe().to_dict()
+    mutate(data)
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(_write(tmp_path, data))
+
+
+def test_plan_only_for_the_mixed_budget(tmp_path: Path) -> None:
+    data = _recipe("split").to_dict()
+    data["plan"] = {"head": "int8", "body.0.c1": "int8"}
+    with pytest.raises(RecipeError, match="plan: only the mixed budget has a per-layer plan"):
+        load_recipe(_write(tmp_path, data))
+
+
+def test_version_1_recipes_load_through_the_migration(tmp_path: Path) -> None:
+    data = _recipe("split").to_dict()
+    data["schema_version"] = 1
+    del data["plan"]
+    assert migrate_v1_to_v2(data)["plan"] == {} and data["schema_version"] == 1  # input not modified
+    loaded = load_recipe(_write(tmp_path, data))
+    assert loaded.schema_version == 2 and loaded.plan == {} and loaded.layers == _recipe("split").layers

@@ -45,6 +45,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
+INT8_ELIGIBLE = frozenset(
+    "Conv ConvTranspose Add Concat MaxPool AveragePool GlobalAveragePool Relu LeakyRelu Sigmoid Mul "
+    "DepthToSpace Resize Clip".split()
+)
+"""ONNX ops whose TensorRT layers have INT8 implementations (convolution, elementwise, concatenation,
+pooling, activation, shuffle, resize): what `_int8_fallbacks` checks."""
+
 
 @dataclass
 class Call:
@@ -93,6 +100,12 @@ def make_tensorrt(
     mod.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
     mod.DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "INT8", "INT32"], start=0)
     mod.float32, mod.float16 = mod.DataType.FLOAT, mod.DataType.HALF
+    # IBuilderConfig.profiling_verbosity / EngineInspector (Python API pages "EngineInspector",
+    # "ProfilingVerbosity"): the default LAYER_NAMES_ONLY gives names only, DETAILED layer parameters.
+    mod.ProfilingVerbosity = enum.IntEnum(
+        "ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0
+    )
+    mod.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", ["ONELINE", "JSON"], start=0)
     if rtx:
         mod.ComputeCapability = enum.IntEnum(
             "ComputeCapability", ["NONE", "CURRENT", "SM75", "SM80", "SM86", "SM89", "SM120"], start=0
@@ -146,6 +159,9 @@ def make_tensorrt(
             self._inputs: list[ITensor] = []
             self._outputs: list[ITensor] = []
             self.layers: list[tuple[str, str]] = []  # (kind, op type or plugin "namespace::name")
+            # top-level builtin nodes: (name, op type, activation inputs, outputs, {tensor: ONNX elem type})
+            self.nodes: list[tuple[str, str, list[str], list[str]]] = []
+            self.tensor_types: dict[str, int] = {}
 
         @property
         def num_layers(self) -> int:
@@ -260,6 +276,16 @@ def make_tensorrt(
             layers.append(("plugin", f"{key[2]}::{key[0]}@{key[1]}"))
         return None
 
+    def _record_nodes(network: INetworkDefinition, proto: onnx.ModelProto, init: set[str]) -> None:
+        """The builtin nodes with their activation tensors and ONNX types (for INT8 scales, the inspector)."""
+        inferred = onnx.shape_inference.infer_shapes(proto)
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+            network.tensor_types[vi.name] = vi.type.tensor_type.elem_type
+        for node in proto.graph.node:
+            if node.domain in ("", "ai.onnx") and node.op_type != "Constant":
+                inputs = [t for t in node.input if t and t not in init]
+                network.nodes.append((node.name, node.op_type, inputs, list(node.output)))
+
     class OnnxParser:
         def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
             _logger_ok(logger)
@@ -281,6 +307,7 @@ def make_tensorrt(
             if self._errors:
                 return False
             init = {t.name for t in proto.graph.initializer}
+            _record_nodes(self.network, proto, init)
             for vi in proto.graph.input:
                 if vi.name in init:
                     continue
@@ -336,6 +363,18 @@ def make_tensorrt(
             self._timing: ITimingCache | None = None
             self._calibrator: Any = None
             self._ncc = 0
+            self._verbosity = mod.ProfilingVerbosity.LAYER_NAMES_ONLY
+
+        @property
+        def profiling_verbosity(self) -> Any:
+            return self._verbosity
+
+        @profiling_verbosity.setter
+        def profiling_verbosity(self, value: Any) -> None:
+            if not isinstance(value, mod.ProfilingVerbosity):
+                raise TypeError("profiling_verbosity must be a ProfilingVerbosity")
+            state.record("profiling_verbosity", value.name)
+            self._verbosity = value
 
         def set_flag(self, flag: Any) -> None:
             if not isinstance(flag, mod.BuilderFlag):
@@ -439,6 +478,55 @@ def make_tensorrt(
 
     mod.IBuilderConfig = IBuilderConfig
 
+    def _int8_fallbacks(network: INetworkDefinition, cache: bytes, logger: ILogger) -> None:
+        """Implicit INT8: a layer runs in INT8 only when every tensor it reads and writes has a scale.
+
+        TensorRT logs, per tensor without one, "Missing scale and zero-point for tensor <name>, expect
+        fall back to non-int8 implementation for any layer consuming or producing given tensor"
+        (developer guide, "Explicit vs Implicit Quantization": implicit quantization needs dynamic ranges
+        on the inputs and outputs of a layer for it to run in INT8). Recorded as ("int8_fallback", node).
+        """
+        lines = bytes(cache).decode().splitlines()[1:]
+        scaled = {line.rpartition(": ")[0] for line in lines}
+        missing_logged: set[str] = set()
+        for name, op, inputs, outputs in network.nodes:
+            if op not in INT8_ELIGIBLE:
+                continue
+            missing = [t for t in inputs + outputs if t not in scaled]
+            for tensor in missing:
+                if tensor not in missing_logged:
+                    missing_logged.add(tensor)
+                    logger.log(
+                        ILogger.Severity.WARNING,
+                        f"Missing scale and zero-point for tensor {tensor}, expect fall back to non-int8 "
+                        "implementation for any layer consuming or producing given tensor",
+                    )
+            if missing:
+                state.record("int8_fallback", name)
+
+    def _format(elem_type: int) -> str:
+        # "Format/Datatype" strings as the engine inspector writes them (developer guide, Engine Inspector)
+        return {1: "Row major linear FP32 format", 10: "Row major linear FP16 format"}.get(
+            elem_type, "Row major linear Int8 format" if elem_type in (2, 3) else "Unknown format"
+        )
+
+    def _layer_information(network: INetworkDefinition, verbosity: Any) -> Any:
+        """What the inspector will report: names only, nothing, or layer details by verbosity."""
+        if verbosity == mod.ProfilingVerbosity.NONE:
+            return []
+        if verbosity == mod.ProfilingVerbosity.LAYER_NAMES_ONLY:
+            return [name for name, *_ in network.nodes]
+        types = network.tensor_types
+        return [
+            {
+                "Name": name,
+                "LayerType": op,
+                "Inputs": [{"Name": t, "Format/Datatype": _format(types.get(t, 0))} for t in inputs],
+                "Outputs": [{"Name": t, "Format/Datatype": _format(types.get(t, 0))} for t in outputs],
+            }
+            for name, op, inputs, outputs in network.nodes
+        ]
+
     class Builder:
         def __init__(self, logger: ILogger) -> None:
             _logger_ok(logger)
@@ -461,7 +549,10 @@ def make_tensorrt(
                 return None
             cal = config._calibrator
             if cal is not None:  # what TensorRT does first: ask for the cache
-                state.record("read_calibration_cache", cal.read_calibration_cache())
+                cache = cal.read_calibration_cache()
+                state.record("read_calibration_cache", cache)
+                if mod.BuilderFlag.INT8 in config._flags:
+                    _int8_fallbacks(network, cache, self.logger)
             tensor = network.get_input(0)
             shapes = config.profiles[0].shapes[tensor.name]
             payload = {
@@ -471,6 +562,7 @@ def make_tensorrt(
                 "scale": state.scale,
                 "dtype": int(tensor.dtype),
                 "plugins": network.plugins(),
+                "layers": _layer_information(network, config._verbosity),
             }
             return memoryview(b"FAKEPLAN" + json.dumps(payload).encode())
 
@@ -499,6 +591,23 @@ def make_tensorrt(
 
         def create_execution_context(self) -> IExecutionContext:
             return IExecutionContext(self)
+
+        def create_engine_inspector(self) -> EngineInspector:
+            return EngineInspector(self)
+
+    class EngineInspector:
+        def __init__(self, engine: ICudaEngine) -> None:
+            self.engine = engine
+            self.execution_context: IExecutionContext | None = None
+
+        def get_engine_information(self, format: Any) -> str:  # noqa: A002 (documented name)
+            if not isinstance(format, mod.LayerInformationFormat):
+                raise TypeError("format must be a LayerInformationFormat")
+            state.record("get_engine_information", format.name, self.execution_context is not None)
+            layers = self.engine.p.get("layers", [])
+            return json.dumps(
+                {"Layers": layers, "Bindings": [self.engine.p["input"], self.engine.p["output"]]}
+            )
 
     class IExecutionContext:
         def __init__(self, engine: ICudaEngine) -> None:
@@ -568,7 +677,11 @@ def make_tensorrt(
         IOptimizationProfile,
         ITimingCache,
     )
-    mod.ICudaEngine, mod.IExecutionContext = ICudaEngine, IExecutionContext
+    mod.ICudaEngine, mod.IExecutionContext, mod.EngineInspector = (
+        ICudaEngine,
+        IExecutionContext,
+        EngineInspector,
+    )
     return mod
 
 
