@@ -12,12 +12,14 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calib.errors import CalibError
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
-from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe
+from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe, checkpoint_field
 
 if TYPE_CHECKING:
     from calib.calibrate import QuantizeConfig, QuantizeStats
@@ -152,8 +154,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     for out in (args.output, args.stats):
         if out is None:
             continue
-        if out.is_dir():
-            raise CalibError(f"{out}: is a folder; give a file path")
+        check_writable(out)
         resolved = out.resolve()
         if (
             resolved == args.weights.resolve()
@@ -329,6 +330,10 @@ def main(argv: list[str]) -> int:
     from drq.recipe import save_recipe
 
     recipe, stats, wall = run(args, config, None if args.quiet else Progress)
+    # Relative to the recipe's folder, so export / eval --recipe work from any working directory.
+    recipe = replace(
+        recipe, model=replace(recipe.model, checkpoint=checkpoint_field(args.weights, args.output))
+    )
     save_recipe(recipe, args.output)
     if args.stats is not None:
         payload = {

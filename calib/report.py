@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from calib.errors import CalibError, MissingDependency
-from drq.artifacts import atomic_write_bytes, atomic_write_text
+from drq.artifacts import atomic_write_bytes, atomic_write_text, check_writable_folder
 from drq.cli_args import CommandParser
 from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, searches_split_breakpoint
 
@@ -179,8 +179,9 @@ def _check(args: argparse.Namespace) -> None:
             raise CalibError(f"{folder}: no such benchmark folder")
     if not args.calib.is_dir():
         raise CalibError(f"{args.calib}: no such calibration folder")
-    if args.out.exists() and not args.out.is_dir():
-        raise CalibError(f"{args.out}: exists and is not a folder")
+    check_writable_folder(args.out)
+    if args.threads < 0:  # torch.set_num_threads raises a RuntimeError for it
+        raise CalibError(f"--threads: must be >= 0, got {args.threads}")
     for bits in args.bits:
         if not 2 <= bits <= 8:
             raise CalibError(f"--bits: {bits} is not in 2..8")

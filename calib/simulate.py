@@ -11,15 +11,21 @@ import calib.models as models
 from calib.quantizers import apply_recipe
 from drq.artifacts import sha256_file
 from drq.errors import RecipeError
-from drq.recipe import Recipe
+from drq.recipe import Recipe, recipe_checkpoint
 
 
-def load_simulated_model(recipe: Recipe, weights: str | os.PathLike[str] | None = None) -> nn.Module:
+def load_simulated_model(
+    recipe: Recipe,
+    weights: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> nn.Module:
     """Load the recipe's checkpoint, check it is the one calibrated, apply the recipe, eval mode.
 
     Args:
         recipe: a validated recipe.
-        weights: checkpoint path; defaults to the path the recipe records (`model.checkpoint`).
+        weights: checkpoint path; defaults to the path the recipe records (`model.checkpoint`, relative
+            to the folder of `source`, see `drq.recipe.recipe_checkpoint`).
+        source: the recipe file, named in errors about its fields.
 
     Returns:
         The model with its recipe layers wrapped in fake-quantizing `QuantLayer`s ([0, 1] images in and out).
@@ -30,10 +36,13 @@ def load_simulated_model(recipe: Recipe, weights: str | os.PathLike[str] | None 
             have the recipe's layers.
         CalibError: from `calib.models` for an unknown architecture or an unreadable checkpoint.
     """
+    if weights is None and source is not None:
+        weights = recipe_checkpoint(recipe, source)
     path = os.fspath(weights) if weights is not None else recipe.model.checkpoint
     if not path:
         raise RecipeError(
-            "model.checkpoint: the recipe records no checkpoint path; pass the weights explicitly"
+            f"{source or 'recipe'}: model.checkpoint: the recipe records no checkpoint path; "
+            "pass the weights explicitly"
         )
     expected = recipe.model.checkpoint_sha256
     # An empty sha256 means the recipe was made without a checkpoint file (nothing to compare).
@@ -44,7 +53,10 @@ def load_simulated_model(recipe: Recipe, weights: str | os.PathLike[str] | None 
     if expected:
         _check_sha256(path, loaded.checkpoint_sha256, expected)
     model = loaded.model
-    apply_recipe(model, recipe)
+    try:
+        apply_recipe(model, recipe)
+    except RecipeError as err:
+        raise RecipeError(f"{source}: {err}" if source is not None else str(err)) from err
     return model.eval()
 
 

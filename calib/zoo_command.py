@@ -288,6 +288,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.threads < 0:
         raise CalibError(f"--threads must be >= 0, got {args.threads}")
+    from drq.artifacts import check_writable
+
+    for suffix in (".json", ".md"):
+        check_writable(args.out.with_name(args.out.name + suffix))
     jobs = plan_jobs(args.weights_dir, args.bench_dir, args.sets, args.archs, args.scales)
     import torch
 

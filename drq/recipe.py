@@ -79,6 +79,21 @@ def _check_bits(bits: int, what: str) -> None:
         raise RecipeError(f"{what}: must be an integer in 2..8, got {bits!r}")
 
 
+# Activation quantizer values a calibration can produce. SR feature maps of [0, 1] images stay within
+# about +-1e3 (the zoo's largest measured bound is ~20), so an activation step below 1e-10 (every
+# value saturates: eval scores ~6 dB) or above 1e6, or a range bound beyond +-1e8, is a corrupt or
+# hand-edited recipe, not a calibration result. The observers floor breakpoints at 1e-8.
+ACT_SCALE_BOUNDS = (1e-10, 1e6)
+ACT_RANGE_LIMIT = 1e8
+
+
+def _check_act_scale(value: float, what: str) -> None:
+    _check_finite(value, what, positive=True)
+    low, high = ACT_SCALE_BOUNDS
+    if not low <= value <= high:
+        raise RecipeError(f"{what}: {value!r} is outside [{low:g}, {high:g}], not a calibrated step size")
+
+
 def _check_finite(value: float, what: str, positive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise RecipeError(f"{what}: must be a finite number, got {value!r}")
@@ -156,7 +171,7 @@ class UniformAct:
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, "bits")
-        _check_finite(self.scale, "scale", positive=True)
+        _check_act_scale(self.scale, "scale")
         if self.kind != "uniform":
             raise RecipeError(f"kind: expected 'uniform', got {self.kind!r}")
         if not isinstance(self.signed, bool):
@@ -208,6 +223,10 @@ class DualRegionAct:
             raise RecipeError("bits: the b-bit budget needs at least 3 bits (dense and tail codes)")
         for name in ("lower", "breakpoint", "upper"):
             _check_finite(getattr(self, name), name)
+            if abs(getattr(self, name)) > ACT_RANGE_LIMIT:
+                raise RecipeError(f"{name}: {getattr(self, name)!r} is beyond +-{ACT_RANGE_LIMIT:g}")
+        if self.breakpoint < ACT_SCALE_BOUNDS[0]:
+            raise RecipeError(f"breakpoint: {self.breakpoint!r} is below {ACT_SCALE_BOUNDS[0]:g}")
         if not (self.lower <= 0 < self.breakpoint < self.upper):
             raise RecipeError(
                 f"need lower <= 0 < breakpoint < upper, got {self.lower}, {self.breakpoint}, {self.upper}"
@@ -215,7 +234,7 @@ class DualRegionAct:
         if self.budget == "split":
             if self.outlier_scale is None:
                 raise RecipeError("outlier_scale: required by the split budget")
-            _check_finite(self.outlier_scale, "outlier_scale", positive=True)
+            _check_act_scale(self.outlier_scale, "outlier_scale")
         elif self.outlier_scale is not None:
             raise RecipeError(f"outlier_scale: only the split budget has one, not {self.budget!r}")
         if self.outlier_channels is not None:
@@ -475,6 +494,34 @@ def migrate_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     out["schema_version"] = 2
     out.setdefault("plan", {})
     return out
+
+
+def checkpoint_field(weights: str | os.PathLike[str], recipe_file: str | os.PathLike[str]) -> str:
+    """What `model.checkpoint` records for `weights`: its path relative to the recipe file's folder
+    (absolute when no relative path exists, e.g. another drive), so the recipe works from any folder."""
+    target = os.path.abspath(weights)
+    try:
+        return os.path.relpath(target, os.path.dirname(os.path.abspath(recipe_file)))
+    except ValueError:  # Windows: no relative path across drives
+        return target
+
+
+def recipe_checkpoint(recipe: Recipe, recipe_file: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint file a recipe loaded from `recipe_file` names (None if it names none).
+
+    A relative `model.checkpoint` is relative to the recipe file's folder (`checkpoint_field`). Recipes
+    written before that recorded the path as typed, relative to where `drq quantize` ran: when nothing
+    exists beside the recipe but that path exists from here, it is used (the sha256 check still guards
+    against the wrong file).
+    """
+    raw = recipe.model.checkpoint
+    if not raw:
+        return None
+    given = Path(raw)
+    if given.is_absolute():
+        return given
+    beside = Path(recipe_file).parent / given
+    return given if not beside.exists() and given.is_file() else beside
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

@@ -17,6 +17,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from engine_builder.bench import (
     BenchError,
@@ -93,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run `drq bench`; returns 0 (user errors raise BuildError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    if args.output:
+        for suffix in (".json", ".md") + (() if args.no_plot else (".png",)):
+            check_writable(args.output.with_suffix(suffix))
     command = "drq bench " + " ".join(shlex.quote(a) for a in argv)
     if args.server:
         from engine_builder.server_bench import run_server_bench

@@ -25,6 +25,7 @@ What `build_engine` asks TensorRT to do, in order (Python API pages of TensorRT 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,25 @@ LOWERING_KEY = "drq.lowering"  # written by engine_builder.lowerings (graph.LOWE
 RECIPE_SHA_KEY = "drq.recipe_sha256"
 MIB = 1 << 20
 MAX_PARSER_ERRORS = 3  # one line stays readable; TensorRT reports one error per failing node
+
+
+MAX_VOLUME = 2**31 - 1
+"""TensorRT indexes tensor elements with int32: a tensor of more elements fails or is mis-indexed
+(NVIDIA/TensorRT#3815, "tensor number < 2^31-1"; TensorRT-RTX 1.7 only warns at build time)."""
+
+
+def check_volume(what: str, shape: Shape) -> None:
+    """Refuse a profile shape with more than `MAX_VOLUME` elements.
+
+    Raises:
+        BuildError: `--max 1x3x100000x100000: 30000000000 elements, over TensorRT's 2^31-1 per tensor`.
+    """
+    volume = math.prod(shape)
+    if volume > MAX_VOLUME:
+        raise BuildError(
+            f"{what} {'x'.join(map(str, shape))}: {volume} elements, over TensorRT's 2^31-1 per tensor; "
+            "give a smaller --max (or tile the image)"
+        )
 
 
 def parse_shape(text: str, what: str = "shape") -> Shape:
@@ -115,6 +135,7 @@ class BuildConfig:
                 Profile(*shapes)  # type: ignore[arg-type]
             except ManifestError as err:
                 raise BuildError(f"--min/--opt/--max: {err}") from err
+            check_volume("--max", self.max_shape)  # type: ignore[arg-type]
         if self.workspace_mib is not None and self.workspace_mib < 1:
             raise BuildError(f"--workspace-mib: must be >= 1, got {self.workspace_mib}")
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
@@ -209,11 +230,17 @@ def _parse(trt: Any, network: Any, logger: Any, data: bytes, path: Path) -> None
 
 def _load_onnx(path: Path) -> onnx.ModelProto:
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except FileNotFoundError as err:
         raise BuildError(f"{path}: no such ONNX file") from err
     except Exception as err:  # onnx raises DecodeError / OSError variants for non-ONNX bytes
         raise BuildError(f"{path}: not a readable ONNX model ({err.__class__.__name__})") from err
+    if not model.graph.node and not model.graph.input:
+        # An empty file (or any bytes protobuf reads as an empty message) parses as a model without a
+        # graph; TensorRT would report "found 0 inputs".
+        what = "empty file" if path.stat().st_size == 0 else "no graph"
+        raise BuildError(f"{path}: {what}, not an ONNX model (drq export writes one)")
+    return model
 
 
 def _check_features(config: BuildConfig, backend: EngineBackend) -> None:

@@ -17,9 +17,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
+from drq.manifest import manifest_path
 from engine_builder.backends.base import FLAVOURS
-from engine_builder.build import BuildConfig, build_engine, parse_shape
+from engine_builder.build import BuildConfig, build_engine, check_volume, parse_shape
 from engine_builder.errors import BuildError
 
 
@@ -102,7 +104,9 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path, calib: Path | N
 
     from drq.recipe import load_recipe
     from engine_builder.calib_cache import (
+        CalibCacheError,
         cache_from_recipe,
+        check_model_identity,
         complete_from_images,
         input_tensor_map,
         write_cache,
@@ -110,10 +114,31 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path, calib: Path | N
 
     recipe = load_recipe(calibrator)
     model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        check_model_identity(recipe, model)
+    except CalibCacheError as err:
+        raise CalibCacheError(f"{onnx_path}: {err} ({calibrator} is another model's recipe)") from err
     cache = cache_from_recipe(recipe, input_tensor_map(model))
     if calib is not None:
         cache = complete_from_images(cache, model, calib, recipe.model.scale)
     return write_cache(cache, workdir / "calibration.cache")
+
+
+def _check_output_volume(onnx_path: Path, max_shape: tuple[int, ...] | None) -> None:
+    """The SR output is scale^2 times the input: hold it to TensorRT's per-tensor element limit too
+    (for a model that declares drq.scale; an unreadable file is reported by the build itself)."""
+    if max_shape is None or len(max_shape) != 4 or not onnx_path.is_file():
+        return
+    import onnx
+
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    except Exception:  # onnx raises DecodeError variants; build_engine reports the file in one line
+        return
+    scale = meta.get("drq.scale", "")
+    if scale.isdigit() and int(scale) > 1:
+        n, c, h, w = max_shape
+        check_volume(f"--max (its x{scale} output)", (n, c, h * int(scale), w * int(scale)))
 
 
 def main(argv: list[str]) -> int:
@@ -121,10 +146,14 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.calib is not None and args.int8_calibrator is None:
         raise BuildError("--calib: only with --int8-calibrator RECIPE")
+    for output in (args.output, manifest_path(args.output), args.timing_cache):
+        if output is not None:
+            check_writable(output)
     shapes = [
         None if s is None else parse_shape(s, f"--{n}")
         for n, s in (("min", args.min_shape), ("opt", args.opt_shape), ("max", args.max_shape))
     ]
+    _check_output_volume(args.onnx, shapes[2])
     with tempfile.TemporaryDirectory(prefix="drq-build-") as tmp:
         cache = (
             None

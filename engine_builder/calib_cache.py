@@ -57,6 +57,7 @@ import onnx
 
 from drq.artifacts import atomic_write_text
 from drq.recipe import DualRegionAct, Recipe, UniformAct
+from drq.versions import VersionError, parse_version
 from engine_builder.errors import BuildError
 
 Algorithm = Literal["entropy2", "minmax"]
@@ -79,12 +80,10 @@ def version_code(version: str) -> int:
     Raises:
         CalibCacheError: not a `major.minor[.patch...]` version.
     """
-    parts = str(version).split(".")
     try:
-        major, minor = int(parts[0]), int(parts[1])
-        patch = int(parts[2]) if len(parts) > 2 else 0
-    except (IndexError, ValueError) as err:
-        raise CalibCacheError(f"TensorRT version {version!r}: expected major.minor[.patch]") from err
+        major, minor, patch = (parse_version(version, "TensorRT version") + (0,))[:3]
+    except VersionError as err:
+        raise CalibCacheError(str(err)) from err
     # NvInferVersion.h changed the formula with TensorRT 10 (10.x minors go past 9).
     return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 
@@ -235,6 +234,27 @@ def input_tensor_map(model: onnx.ModelProto) -> dict[str, str]:
 
 
 ConflictPolicy = Literal["error", "max"]
+IDENTITY_KEYS = ("drq.arch", "drq.scale", "drq.checkpoint_sha256")
+"""ONNX metadata `drq export` writes that names the model (arch, upscaling factor, checkpoint hash)."""
+
+
+def check_model_identity(recipe: Recipe, model: onnx.ModelProto) -> None:
+    """Refuse an ONNX model whose drq metadata names another arch, scale or checkpoint than the recipe.
+
+    A key the ONNX file lacks (a graph drq did not export) or the recipe leaves empty is not compared.
+
+    Raises:
+        CalibCacheError: `model is imdn x2 (drq.scale 2), the recipe is for x4; ...`.
+    """
+    meta = {p.key: p.value for p in model.metadata_props}
+    wanted = (recipe.model.arch, str(recipe.model.scale), recipe.model.checkpoint_sha256)
+    for key, want in zip(IDENTITY_KEYS, wanted, strict=True):
+        found = meta.get(key)
+        if found is not None and want and found != want:
+            raise CalibCacheError(
+                f"{key} is {found[:16]!r}, the recipe's model has {want[:16]!r}; export the float graph "
+                "of the recipe's model (drq export --recipe R --lowering fp32)"
+            )
 
 
 def cache_from_recipe(

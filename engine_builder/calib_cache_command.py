@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from engine_builder.calib_cache import ALGORITHMS, DEFAULT_VERSION
 
@@ -63,18 +64,26 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run `drq calib-cache`; returns 0 (user errors raise one line, exit 2)."""
     args = _parser().parse_args(argv)
+    check_writable(args.output)
     import onnx
 
     from drq.recipe import load_recipe
     from engine_builder.calib_cache import (
         CalibCacheError,
         cache_from_recipe,
+        check_model_identity,
         complete_from_images,
         input_tensor_map,
         missing_int8_tensors,
         modelopt_misread_tensors,
+        version_code,
         write_cache,
     )
+
+    try:
+        version_code(args.tensorrt_version)
+    except CalibCacheError as err:
+        raise CalibCacheError(f"--tensorrt-version: {err}") from err
 
     for source in (args.recipe, args.onnx):
         if args.output.resolve() == source.resolve():
@@ -87,6 +96,7 @@ def main(argv: list[str]) -> int:
     except Exception as err:  # onnx raises DecodeError variants for non-ONNX bytes
         raise CalibCacheError(f"{args.onnx}: not a readable ONNX model ({err.__class__.__name__})") from err
     try:
+        check_model_identity(recipe, model)
         names = input_tensor_map(model)
         cache = cache_from_recipe(
             recipe,

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from drq.artifacts import atomic_write_text
+from drq.artifacts import atomic_write_text, check_writable
 from drq.cli_args import CommandParser
 from drq.imaging.datasets import open_dataset
 from drq.imaging.evaluate import DatasetResult, evaluate_dataset
 from drq.imaging.io import DEFAULT_MAX_PIXELS, from_nchw_float, set_pixel_limit
 from drq.imaging.progress import Progress
 from serve.errors import ServeError
-from serve.model_checks import check_image_input
 from serve.tile_options import add_tiling_arguments, resolve_tiling
 from serve.tiling import upscale_tiled
 
@@ -101,8 +100,6 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
         from serve.runtime.ort import OrtRunner
 
         runner = OrtRunner(args.onnx, threads=args.threads or None, memory_pattern=False)
-        signature = runner.session.get_inputs()[0]
-        check_image_input(args.onnx, signature.name, list(signature.shape))
         upscale, tiling = _tiled_onnx(args, runner, scale)
         return upscale, scale, {"onnx": str(args.onnx), **tiling}
     if args.recipe:
@@ -114,7 +111,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
         recipe = load_recipe(args.recipe)
         if args.scale and args.scale != recipe.model.scale:
             raise ServeError(f"{args.recipe}: recipe is for x{recipe.model.scale}, not --scale {args.scale}")
-        model = load_simulated_model(recipe, args.weights)
+        model = load_simulated_model(recipe, args.weights, args.recipe)
         return (
             torch_upscaler(model),
             recipe.model.scale,
@@ -177,7 +174,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.max_pixels is not None:
         set_pixel_limit(args.max_pixels)
+    if args.threads < 0:  # torch.set_num_threads raises a RuntimeError for it
+        raise ServeError(f"--threads: must be >= 0, got {args.threads}")
     if args.json is not None:
+        check_writable(args.json)
         for given in (args.weights, args.recipe, args.onnx, *args.data):
             if given is not None and args.json.resolve() == Path(given).resolve():
                 raise ServeError(f"{args.json}: refusing to overwrite an input; choose another --json path")

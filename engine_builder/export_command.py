@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from drq.artifacts import check_writable
 from drq.cli_args import CommandParser
 from engine_builder.errors import ExportError
 
@@ -96,6 +97,7 @@ def _options(args: argparse.Namespace, lowering: str):
 def main(argv: list[str]) -> int:
     """Run `drq export`; returns 0 (user errors raise BuildError / CalibError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    check_writable(args.output)
     from engine_builder.lowerings.common import LoweringOptions
 
     LoweringOptions(io_dtype=args.io_dtype, target=args.target, glue=args.glue or "fp32")  # checks first
@@ -105,24 +107,20 @@ def main(argv: list[str]) -> int:
     if args.recipe:
         if args.arch or args.scale:
             raise ExportError("--recipe: the recipe names the model; drop --arch/--scale")
-        from drq.recipe import load_recipe
+        from drq.recipe import load_recipe, recipe_checkpoint
         from engine_builder.export.pipeline import export_recipe
         from engine_builder.lowerings.registry import default_lowering
 
         recipe = load_recipe(args.recipe)
         options = _options(args, args.lowering or default_lowering(recipe))
-        if (
-            args.weights is None
-            and recipe.model.checkpoint
-            and _same_file(args.output, Path(recipe.model.checkpoint))
-        ):
+        if args.weights is None and _same_file(args.output, recipe_checkpoint(recipe, args.recipe)):
             raise ExportError(f"{args.output}: is the recipe's checkpoint; choose another output path")
         calib_inputs = None
         if args.target == "ort-cpu" and args.calib is not None:
             from drq.imaging.datasets import calib_crops
 
             calib_inputs = [c[None] for c in calib_crops(args.calib, recipe.model.scale, 64, 8, seed=0)]
-        model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs)
+        model = export_recipe(recipe, args.weights, args.lowering, options, calib_inputs, args.recipe)
     else:
         if not (args.arch and args.weights and args.scale):
             raise ExportError("give --recipe, or --arch with --weights and --scale for an FP export")

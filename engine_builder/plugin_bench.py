@@ -211,6 +211,11 @@ def main(argv: list[str]) -> int:
     """Run `drq plugin-bench`; writes the JSON and Markdown reports."""
     args = _parser().parse_args(argv)
     height, width = _size(args.size)
+    from drq.artifacts import check_writable
+
+    stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
+    for suffix in (".json", ".md"):
+        check_writable(stem.with_suffix(suffix))
     from calib.inference import torch_upscaler
     from calib.simulate import load_simulated_model
     from drq.imaging.datasets import calib_crops, open_dataset
@@ -224,7 +229,7 @@ def main(argv: list[str]) -> int:
     recipe = load_recipe(args.recipe)
     if recipe.budget != "b-bit":
         raise BuildError(f"{args.recipe}: plugin-bench needs a b-bit recipe, this one is {recipe.budget!r}")
-    sim = load_simulated_model(recipe, args.weights)
+    sim = load_simulated_model(recipe, args.weights, args.recipe)
     float_model = export_float_onnx(sim, scale=recipe.model.scale)
     uniform, split = derived_recipes(recipe)
     graphs = {
@@ -287,7 +292,6 @@ def main(argv: list[str]) -> int:
     }
     from drq.artifacts import atomic_write_text
 
-    stem = args.output.with_suffix("") if args.output.suffix in (".json", ".md") else args.output
     atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     atomic_write_text(stem.with_suffix(".md"), _markdown(report))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}", file=sys.stdout)

@@ -25,11 +25,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from drq.artifacts import atomic_write_text
+from drq.versions import VersionError, parse_compute_capability
 from plugins.errors import MissingDependency, PluginError
 from plugins.spec import DEQUANT_OP, QUANTIZE_OP
 
@@ -118,10 +119,11 @@ def parse_arch(text: str) -> int:
     Raises:
         PluginError: not a compute capability.
     """
-    match = re.fullmatch(r"(?:sm_?)?(\d{2,3})a?", text.strip())
-    if not match:
-        raise PluginError(f"--arch {text!r}: expected a compute capability such as sm_90 or 90")
-    return int(match.group(1))
+    try:
+        major, minor = parse_compute_capability(text)
+    except VersionError as err:
+        raise PluginError(f"--arch {text!r}: expected a compute capability such as sm_90 or 90") from err
+    return major * 10 + minor
 
 
 def _import_triton() -> Any:
@@ -235,18 +237,6 @@ def compile_kernel(spec: KernelSpec, arch: int, ptx_version: int | None = None) 
     )
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # plugins/ imports no other project package (STYLE.md §2), so not drq.artifacts: same recipe
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _manifest_entry(k: CompiledKernel) -> dict[str, Any]:
     return {
         "file": k.spec.file_name(k.arch),
@@ -284,7 +274,7 @@ def write_kernels(
     for arch in archs:
         for spec in specs:
             kernel = compile_kernel(spec, arch)
-            _atomic_write(out / spec.file_name(arch), kernel.ptx)
+            atomic_write_text(out / spec.file_name(arch), kernel.ptx)
             entries.append(_manifest_entry(kernel))
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -293,7 +283,7 @@ def write_kernels(
         "kernels": entries,
     }
     path = out / MANIFEST
-    _atomic_write(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -36,7 +36,10 @@ def main(argv: list[str]) -> int:
     if args.out is None and not args.bench:
         parser.error("give --out DIR (compile PTX) and/or --bench (GPU benchmark)")
     if args.out is not None:
+        from drq.artifacts import check_writable_folder
         from plugins.aot import write_kernels
+
+        check_writable_folder(args.out)
 
         archs = tuple(parse_arch(a) for a in args.arch)
         manifest = write_kernels(args.out, archs=archs)

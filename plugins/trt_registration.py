@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, Literal
 
+from drq.versions import module_version
 from plugins.errors import MissingDependency, PluginError
 from plugins.spec import DEQUANT_OP, NAMESPACE, QUANTIZE_OP
 
@@ -76,11 +77,6 @@ def import_tensorrt_plugin() -> tuple[ModuleType, ModuleType]:
             "(pip install 'drq[tensorrt]')"
         ) from err
     return trt, trtp
-
-
-def _version(trt: ModuleType) -> tuple[int, int]:
-    parts = str(getattr(trt, "__version__", "0.0")).split(".")
-    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
 
 
 def _annotate(fn: Callable[..., Any], **annotations: Any) -> Callable[..., Any]:
@@ -153,7 +149,7 @@ def register_dual_region_plugins(
             already registered with different arguments.
     """
     trt, trtp = import_tensorrt_plugin()
-    version = _version(trt)
+    version = module_version(trt)
     has_aot = hasattr(trtp, "aot_impl")
     chosen: ImplKind = impl or ("aot" if has_aot else "jit")
     if chosen in ("aot", "both") and not has_aot:
@@ -180,35 +176,58 @@ def register_dual_region_plugins(
 
 
 def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
-    from plugins.aot import KernelSpec, compile_kernel, load_kernel
+    """Apply the `tensorrt.plugin` decorators of both plugins: descriptors, type combinations, then the
+    AOT and/or JIT implementation `reg.impl` asks for."""
+    _define_descriptors(trt, trtp)
+    _define_autotune(trtp)
+    if reg.impl in ("aot", "both"):
+        _define_aot(trt, trtp, _KernelCache(reg))
+    if reg.impl in ("jit", "both"):
+        _define_jit(trtp)
 
-    kernels: dict[tuple[str, str, int], Any] = {}
 
-    def kernel_for(op: str, dtype: Literal["fp32", "fp16"]) -> Any:
-        cc = reg.arch if reg.arch is not None else _current_arch()
+class _KernelCache:
+    """Compiled (or `drq kernels`-loaded) PTX per (op, dtype, compute capability), made on first use."""
+
+    def __init__(self, reg: Registration) -> None:
+        self.reg = reg
+        self.kernels: dict[tuple[str, str, int], Any] = {}
+
+    def get(self, op: str, dtype: Literal["fp32", "fp16"]) -> Any:
+        from plugins.aot import KernelSpec, compile_kernel, load_kernel
+
+        cc = self.reg.arch if self.reg.arch is not None else _current_arch()
         key = (op, dtype, cc)
-        if key not in kernels:
+        if key not in self.kernels:
             spec = KernelSpec(op, dtype)
-            if reg.kernel_dir:
-                kernels[key] = load_kernel(reg.kernel_dir, spec, cc)
+            if self.reg.kernel_dir:
+                self.kernels[key] = load_kernel(self.reg.kernel_dir, spec, cc)
             else:
-                kernels[key] = compile_kernel(spec, cc)
-        return kernels[key]
+                self.kernels[key] = compile_kernel(spec, cc)
+        return self.kernels[key]
 
-    def launch(kernel: Any, n: Any) -> tuple[str, str, Any, Any]:
-        # One program per BLOCK elements, num_warps * 32 threads; the only extra scalar is n_elements,
-        # passed between the input and output pointers (kernel signature, plugins.aot).
-        # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_aot_impl/index.html
-        params = trtp.KernelLaunchParams()
-        params.grid_x = trtp.cdiv(n, kernel.block)
-        params.block_x = kernel.block_x
-        params.shared_mem = kernel.shared_mem
-        extra = trtp.SymIntExprs(1)
-        extra[0] = trtp.SymInt32(n)
-        return kernel.name, kernel.ptx, params, extra
 
-    # --- shape/dtype descriptors -----------------------------------------------------------------
-    # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_register/index.html
+def _launch(trtp: ModuleType, kernel: Any, n: Any) -> tuple[str, str, Any, Any]:
+    """What an `aot_impl` returns: kernel name, PTX, launch parameters and the extra scalar arguments.
+
+    One program per BLOCK elements, num_warps * 32 threads; the only extra scalar is n_elements, passed
+    between the input and output pointers (kernel signature, plugins.aot).
+    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_aot_impl/index.html
+    """
+    params = trtp.KernelLaunchParams()
+    params.grid_x = trtp.cdiv(n, kernel.block)
+    params.block_x = kernel.block_x
+    params.shared_mem = kernel.shared_mem
+    extra = trtp.SymIntExprs(1)
+    extra[0] = trtp.SymInt32(n)
+    return kernel.name, kernel.ptx, params, extra
+
+
+def _define_descriptors(trt: ModuleType, trtp: ModuleType) -> None:
+    """`@trtp.register`: output shape and dtype of each op.
+    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_register/index.html
+    """
+
     def dequant_desc(codes, params, out_dtype):
         if out_dtype not in (ONNX_FLOAT, ONNX_FLOAT16):
             raise PluginError(
@@ -226,9 +245,13 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
     desc = trtp.TensorDesc
     _decorate_pair(trtp.register, dequant_desc, quantize_desc, desc, {"return": desc}, out_dtype=True)
 
-    # --- type/format combinations -----------------------------------------------------------------
-    # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_autotune/index.html
-    # I/O order: inputs (data, params) then the output; LINEAR only (flattened contiguous NCHW).
+
+def _define_autotune(trtp: ModuleType) -> None:
+    """`@trtp.autotune`: the type/format combinations; I/O order is inputs (data, params) then the
+    output, LINEAR only (flattened contiguous NCHW).
+    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_autotune/index.html
+    """
+
     def dequant_autotune(codes, params, out_dtype, outputs):
         out = "FP16" if out_dtype == ONNX_FLOAT16 else "FP32"
         return [trtp.AutoTuneCombination(f"INT8, FP32, {out}", "LINEAR")]
@@ -238,37 +261,39 @@ def _define(trt: ModuleType, trtp: ModuleType, reg: Registration) -> None:
         # type is the network's, so no cast is ever inserted in front of the quantizer.
         return [trtp.AutoTuneCombination("FP32|FP16, FP32, INT8", "LINEAR")]
 
-    combos = list[trtp.AutoTuneCombination]
-    out_descs = tuple[trtp.TensorDesc]
-    tail = {"outputs": out_descs, "return": combos}
-    _decorate_pair(trtp.autotune, dequant_autotune, quantize_autotune, desc, tail, out_dtype=True)
+    tail = {"outputs": tuple[trtp.TensorDesc], "return": list[trtp.AutoTuneCombination]}
+    _decorate_pair(trtp.autotune, dequant_autotune, quantize_autotune, trtp.TensorDesc, tail, out_dtype=True)
 
-    if reg.impl in ("aot", "both"):
-        aot_return = tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
 
-        def dequant_aot(codes, params, outputs, tactic):
-            dtype = _float_dtype(trt, outputs[0].dtype, DEQUANT_ID)
-            return launch(kernel_for(DEQUANT_OP, dtype), codes.shape_expr.numel())
+def _define_aot(trt: ModuleType, trtp: ModuleType, kernels: _KernelCache) -> None:
+    """`@trtp.aot_impl`: the PTX TensorRT embeds in the engine (no Python at run time)."""
+    aot_return = tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
 
-        def quantize_aot(x, params, outputs, tactic):
-            dtype = _float_dtype(trt, x.dtype, QUANTIZE_ID)
-            return launch(kernel_for(QUANTIZE_OP, dtype), x.shape_expr.numel())
+    def dequant_aot(codes, params, outputs, tactic):
+        dtype = _float_dtype(trt, outputs[0].dtype, DEQUANT_ID)
+        return _launch(trtp, kernels.get(DEQUANT_OP, dtype), codes.shape_expr.numel())
 
-        tail = {"outputs": out_descs, "tactic": int, "return": aot_return}
-        _decorate_pair(trtp.aot_impl, dequant_aot, quantize_aot, desc, tail)
+    def quantize_aot(x, params, outputs, tactic):
+        dtype = _float_dtype(trt, x.dtype, QUANTIZE_ID)
+        return _launch(trtp, kernels.get(QUANTIZE_OP, dtype), x.shape_expr.numel())
 
-    if reg.impl in ("jit", "both"):
-        # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_impl/index.html
-        out_tensors = tuple[trtp.Tensor]
+    tail = {"outputs": tuple[trtp.TensorDesc], "tactic": int, "return": aot_return}
+    _decorate_pair(trtp.aot_impl, dequant_aot, quantize_aot, trtp.TensorDesc, tail)
 
-        def dequant_jit(codes, params, outputs, stream):
-            _launch_jit("dequantize_triton", codes, params, outputs[0], stream)
 
-        def quantize_jit(x, params, outputs, stream):
-            _launch_jit("quantize_triton", x, params, outputs[0], stream)
+def _define_jit(trtp: ModuleType) -> None:
+    """`@trtp.impl`: launch the Triton kernel through torch on TensorRT's stream at run time.
+    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/trt_plugin_impl/index.html
+    """
 
-        tail = {"outputs": out_tensors, "stream": int, "return": None}
-        _decorate_pair(trtp.impl, dequant_jit, quantize_jit, trtp.Tensor, tail)
+    def dequant_jit(codes, params, outputs, stream):
+        _launch_jit("dequantize_triton", codes, params, outputs[0], stream)
+
+    def quantize_jit(x, params, outputs, stream):
+        _launch_jit("quantize_triton", x, params, outputs[0], stream)
+
+    tail = {"outputs": tuple[trtp.Tensor], "stream": int, "return": None}
+    _decorate_pair(trtp.impl, dequant_jit, quantize_jit, trtp.Tensor, tail)
 
 
 def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> None:

@@ -17,11 +17,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from drq.artifacts import check_writable_folder
 from drq.cli_args import CommandParser
 from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
-from drq.imaging.io import DEFAULT_MAX_PIXELS, read_image, read_image_size, set_pixel_limit, write_image
+from drq.imaging.io import DEFAULT_MAX_PIXELS, check_image_header, read_image, set_pixel_limit, write_image
 from serve.errors import ServeError
-from serve.model_checks import check_image_input
 from serve.tile_options import TileSettings, add_tiling_arguments, resolve_tiling
 from serve.tiling import upscale_tiled_pil
 
@@ -125,8 +125,6 @@ def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
 def _tiling(args: argparse.Namespace, runner) -> tuple[TileSettings, int | None]:
     """The tile settings and the declared scale (ONNX metadata `drq.scale`; None: taken from the output)."""
     if args.onnx is not None:
-        signature = runner.session.get_inputs()[0]
-        check_image_input(args.onnx, signature.name, list(signature.shape))
         meta = runner.session.get_modelmeta().custom_metadata_map
         declared = meta.get("drq.scale", "")
         return resolve_tiling(args, args.onnx), int(declared) if declared.isdigit() else None
@@ -163,10 +161,9 @@ def main(argv: list[str]) -> int:
     if args.max_pixels is not None:
         set_pixel_limit(args.max_pixels)
     images = collect_inputs(args.inputs)
-    for image in images:  # header, mode and pixel limit of every input before any output is written
-        read_image_size(image)
-    if args.output.exists() and not args.output.is_dir():
-        raise ServeError(f"{args.output}: exists and is not a folder")
+    for image in images:  # header, mode, size and pixel limit of every input before any output
+        check_image_header(image)
+    check_writable_folder(args.output)
     targets = plan_outputs(images, args.output, args.overwrite)
     if args.server:
         from serve.triton.client import upscale_files

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,15 +211,33 @@ def build_model(arch: str, scale: int) -> nn.Module:
     return spec.build(scale)
 
 
+def _unreadable_checkpoint(path: Path, err: Exception) -> str:
+    """Say what a file torch.load(weights_only=True) refused is not (torch's own text is paragraphs)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "empty file, not a torch checkpoint"
+    # torch.save writes a zip archive (PK..) since 1.6, a raw pickle (protocol 2+: 0x80) before.
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        return "not a torch checkpoint (neither a torch.save zip archive nor a pickle)"
+    if "weights_only" in str(err) or "Weights only" in str(err):
+        return (
+            "not a plain torch checkpoint: it pickles Python objects that drq will not unpickle "
+            "(weights_only); save the weights with torch.save(model.state_dict(), path)"
+        )
+    return f"not a readable torch checkpoint ({type(err).__name__})"
+
+
 def _read_checkpoint(path: Path) -> StateDict:
     """Load a checkpoint without unpickling code and return its state_dict, unwrapped."""
     if not path.is_file():
         raise ModelError(f"{path}: no such checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing the file
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip and runtime errors for non-checkpoints
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: not a torch checkpoint ({reason[:200]})") from err
+        raise ModelError(f"{path}: {_unreadable_checkpoint(path, err)}") from err
     for key in WRAPPER_KEYS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -291,7 +310,7 @@ def load_pretrained(arch: str, scale: int, weights_path: str | os.PathLike[str])
         state = spec.remap(state)
     problem = mismatch_message(model.state_dict(), state)
     if problem is not None:
-        raise ModelError(f"{path}: not a {arch} x{scale} checkpoint: {problem}")
+        raise ModelError(f"{path}: not a checkpoint of {arch} x{scale}: {problem}")
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedModel(model=model, spec=spec, scale=scale, checkpoint_sha256=sha256_file(path))

@@ -194,6 +194,20 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
 
 
+def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of an image `read_image` will accept, judged from its header alone: readable,
+    a supported mode, within the pixel limit, at least one pixel (so a batch can be validated before
+    any output is written).
+
+    Raises:
+        ImageError: unreadable header, unsupported mode, over the pixel limit, or an empty image.
+    """
+    size = read_image_size(path)
+    if min(size) < 1:
+        raise ImageError(f"{path}: image of {size[0]}x{size[1]} pixels has nothing to upscale")
+    return size
+
+
 def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8] | Image.Image) -> Path:
     """Write a uint8 ``H x W x 3`` RGB array (or a Pillow RGB image) as a PNG, atomically.
 

@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from engine_builder.errors import BuildError
-from serve.runtime.tensorrt_module import EXTRA, FLAVOURS, Flavour, import_tensorrt, version_tuple
+from serve.runtime.tensorrt_module import EXTRA, FLAVOURS, Flavour, import_tensorrt
 
 CPU_BUILD_DEVICE = "cpu-build (TensorRT-RTX)"
 
@@ -107,5 +107,4 @@ __all__ = [
     "Flavour",
     "import_tensorrt",
     "require",
-    "version_tuple",
 ]

@@ -13,12 +13,43 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from engine_builder.backends.base import CPU_BUILD_DEVICE, Features, Flavour, version_tuple
-from engine_builder.backends.trt import set_compute_capabilities
+from drq.versions import VersionError, module_version, parse_compute_capability
+from engine_builder.backends.base import CPU_BUILD_DEVICE, Features, FeatureUnavailable, Flavour
 from serve.runtime.tensorrt_module import check_runtime_device
 
 PORTABLE = "8.0+"
 """Manifest compute capability of a default RTX build: any GPU of sm 8.0 or later."""
+
+
+def set_compute_capabilities(trt: ModuleType, config: Any, targets: tuple[str, ...]) -> None:
+    """IBuilderConfig.num_compute_capabilities + set_compute_capability(ComputeCapability.SMxx, i) (RTX).
+
+    Each target is "CURRENT" or a compute capability in any form `drq.versions.parse_compute_capability`
+    reads (8.6, 86, sm_86); the enum has one member per supported target (1.7: SM75, SM80, SM86,
+    SM89, SM120, SM121), so Hopper (9.0) and datacenter Blackwell (10.0) are refused here.
+
+    Raises:
+        FeatureUnavailable: a target the installed module does not know (lists the valid ones).
+    """
+    enum = trt.ComputeCapability
+    valid = [n for n in getattr(enum, "__members__", {}) if n.startswith("SM")] + ["CURRENT"]
+    values = []
+    for target in targets:
+        try:
+            major, minor = (0, 0) if target.strip().upper() == "CURRENT" else parse_compute_capability(target)
+        except VersionError as err:
+            raise FeatureUnavailable(f"--compute-capability: {err}; choose from {', '.join(valid)}") from err
+        key = f"SM{major}{minor}" if major else "CURRENT"
+        if not hasattr(enum, key):
+            raise FeatureUnavailable(
+                f"compute capability {target!r}: not a target of this TensorRT-RTX; choose "
+                f"from {', '.join(valid)}"
+            )
+        values.append(getattr(enum, key))
+    config.num_compute_capabilities = len(values)
+    for index, value in enumerate(values):
+        if not config.set_compute_capability(value, index):
+            raise FeatureUnavailable(f"compute capability {targets[index]!r}: rejected by TensorRT-RTX")
 
 
 class RTXBackend:
@@ -29,7 +60,7 @@ class RTXBackend:
     def __init__(self, trt: ModuleType) -> None:
         self.trt = trt
         features = Features.probe(trt)
-        if version_tuple(trt) >= (1, 2):
+        if module_version(trt) >= (1, 2):
             # The bindings keep create/set_timing_cache but warn "Deprecated in TensorRT-RTX 1.2. Timing cache
             # operations are no-ops in TensorRT-RTX" (measured with 1.7.1): refuse rather than pretend.
             features = replace(features, timing_cache=False)

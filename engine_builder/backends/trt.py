@@ -13,6 +13,7 @@ from engine_builder.backends.base import (
     import_tensorrt,
     require,
 )
+from engine_builder.backends.rtx import RTXBackend, set_compute_capabilities
 from serve.runtime.tensorrt_module import check_runtime_device
 
 
@@ -66,32 +67,6 @@ class TensorRTBackend:
         check_runtime_device(self.flavour, built_for, compute_capability, hardware_compatible, current)
 
 
-def set_compute_capabilities(trt: ModuleType, config: Any, targets: tuple[str, ...]) -> None:
-    """IBuilderConfig.num_compute_capabilities + set_compute_capability(ComputeCapability.SMxx, i) (RTX).
-
-    Raises:
-        FeatureUnavailable: a target the installed module does not know (lists the valid ones).
-    """
-    from engine_builder.backends.base import FeatureUnavailable
-
-    enum = trt.ComputeCapability
-    valid = [n for n in getattr(enum, "__members__", {}) if n.startswith("SM")] + ["CURRENT"]
-    values = []
-    for target in targets:
-        key = target.upper().replace(".", "").replace("SM_", "SM")
-        key = key if key.startswith(("SM", "CURRENT")) else f"SM{key}"
-        if not hasattr(enum, key):
-            raise FeatureUnavailable(
-                f"compute capability {target!r}: not a target of this TensorRT-RTX; choose "
-                f"from {', '.join(valid)}"
-            )
-        values.append(getattr(enum, key))
-    config.num_compute_capabilities = len(values)
-    for index, value in enumerate(values):
-        if not config.set_compute_capability(value, index):
-            raise FeatureUnavailable(f"compute capability {targets[index]!r}: rejected by TensorRT-RTX")
-
-
 def get_backend(flavour: Flavour) -> EngineBackend:
     """The backend of `flavour`, importing its module now.
 
@@ -100,8 +75,6 @@ def get_backend(flavour: Flavour) -> EngineBackend:
     """
     trt = import_tensorrt(flavour)
     if flavour == "tensorrt_rtx":
-        from engine_builder.backends.rtx import RTXBackend
-
         return RTXBackend(trt)
     return TensorRTBackend(trt)
 

@@ -65,6 +65,7 @@ def export_recipe(
     lowering: str | None = None,
     options: LoweringOptions | None = None,
     calib_inputs: Sequence[np.ndarray] | None = None,
+    source: str | Path | None = None,
 ) -> onnx.ModelProto:
     """The lowered graph of a recipe's model (weights from `weights` or the recipe's checkpoint path).
 
@@ -75,7 +76,7 @@ def export_recipe(
     from calib.simulate import load_simulated_model
 
     name = lowering or default_lowering(recipe)
-    model = load_simulated_model(recipe, weights)
+    model = load_simulated_model(recipe, weights, source)
     out = lower_module(
         model,
         recipe.model.scale,

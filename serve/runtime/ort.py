@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from serve.errors import MissingDependency, RunnerError
+from serve.runtime.signature import check_image_signature
 
 
 def import_onnxruntime() -> Any:
@@ -83,6 +84,9 @@ class OrtRunner:
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise RunnerError(f"{self.path}: expected one input, found {len(inputs)}")
+        check_image_signature(str(self.path), f"input {inputs[0].name!r}", inputs[0].shape)
+        outputs = self.session.get_outputs()
+        check_image_signature(str(self.path), f"output {outputs[0].name!r}", outputs[0].shape)
         self.input_name = inputs[0].name
         self.input_dtype = np.float16 if "float16" in inputs[0].type else np.float32
         self.providers = tuple(self.session.get_providers())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal, Protocol, get_args
 
+from drq.versions import parse_compute_capability
 from serve.errors import EngineMismatch, MissingDependency, RunnerError
 
 Flavour = Literal["tensorrt", "tensorrt_rtx"]
@@ -44,33 +45,6 @@ def import_tensorrt(flavour: Flavour) -> ModuleType:
     return module
 
 
-def version_tuple(module: ModuleType) -> tuple[int, int]:
-    """(major, minor) of an imported TensorRT module; (0, 0) when it does not say."""
-    parts = str(getattr(module, "__version__", "0.0")).split(".")
-    try:
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except ValueError:
-        return 0, 0
-
-
-def parse_compute_capability(text: str) -> tuple[int, int]:
-    """ "8.6", "86", "SM86", "sm_120", "12.0" -> (8, 6) / (12, 0).
-
-    Raises:
-        RunnerError: not a compute capability.
-    """
-    t = text.strip().upper().replace("SM", "").replace("_", "")
-    try:
-        if "." in t:
-            major, minor = t.split(".", 1)
-            return int(major), int(minor)
-        if len(t) < 2:
-            raise ValueError(t)
-        return int(t[:-1]), int(t[-1])
-    except ValueError as err:
-        raise RunnerError(f"compute capability {text!r}: expected e.g. 8.6, 86 or sm_86") from err
-
-
 def check_runtime_device(
     flavour: str,
     built_for: str,
@@ -82,7 +56,7 @@ def check_runtime_device(
 
     Full TensorRT engines run on the GPU they were built on, or on any Ampere+ GPU when built
     hardware-compatible; TensorRT-RTX engines run on the compute capabilities they were built for
-    ("8.0+" = portable default).
+    ("8.0+" = the portable default: 8.0, 8.6, 8.9 and 12.0 or later, see `rtx_default_runs_on`).
     """
     if flavour == "tensorrt_rtx":
         _check_rtx_device(compute_capability, current)
@@ -109,12 +83,29 @@ def _check_tensorrt_device(
         )
 
 
+# Where a TensorRT-RTX engine built without targets runs. "CPU-Only AOT and TensorRT-RTX Engines"
+# (https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/cpu-engines.html): "by
+# default, an engine built by TensorRT-RTX can be run on GPU devices with compute capability 8.0, 8.6,
+# 8.9, 12.0, and later"; Turing (7.5) only when targeted. The support matrix
+# (https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/getting-started/support-matrix.html, and
+# .../support-matrix-1/1.5.html adding 12.1 GB10) lists no Hopper (9.0) and no datacenter Blackwell
+# (10.x) or Thor (11.0): those are not "later" RTX GPUs, so "8.0+" must not pass them.
+RTX_DEFAULT_TARGETS: tuple[tuple[int, int], ...] = ((8, 0), (8, 6), (8, 9))
+RTX_LATER_FROM = (12, 0)
+
+
+def rtx_default_runs_on(cc: tuple[int, int]) -> bool:
+    """Whether a TensorRT-RTX engine built for the default targets runs on compute capability `cc`."""
+    return cc in RTX_DEFAULT_TARGETS or cc >= RTX_LATER_FROM
+
+
 def _check_rtx_device(compute_capability: str, current: tuple[str, str]) -> None:
     name, current_cc = current
     if not compute_capability:
         return
     if compute_capability.endswith("+"):
-        if parse_compute_capability(current_cc) < parse_compute_capability(compute_capability[:-1]):
+        cc = parse_compute_capability(current_cc)
+        if cc < parse_compute_capability(compute_capability[:-1]) or not rtx_default_runs_on(cc):
             raise EngineMismatch(
                 f"engine built for compute capability {compute_capability}; this GPU {name} is "
                 f"sm {current_cc}"

@@ -23,20 +23,10 @@ from typing import Any
 import numpy as np
 
 from drq.manifest import Manifest, load_manifest, manifest_path
+from drq.versions import version_numbers
 from serve.errors import EngineMismatch, RunnerError
 from serve.runtime.cuda import Binding, CudaApi, load_cuda
 from serve.runtime.tensorrt_module import RuntimeBackend, load_runtime
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    out = []
-    for part in version.split("."):
-        try:
-            out.append(int(part))
-        except ValueError:
-            break
-    return tuple(out)
-
 
 _CROSS_MAJOR = {(8, 9), (8, 10), (9, 10), (10, 11)}  # (built, running) majors for version-compatible plans
 
@@ -51,7 +41,7 @@ def check_versions(engine: Path, manifest: Manifest, flavour: str, running: str)
         raise EngineMismatch(f"{engine}: built with {manifest.flavour}, loaded with {flavour}")
     if manifest.tensorrt_version == running:
         return
-    built_key, running_key = _version_key(manifest.tensorrt_version), _version_key(running)
+    built_key, running_key = version_numbers(manifest.tensorrt_version), version_numbers(running)
     if manifest.version_compatible and running_key >= built_key:
         # BuilderFlag.VERSION_COMPATIBLE: later runtimes of the same major, and across majors only
         # 8 -> 9/10 and 10 -> 11 ("Version Compatibility", TensorRT developer guide; "Engine Portability"

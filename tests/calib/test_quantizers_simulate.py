@@ -99,10 +99,7 @@ def test_no_checkpoint_path_is_a_recipe_error(zoo: list) -> None:
 @pytest.mark.shared_data
 def test_simulated_imdn_from_a_recipe(shared_dir: Path, tmp_path: Path) -> None:
     """Real checkpoint: recipe -> JSON -> load_simulated_model reproduces the calibrated model bit for bit."""
-    load_pretrained = getattr(calib.models, "load_pretrained", None)
-    archs = getattr(calib.models, "ARCHS", {})
-    if load_pretrained is None or "imdn" not in archs:
-        pytest.skip("calib.models has no imdn / load_pretrained yet")
+    load_pretrained = calib.models.load_pretrained
     from calib.quantizers import UniformActQuantizer, output_channel_axis
     from drq.recipe import load_recipe, save_recipe
 

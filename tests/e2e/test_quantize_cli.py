@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +13,8 @@ from drq.cli import main as drq
 from drq.recipe import DualRegionAct, load_recipe
 
 
-def _has_zoo() -> bool:
-    try:
-        from calib.models import load_pretrained  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.shared_data
-def test_quantize_imdn_x4_writes_a_loadable_recipe(shared_dir: Path, tmp_path: Path, capsys):
-    if not _has_zoo():
-        pytest.skip("calib.models.load_pretrained is not available yet")
+def test_quantize_imdn_x4_writes_a_loadable_recipe(shared_dir: Path, tmp_path: Path, capsys, monkeypatch):
     weights = shared_dir / "sr_weights" / "imdn_x4.pth"
     out = tmp_path / "imdn_w4a4.json"
     stats = tmp_path / "stats.json"
@@ -69,6 +60,13 @@ def test_quantize_imdn_x4_writes_a_loadable_recipe(shared_dir: Path, tmp_path: P
     # head and upsampler at 8 bits, the body at 4
     assert bits[0] == 8 and bits[-1] == 8 and bits.count(4) >= 30
     assert stats.is_file()
+    # The checkpoint path is relative to the recipe's folder: export works from any working directory.
+    assert Path(recipe.model.checkpoint) == Path(os.path.relpath(weights, tmp_path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert drq(["export", "--recipe", str(out), "-o", "m.onnx"]) == 0
+    assert (elsewhere / "m.onnx").stat().st_size > 0
 
 
 def _err(argv: list[str], capsys) -> str:

@@ -196,11 +196,11 @@ def modelopt_import_scales(path: Path) -> dict[str, float]:
 
 
 def test_modelopt_parses_our_cache_to_the_recipe_scales(tmp_path: Path):
-    recipe = make_recipe({"head": 0.0123, "tail": 1e-40})
+    recipe = make_recipe({"head": 0.0123, "tail": 1e-9})
     path = write_cache(cache_from_recipe(recipe, input_tensor_map(float_sr())), tmp_path / "c.txt")
     assert modelopt_import_scales(path) == {
         "lr_scale": float(np.float32(0.0123)),
-        "r_scale": float(np.float32(1e-40)),
+        "r_scale": float(np.float32(1e-9)),
     }
 
 
@@ -241,3 +241,46 @@ def test_command_notes_tensors_modelopt_would_drop(tmp_path: Path, capsys):
     assert "note: ModelOpt's calibration_cache_path reader cannot match 1 tensor(s)" in out
     assert "(first: r_scale)" in out
     assert read_cache(tmp_path / "c.txt").scales["r_scale"] == float(np.float32(0.1))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("drq.arch", "pan", "drq.arch is 'pan', the recipe's model has 'tiny'"),
+        ("drq.scale", "4", "drq.scale is '4', the recipe's model has '2'"),
+        ("drq.checkpoint_sha256", "ab" * 32, "drq.checkpoint_sha256 is 'abababababababab', the recipe's"),
+    ],
+)
+def test_command_refuses_an_onnx_of_another_model(tmp_path: Path, capsys, key: str, value: str, message: str):
+    import dataclasses
+
+    import onnx
+
+    from drq.cli import main
+    from engine_builder.lowerings.graph import set_metadata
+
+    model = float_sr()
+    set_metadata(model, {"drq.arch": "tiny", "drq.scale": "2", key: value})
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    recipe = make_recipe({"head": 0.02, "tail": 0.1})
+    identity = dataclasses.replace(recipe.model, checkpoint_sha256="cd" * 32)
+    (tmp_path / "r.json").write_text(json.dumps(dataclasses.replace(recipe, model=identity).to_dict()))
+    argv = ["calib-cache", "--recipe", str(tmp_path / "r.json"), "--onnx", str(tmp_path / "m.onnx")]
+    before = sorted(tmp_path.iterdir())
+    assert main([*argv, "-o", str(tmp_path / "c.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"drq calib-cache: {tmp_path / 'm.onnx'}: {message}")
+    assert "\n" not in err and sorted(tmp_path.iterdir()) == before
+
+
+def test_command_refuses_a_nonsense_tensorrt_version(tmp_path: Path, capsys):
+    from drq.cli import main
+
+    argv = ["calib-cache", "--recipe", "r.json", "--onnx", "m.onnx", "-o", str(tmp_path / "c.txt")]
+    assert main([*argv, "--tensorrt-version=-1.-2"]) == 2
+    assert capsys.readouterr().err == (
+        "drq calib-cache: --tensorrt-version: TensorRT version '-1.-2': expected major.minor[.patch], "
+        "e.g. 10.8.0\n"
+    )
+    with pytest.raises(CalibCacheError, match="expected major.minor"):
+        version_code("10.-2")

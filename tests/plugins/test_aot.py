@@ -108,7 +108,7 @@ def test_write_kernels_manifest_round_trip(tmp_path: Path) -> None:
             "dual_region_quantize_fp16_sm90.ptx",
         ]
     )
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*drq-tmp*"))
     for entry in manifest["kernels"]:
         ptx = (tmp_path / entry["file"]).read_text()
         assert [t for t, _ in entry_params(ptx)] == [PTX_TYPE[a["type"]] for a in entry["args"]]

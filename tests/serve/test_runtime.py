@@ -228,6 +228,12 @@ def test_rtx_runtime_device_checks():
         EngineMismatch, match=r"built for compute capability 8.0\+; this GPU NVIDIA T4 is sm 7.5"
     ):
         backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.0+", False, ("NVIDIA T4", "7.5"))
+    # The RTX support matrix has no Hopper or datacenter Blackwell: a default engine must not pass them.
+    for gpu, cc in (("NVIDIA H200", "9.0"), ("NVIDIA B200", "10.0"), ("NVIDIA Thor", "11.0")):
+        with pytest.raises(EngineMismatch, match=rf"capability 8.0\+; this GPU {gpu} is sm"):
+            backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.0+", False, (gpu, cc))
+    for gpu, cc in (("NVIDIA A100", "8.0"), ("NVIDIA RTX 3090", "8.6"), ("NVIDIA GB10", "12.1")):
+        backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.0+", False, (gpu, cc))
     with pytest.raises(EngineMismatch, match="rebuild with --compute-capability 8.9"):
         backend.check_runtime_device("cpu-build (TensorRT-RTX)", "8.6", False, ("NVIDIA RTX 4090", "8.9"))
     assert backend.features.timing_cache is False and backend.features.calibrators is False
