@@ -23,7 +23,7 @@ from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
 from drq.imaging.io import DEFAULT_MAX_PIXELS, check_image_header, read_image, set_pixel_limit, write_image
 from serve.errors import ServeError
 from serve.tile_options import TileSettings, add_tiling_arguments, resolve_tiling
-from serve.tiling import upscale_tiled_pil
+from serve.tiling import TilingError, upscale_tiled_pil
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,7 +146,11 @@ def _upscale_all(args, runner, images: Sequence[Path], targets: Sequence[Path]) 
     for image, target in zip(images, targets, strict=True):
         lr = read_image(image)
         t0 = time.perf_counter()
-        sr = upscale_tiled_pil(runner.run, lr, scale, settings.tile, settings.overlap, settings.batch)
+        try:
+            sr = upscale_tiled_pil(runner.run, lr, scale, settings.tile, settings.overlap, settings.batch)
+        except TilingError as err:  # the runner's output shape: name the model, not "runner"
+            model = args.onnx or args.engine
+            raise ServeError(f"{model}: {str(err).removeprefix('runner: ')}") from err
         seconds = time.perf_counter() - t0
         write_image(target, sr)
         if not args.quiet:

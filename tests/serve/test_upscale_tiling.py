@@ -117,5 +117,8 @@ def test_a_model_whose_input_is_not_rgb_nchw_is_refused_first(
     else:
         argv = ["eval", "--onnx", str(gray), "--scale", "2", "--data", str(image.parent)]
     assert main(argv) == 2
-    expected = f"drq {command}: {gray}: input 'x' has shape ['N', 1, 'H', 'W']; expected N x 3 x H x W (RGB)"
+    expected = (
+        f"drq {command}: {gray}: input 'x' has shape ?x1x?x? (rank 4, 1 channels); drq runs SR models "
+        "on NCHW RGB images (N x 3 x H x W)"
+    )
     assert capsys.readouterr().err.strip() == expected
