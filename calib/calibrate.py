@@ -9,6 +9,9 @@ Methods (budget in brackets):
 * `drq` [paper | b-bit | split]: dual-region activations initialised from EMA'd min / max and the 99th
   percentile of |x|; weights from the MSE clip search (per channel, or per tensor in `paper` mode).
 * `drq+vft`, `drq+saft`: `drq`, then finetuning of the quantizer parameters (`calib.finetune`).
+* `fp8` [fp8]: FP8 E4M3 activations (per tensor, scale = calibration amax / 448) and weights (per output
+  channel, amax / 448), `calib.quantizers.fp8`; head, upsampler and tail stay in float
+  (`calib.policy.fp8_policy`).
 
 Layer bits come from `calib.policy`: head, upsampler and tail convs at 8 bits (weights and inputs),
 layers on globally pooled inputs (channel-attention MLPs) left in FP, the rest at w_bits / a_bits;
@@ -43,9 +46,11 @@ from calib.observers import (
     weight_scale_minmax,
     weight_scale_mse,
 )
-from calib.policy import policy_bits, probe_layers
+from calib.policy import fp8_policy, policy_bits, probe_layers
 from calib.quantizers import (
     DualRegionActQuantizer,
+    FP8ActQuantizer,
+    FP8WeightQuantizer,
     QuantLayer,
     UniformActQuantizer,
     WeightQuantizer,
@@ -139,6 +144,13 @@ class QuantizeConfig:
             raise CalibError(
                 f"budget: method {self.method!r} needs one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}"
             )
+        if (self.method == "fp8") != (self.budget == "fp8"):
+            raise CalibError(
+                f"budget: the fp8 method and the fp8 budget go together, got {self.method!r} "
+                f"with {self.budget!r}"
+            )
+        if self.method == "fp8" and (self.w_bits, self.a_bits) != (8, 8):
+            raise CalibError(f"w_bits/a_bits: fp8 is 8 bits, got W{self.w_bits}A{self.a_bits}")
         _int(self.w_bits, "w_bits", 2, 8)
         _int(self.a_bits, "a_bits", 2, 8)
         if self.budget == "b-bit" and self.a_bits < 3:
@@ -262,6 +274,8 @@ def _observe(
 
 def _weight_quantizer(layer: QuantLayer, bits: int, config: QuantizeConfig) -> WeightQuantizer:
     axis = None if config.weight_mode == "paper" else output_channel_axis(layer.layer)
+    if config.method == "fp8":
+        return FP8WeightQuantizer.from_weight(layer.layer.weight, axis)  # type: ignore[return-value]
     search = weight_scale_mse if config.method in DRQ_METHODS else weight_scale_minmax
     return WeightQuantizer(bits, search(layer.layer.weight, bits, axis), axis)
 
@@ -285,6 +299,9 @@ def _act_quantizer(
     if config.method in BASELINE_METHODS:
         amax = max(_uniform_amax(obs, bits, config), 1e-8)
         return UniformActQuantizer(bits, amax / (2 ** (bits - 1) - 1), 0, True)
+    if config.method == "fp8":  # the true |x| max over every batch (ModelOpt's "max" FP8 calibration)
+        assert obs.minmax.channel_absmax is not None
+        return FP8ActQuantizer.from_amax(float(obs.minmax.channel_absmax.max()))  # type: ignore[return-value]
     assert obs.dual is not None
     init = dual_region_init(obs.minmax, obs.dual)
     bp = init.breakpoint
@@ -323,6 +340,8 @@ def quantize(
     model.eval()
     graph = probe_layers(model, config.probe_size, int(batches[0].shape[1]))
     layer_bits = policy_bits(graph, config.a_bits, config.all_layers, PROTECTED_BITS)
+    if config.method == "fp8":
+        layer_bits = fp8_policy(graph, config.all_layers)
     w_bits = policy_bits(graph, config.w_bits, config.all_layers, PROTECTED_BITS)
     layers = wrap_model(model, list(layer_bits))
     observed = _observe(model, layers, batches, config, progress)

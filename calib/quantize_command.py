@@ -33,7 +33,10 @@ def default_crop(scale: int) -> int:
 
 
 def default_budget(method: str) -> str:
-    """`uniform` for the baselines, `split` (deployable as two INT8 convs) for the dual-region methods."""
+    """`uniform` for the baselines, `split` (deployable as two INT8 convs) for the dual-region methods,
+    `fp8` for fp8."""
+    if method == "fp8":
+        return "fp8"
     return "split" if method.startswith("drq") else "uniform"
 
 
@@ -51,13 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="recipe JSON to write")
     p.add_argument("--method", choices=METHODS, default="drq+saft")
-    p.add_argument("--w-bits", type=int, default=4)
-    p.add_argument("--a-bits", type=int, default=4)
+    p.add_argument("--w-bits", type=int, default=None, help="weight bits (default 4; 8 for fp8)")
+    p.add_argument("--a-bits", type=int, default=None, help="activation bits (default 4; 8 for fp8)")
     p.add_argument(
         "--budget",
-        choices=("uniform", *DUAL_BUDGETS),
+        choices=("uniform", *DUAL_BUDGETS, "fp8"),
         default=None,
-        help="activation code budget (default: uniform for baselines, split for drq methods)",
+        help="activation code budget (default: uniform for baselines, split for drq methods, fp8 for fp8)",
     )
     p.add_argument("--weight-mode", choices=WEIGHT_MODES, default="per-channel")
     p.add_argument(
@@ -114,10 +117,11 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     from calib.calibrate import QuantizeConfig
 
     crop = args.crop if args.crop is not None else default_crop(args.scale)
+    default_bits = 8 if args.method == "fp8" else 4
     return QuantizeConfig(
         method=args.method,
-        w_bits=args.w_bits,
-        a_bits=args.a_bits,
+        w_bits=args.w_bits if args.w_bits is not None else default_bits,
+        a_bits=args.a_bits if args.a_bits is not None else default_bits,
         budget=args.budget or default_budget(args.method),
         weight_mode=args.weight_mode,
         breakpoint_init=args.bp_init,

@@ -17,6 +17,11 @@ Layout (schema_version 1)::
                                       "breakpoint": 0.1, "upper": 2.4, "outlier_scale": 0.33,
                                       "outlier_channels": [3, 17]}}}}
 
+An `fp8` recipe (budget "fp8") has `{"kind": "fp8", "format": "e4m3fn", "scale": s}` activations and
+weights with `"format": "e4m3fn"` (per-channel scale = amax / 448). A model outside the zoo (`calib.api`)
+has arch "custom", an empty checkpoint_sha256 and its `state_dict_sha256` / `module_class` instead
+(schema 2 fields with defaults).
+
 `layers` keeps the models' execution order. Grid arithmetic derived from these parameters lives in
 `drq.grids`, shared by the torch quantizers and the ONNX lowerings.
 """
@@ -38,11 +43,14 @@ from drq.errors import RecipeError
 SCHEMA_VERSION = 1
 PRODUCER = "drq 0.1.0"
 
-Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft"]
-Budget = Literal["uniform", "paper", "b-bit", "split"]
+Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft", "fp8"]
+Budget = Literal["uniform", "paper", "b-bit", "split", "fp8"]
 DualBudget = Literal["paper", "b-bit", "split"]
 WeightMode = Literal["per-channel", "paper"]
 LayerOp = Literal["conv2d", "conv_transpose2d", "linear"]
+# Weight code formats: symmetric integers, or FP8 E4M3 ("fn": finite, no infinities, max 448).
+WeightFormat = Literal["int", "e4m3fn"]
+FP8_E4M3_MAX = 448.0
 
 METHODS: tuple[str, ...] = get_args(Method)
 BUDGETS: tuple[str, ...] = get_args(Budget)
@@ -58,6 +66,7 @@ def searches_split_breakpoint(method: str, budget: str, breakpoint_init: str) ->
 
 
 LAYER_OPS: tuple[str, ...] = get_args(LayerOp)
+WEIGHT_FORMATS: tuple[str, ...] = get_args(WeightFormat)
 
 
 def f32(value: float) -> float:
@@ -86,17 +95,24 @@ class ModelIdentity:
     checkpoint_sha256: str
     input_range: float = 1.0
     checkpoint: str = ""  # path as given at quantize time; export/eval use it unless --weights overrides
+    # Models outside the zoo (arch "custom", `calib.api`): sha256 of the state_dict's tensors
+    # (`calib.api.state_dict_sha256`) and the module's class, since there is no checkpoint file.
+    state_dict_sha256: str = ""
+    module_class: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
             raise RecipeError("arch: must be a non-empty string")
+        if not isinstance(self.module_class, str):
+            raise RecipeError(f"module_class: must be a string, got {self.module_class!r}")
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
             raise RecipeError(f"scale: must be a positive integer, got {self.scale!r}")
-        sha = self.checkpoint_sha256
-        if not isinstance(sha, str) or not (
-            sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))
-        ):
-            raise RecipeError(f"checkpoint_sha256: must be 64 lowercase hex digits or '', got {sha!r}")
+        for name in ("checkpoint_sha256", "state_dict_sha256"):
+            sha = getattr(self, name)
+            if not isinstance(sha, str) or not (
+                sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))
+            ):
+                raise RecipeError(f"{name}: must be 64 lowercase hex digits or '', got {sha!r}")
         _check_finite(self.input_range, "input_range", positive=True)
         if not isinstance(self.checkpoint, str):
             raise RecipeError(f"checkpoint: must be a path string, got {self.checkpoint!r}")
@@ -109,14 +125,21 @@ class WeightQuant:
     `axis` is 0 for per-output-channel scales (`scale` has one entry per channel) or None for one
     per-tensor scale (the paper's learned clip u_w = scale * (2^(b-1)-1)). For ConvTranspose2d the
     output-channel axis of the weight is 1; `axis` records the axis actually used.
+
+    `format` "e4m3fn" stores FP8 E4M3 codes instead: w_hat = e4m3(clamp(w / s, -448, 448)) * s (8 bits).
     """
 
     bits: int
     scale: tuple[float, ...]
     axis: int | None = 0
+    format: WeightFormat = "int"
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, "bits")
+        if self.format not in WEIGHT_FORMATS:
+            raise RecipeError(f"format: must be one of {', '.join(WEIGHT_FORMATS)}, got {self.format!r}")
+        if self.format == "e4m3fn" and self.bits != 8:
+            raise RecipeError(f"bits: e4m3fn weights are 8 bits, got {self.bits}")
         if self.axis not in (None, 0, 1):
             raise RecipeError(f"axis: must be 0, 1 or null, got {self.axis!r}")
         if not isinstance(self.scale, tuple) or not self.scale:
@@ -224,7 +247,36 @@ class DualRegionAct:
         return self.lower >= -self.breakpoint
 
 
-ActQuant = UniformAct | DualRegionAct
+@dataclass(frozen=True)
+class FP8Act:
+    """Per-tensor FP8 E4M3 activation quantizer: x_hat = e4m3(clamp(x / s, -448, 448)) * s.
+
+    The cast rounds to nearest even (subnormals kept), as ONNX QuantizeLinear with a float8e4m3fn zero
+    point does with saturate=1; `scale` is amax / 448 from calibration.
+    """
+
+    scale: float
+    format: Literal["e4m3fn"] = "e4m3fn"
+    kind: Literal["fp8"] = "fp8"
+
+    def __post_init__(self) -> None:
+        _check_finite(self.scale, "scale", positive=True)
+        if self.format != "e4m3fn":
+            raise RecipeError(f"format: only 'e4m3fn' is supported, got {self.format!r}")
+        if self.kind != "fp8":
+            raise RecipeError(f"kind: expected 'fp8', got {self.kind!r}")
+
+    @property
+    def bits(self) -> int:
+        return 8
+
+
+ActQuant = UniformAct | DualRegionAct | FP8Act
+
+
+def _act_kind_of_budget(budget: str) -> str:
+    """The activation `kind` every layer of a recipe with this budget has."""
+    return {"uniform": "uniform", "fp8": "fp8"}.get(budget, "dual_region")
 
 
 @dataclass(frozen=True)
@@ -289,9 +341,14 @@ class Recipe:
             raise RecipeError("layers: a recipe must quantize at least one layer")
         for name, layer in self.layers.items():
             act_is_dual = isinstance(layer.act, DualRegionAct)
-            if act_is_dual != (self.budget != "uniform"):
+            if layer.act.kind != _act_kind_of_budget(self.budget):
                 raise RecipeError(
                     f"layers[{name!r}].act: kind {layer.act.kind!r} does not match budget {self.budget!r}"
+                )
+            if (layer.weight.format == "e4m3fn") != (self.budget == "fp8"):
+                raise RecipeError(
+                    f"layers[{name!r}].weight.format: {layer.weight.format!r} does not match budget "
+                    f"{self.budget!r} (fp8 recipes have e4m3fn weights, the others int)"
                 )
             if act_is_dual and layer.act.budget != self.budget:
                 raise RecipeError(
@@ -348,7 +405,9 @@ def _act_from_dict(data: Any, path: str) -> ActQuant:
         return _build(UniformAct, data, path)
     if kind == "dual_region":
         return _build(DualRegionAct, data, path)
-    raise RecipeError(f"{path}.kind: must be 'uniform' or 'dual_region', got {kind!r}")
+    if kind == "fp8":
+        return _build(FP8Act, data, path)
+    raise RecipeError(f"{path}.kind: must be 'uniform', 'dual_region' or 'fp8', got {kind!r}")
 
 
 def recipe_from_dict(data: Any) -> Recipe:

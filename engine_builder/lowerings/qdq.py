@@ -40,6 +40,11 @@ def check_int8_recipe(recipe: Recipe | None, lowering: str) -> Recipe:
         raise ExportError(f"{lowering}: needs a recipe (use --lowering fp32 or fp16 for a float model)")
     for name, layer in recipe.layers.items():
         act = layer.act
+        if recipe.budget == "fp8":
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs INT8 activations, the recipe is fp8; "
+                "use --lowering fp8"
+            )
         if not isinstance(act, UniformAct):
             raise ExportError(
                 f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "
