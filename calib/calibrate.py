@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from calib.bbit_format import SignedHistogram, search_bbit_format
 from calib.errors import CalibError
 from calib.finetune import FinetuneConfig, FinetuneStats, ProgressFactory, finetune, saft_weights
 from calib.observers import (
@@ -71,6 +72,7 @@ from drq.recipe import (
     ModelIdentity,
     Recipe,
     WeightMode,
+    searches_bbit_format,
     searches_split_breakpoint,
 )
 
@@ -121,7 +123,8 @@ class QuantizeConfig:
     seed: int = 0
     percentile: float = 99.99
     bp_percentile: float = 99.0
-    # "mse" (default) applies to the split budget only; "percentile" is the paper's rule everywhere.
+    # "mse" (default): the split breakpoint search, and for b-bit the code split + breakpoint search
+    # (`calib.bbit_format`); "percentile" is the paper's rule everywhere (b-bit: schema 1's fixed split).
     breakpoint_init: str = "mse"
     ema_beta: float = 0.9
     source: str = ""
@@ -179,6 +182,11 @@ class QuantizeConfig:
         return searches_split_breakpoint(self.method, self.budget, self.breakpoint_init)
 
     @property
+    def searches_bbit_format(self) -> bool:
+        """Whether the b-bit code split and breakpoint come from the MSE search."""
+        return searches_bbit_format(self.method, self.budget, self.breakpoint_init)
+
+    @property
     def finetunes(self) -> bool:
         return self.method in ("drq+vft", "drq+saft")
 
@@ -232,6 +240,7 @@ class _Observed:
     minmax: MinMaxObserver
     hist: AbsHistogram | None
     dual: DualRegionObserver | None
+    signed: SignedHistogram | None = None
 
 
 def _observe(
@@ -249,9 +258,10 @@ def _observe(
             MinMaxObserver(config.ema_beta),
             AbsHistogram() if needs_hist else None,
             DualRegionObserver(config.bp_percentile, config.ema_beta) if needs_dual else None,
+            SignedHistogram() if config.searches_bbit_format else None,
         )
         observed[name] = obs
-        hooks = [o.collect for o in (obs.minmax, obs.hist, obs.dual) if o is not None]
+        hooks = [o.collect for o in (obs.minmax, obs.hist, obs.dual, obs.signed) if o is not None]
         layer.input_hook = chain_hooks(*hooks)
     bar = progress(len(batches), "calibrate") if progress is not None else None
     set_quant_enabled(model, False)
@@ -307,6 +317,11 @@ def _act_quantizer(
     bp = init.breakpoint
     if config.searches_breakpoint and obs.hist is not None and obs.hist.width > 0.0:
         bp = split_breakpoint_mse(obs.hist, init.lower, init.upper, bits, init.breakpoint)
+    signed = obs.signed
+    if signed is not None and max(signed.pos.width, signed.neg.width) > 0.0:
+        fmt = search_bbit_format(signed, bits, init.lower, init.breakpoint, init.upper)
+        lower, upper = min(fmt.lower, 0.0), max(fmt.upper, fmt.breakpoint * 1.01)
+        return DualRegionActQuantizer("b-bit", bits, lower, fmt.breakpoint, upper, code_split=fmt.code_split)
     return DualRegionActQuantizer(config.budget, bits, init.lower, bp, max(init.upper, bp * 1.01))
 
 

@@ -4,9 +4,9 @@ It is the only contract between `calib/` (which writes it) and `engine_builder/`
 ONNX and TensorRT). Torch-free on purpose. Every float is stored as the exact decimal of a float32, so
 that torch, NumPy, ONNX and the kernels all start from the same bits.
 
-Layout (schema_version 1)::
+Layout (schema_version 2; version 1 lacks the b-bit code split and loads through `migrate_v1`)::
 
-    {"schema_version": 1, "producer": "drq 0.1.0",
+    {"schema_version": 2, "producer": "drq 0.1.0",
      "model": {"arch": "imdn", "scale": 4, "checkpoint_sha256": "...", "input_range": 1.0,
                "checkpoint": "../shared/sr_weights/imdn_x4.pth"},
      "method": "drq+saft", "w_bits": 4, "a_bits": 4, "budget": "split", "weight_mode": "per-channel",
@@ -40,7 +40,8 @@ import numpy as np
 from drq.artifacts import atomic_write_text, canonical_json, sha256_json
 from drq.errors import RecipeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 recipes load through `migrate_v1`: v2 adds the b-bit code split (dense_limit, tail codes).
 PRODUCER = "drq 0.1.0"
 
 Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft", "fp8"]
@@ -65,8 +66,21 @@ def searches_split_breakpoint(method: str, budget: str, breakpoint_init: str) ->
     return method in ("drq", "drq+vft", "drq+saft") and budget == "split" and breakpoint_init == "mse"
 
 
+def searches_bbit_format(method: str, budget: str, breakpoint_init: str) -> bool:
+    """Whether a run's b-bit code split and breakpoint come from the MSE search (`calib.bbit_format`)."""
+    return method in ("drq", "drq+vft", "drq+saft") and budget == "b-bit" and breakpoint_init == "mse"
+
+
+CODE_SPLIT_FIELDS: tuple[str, str, str] = ("dense_limit", "pos_tail_codes", "neg_tail_codes")
+"""The b-bit budget's code split (D, P, N) as `DualRegionAct` field names."""
+
 LAYER_OPS: tuple[str, ...] = get_args(LayerOp)
 WEIGHT_FORMATS: tuple[str, ...] = get_args(WeightFormat)
+
+
+def default_dense_limit(bits: int) -> int:
+    """D = 2^(b-2) - 1: the b-bit budget's dense limit (and tail code count) of schema-1 recipes."""
+    return 2 ** (bits - 2) - 1
 
 
 def f32(value: float) -> float:
@@ -213,6 +227,11 @@ class DualRegionAct:
     outlier_scale: float | None = None
     outlier_channels: tuple[int, ...] | None = None
     kind: Literal["dual_region"] = "dual_region"
+    # b-bit budget only (schema 2): dense codes -D..D, positive tail codes D+1..D+P, negative tail codes
+    # -(D+1)..-(D+N). None takes today's split D = P = N = 2^(b-2)-1 (`default_dense_limit`).
+    dense_limit: int | None = None
+    pos_tail_codes: int | None = None
+    neg_tail_codes: int | None = None
 
     def __post_init__(self) -> None:
         if self.budget not in DUAL_BUDGETS:
@@ -232,6 +251,7 @@ class DualRegionAct:
             _check_finite(self.outlier_scale, "outlier_scale", positive=True)
         elif self.outlier_scale is not None:
             raise RecipeError(f"outlier_scale: only the split budget has one, not {self.budget!r}")
+        self._check_code_split()
         if self.outlier_channels is not None:
             chans = self.outlier_channels
             if not isinstance(chans, tuple) or any(
@@ -240,6 +260,32 @@ class DualRegionAct:
                 raise RecipeError("outlier_channels: must be a list of non-negative channel indices")
             if list(chans) != sorted(set(chans)):
                 raise RecipeError("outlier_channels: must be sorted and unique")
+
+    def _check_code_split(self) -> None:
+        names = CODE_SPLIT_FIELDS
+        if self.budget != "b-bit":
+            given = [n for n in names if getattr(self, n) is not None]
+            if given:
+                raise RecipeError(f"{given[0]}: only the b-bit budget has a code split, not {self.budget!r}")
+            return
+        default = default_dense_limit(self.bits)
+        for name in names:
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, default)  # frozen: fill the default once, at construction
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RecipeError(f"{name}: must be a positive integer, got {value!r}")
+        top = 2 ** (self.bits - 1)
+        if self.dense_limit + self.pos_tail_codes > top - 1:  # type: ignore[operator]
+            raise RecipeError(
+                f"pos_tail_codes: dense_limit + pos_tail_codes must be <= {top - 1} at {self.bits} bits, "
+                f"got {self.dense_limit} + {self.pos_tail_codes}"
+            )
+        if self.dense_limit + self.neg_tail_codes > top:  # type: ignore[operator]
+            raise RecipeError(
+                f"neg_tail_codes: dense_limit + neg_tail_codes must be <= {top} at {self.bits} bits, "
+                f"got {self.dense_limit} + {self.neg_tail_codes}"
+            )
 
     @property
     def bounded_below(self) -> bool:
@@ -410,6 +456,17 @@ def _act_from_dict(data: Any, path: str) -> ActQuant:
     raise RecipeError(f"{path}.kind: must be 'uniform', 'dual_region' or 'fp8', got {kind!r}")
 
 
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 recipe as schema 2 (a copy; the input is not modified).
+
+    Schema 2 adds only fields with defaults (the b-bit code split, defaulting to schema 1's fixed
+    D = 2^(b-2)-1, filled in by `DualRegionAct`), so migrating is renumbering.
+    """
+    out = dict(data)
+    out["schema_version"] = 2
+    return out
+
+
 def recipe_from_dict(data: Any) -> Recipe:
     """Validate a parsed JSON object and build a `Recipe`.
 
@@ -425,6 +482,9 @@ def recipe_from_dict(data: Any) -> Recipe:
         raise RecipeError(
             f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq"
         )
+    if version == 1:
+        data = migrate_v1(data)
+        version = SCHEMA_VERSION
     if version != SCHEMA_VERSION:
         raise RecipeError(f"schema_version: {version} is not supported (expected {SCHEMA_VERSION})")
     required = ("model", "method", "w_bits", "a_bits", "budget", "weight_mode", "calibration", "layers")

@@ -38,7 +38,7 @@ from drq.grids import split_outlier_scale
 from drq.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct, f32
 from engine_builder.errors import BuildError, MissingDependency
 
-PARAMS_BYTES = 5 * 4  # float32[5] per quantized tensor (plugins.spec)
+PARAMS_BYTES = 7 * 4  # float32[7] per quantized tensor (plugins.spec)
 
 
 @dataclass(frozen=True)
