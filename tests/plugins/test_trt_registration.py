@@ -324,3 +324,18 @@ def test_aot_impl_without_gpu_or_arch_says_what_to_pass(monkeypatch: pytest.Monk
     out = fake.TensorDesc(N_SHAPE, fake.DataType.FLOAT)
     with pytest.raises(PluginError, match=r"no CUDA GPU to compile the kernels for; register with arch="):
         fake.run_aot_impl(DEQUANT_ID, [codes, params], [out], {"out_dtype": 1})
+
+
+def test_descriptors_refuse_the_schema_1_params_layout(
+    monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
+) -> None:
+    """An ONNX file exported before the code split carries float32[5] params: refused at build time."""
+    trtp = fake.install(monkeypatch)
+    register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
+    old = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    with pytest.raises(
+        PluginError, match=r"drq::DualRegionDequant: params must be float32\[7\] .* got shape \[5\]"
+    ):
+        trtp.REGISTRY[DEQUANT_ID].register_func(fake.TensorDesc(N_SHAPE, fake.DataType.INT8), old, 1)
+    with pytest.raises(PluginError, match=r"drq::DualRegionQuantize: params must be float32\[7\]"):
+        trtp.REGISTRY[QUANTIZE_ID].register_func(fake.TensorDesc(N_SHAPE, fake.DataType.FLOAT), old)
