@@ -7,7 +7,7 @@ pass equals the NumPy grids (and, for `b-bit`, `plugins.reference` quantize + de
 
 Gradient rules (all LSQ-style, see `calib.quantizers.ste`): every code behaves as
 `round_ste(clamp(v, lo, hi))` of a scaled offset v (`paper` and `b-bit` run as fused autograd nodes
-whose backward writes these rules out, see their docstrings; `split` is composed of torch ops), so
+whose backward writes these rules out, see their docstrings and `calib.quantizers.split_node`), so
 
 * input: d x_hat / d x = 1 where the value lies inside its region's code range, 0 where a clamp
   saturates (beyond `upper`, below `lower`, below -bp without a negative tail);
@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from calib.errors import CalibError
-from calib.quantizers.ste import round_ste, valid_or
+from calib.quantizers.split_node import split_fake_quant
+from calib.quantizers.ste import valid_or
 from calib.quantizers.uniform import as_float32
 from drq.errors import RecipeError
 from drq.grids import split_outlier_scale
@@ -158,13 +159,11 @@ class DualRegionActQuantizer(nn.Module):
         self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
     ) -> torch.Tensor:
         # x_hat = s_d * q_d + s_o * q_o: dense Q/DQ of clip(x) plus residual Q/DQ (two INT8 convs).
+        # One autograd node saving only x (`calib.quantizers.split_node`, same bits and STE rules).
         q = 2 ** (self.bits - 1) - 1
         s_d = bp / torch.full_like(bp, float(q))
         s_o = self.split_outlier_step(lower, bp, upper)
-        clipped = torch.minimum(torch.maximum(x, -bp), bp)
-        q_d = round_ste(torch.clamp(clipped / s_d, -float(q), float(q))) + 0.0
-        q_o = round_ste(torch.clamp((x - clipped) / s_o, -float(q + 1), float(q))) + 0.0
-        return q_d * s_d + q_o * s_o
+        return split_fake_quant(x, bp, s_d, s_o, self.bits)
 
     def _paper(
         self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
