@@ -67,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         "--bp-init",
         choices=BREAKPOINT_INITS,
         default="mse",
-        help="split budget's breakpoint: MSE search over the |x| histogram (default) or the paper's "
-        "99th percentile (the other budgets always use the percentile)",
+        help="mse (default): the split budget's breakpoint from an MSE search over the |x| histogram, the "
+        "b-bit budget's code split and breakpoint from an MSE search over the signed histogram; "
+        "percentile: the paper's 99th percentile (b-bit: the fixed split 2^(b-2)-1); paper: always percentile",
     )
     p.add_argument(
         "--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too"
