@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         default="mse",
         help="mse (default): the split budget's breakpoint from an MSE search over the |x| histogram, the "
         "b-bit budget's code split and breakpoint from an MSE search over the signed histogram; "
-        "percentile: the paper's 99th percentile (b-bit: the fixed split 2^(b-2)-1); paper: always percentile",
+        "percentile: the paper's 99th percentile (b-bit: the fixed split 2^(b-2)-1); paper budget: always "
+        "the percentile",
     )
     p.add_argument(
         "--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too"
