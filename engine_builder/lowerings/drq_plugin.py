@@ -29,7 +29,7 @@ def check_bbit_recipe(recipe: Recipe | None) -> Recipe:
     if recipe.budget != "b-bit":
         raise ExportError(
             f"recipe: drq-plugin lowers the 'b-bit' budget, this recipe has {recipe.budget!r}; use "
-            f"--lowering {'drq-split' if recipe.budget == 'split' else 'fakequant'}"
+            f"--lowering {({'split': 'drq-split', 'fp8': 'fp8'}).get(recipe.budget, 'fakequant')}"
         )
     return recipe
 

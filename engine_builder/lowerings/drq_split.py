@@ -44,7 +44,7 @@ def check_split_recipe(recipe: Recipe | None) -> Recipe:
     if recipe.budget != "split":
         raise ExportError(
             f"recipe: drq-split lowers the 'split' budget, this recipe has {recipe.budget!r}; use "
-            f"--lowering {'drq-plugin' if recipe.budget == 'b-bit' else 'fakequant'}"
+            f"--lowering {({'b-bit': 'drq-plugin', 'fp8': 'fp8'}).get(recipe.budget, 'fakequant')}"
         )
     return recipe
 

@@ -169,6 +169,9 @@ def test_lowerings_refuse_the_other_precision() -> None:
         lower("qdq", graph, fp8_recipe)
     with pytest.raises(ExportError, match="fakequant does not emulate fp8 recipes; use --lowering fp8"):
         lower("fakequant", graph, fp8_recipe)
+    for other in ("drq-split", "drq-plugin"):
+        with pytest.raises(ExportError, match="this recipe has 'fp8'; use --lowering fp8$"):
+            lower(other, graph, fp8_recipe)
 
 
 @pytest.mark.rtx
