@@ -197,3 +197,11 @@ def test_tensorrt_rtx_builds_the_fp8_graph_for_ada_and_blackwell() -> None:
     config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     assert engine is not None and engine.nbytes > 0
+
+
+def test_calibration_cache_refuses_an_fp8_recipe() -> None:
+    from engine_builder.calib_cache import CalibCacheError, cache_from_recipe
+
+    recipe = _recipe(TinyShuffle().eval())
+    with pytest.raises(CalibCacheError, match="a TensorRT calibration cache is for INT8; an fp8 recipe goes"):
+        cache_from_recipe(recipe, {name: f"{name}_in" for name in recipe.layers})
