@@ -155,6 +155,8 @@ def profile_kernels(
 
     if runs < 1 or warmup < 0:
         raise RunnerError(f"kernel profile: need runs >= 1 and warmup >= 0, got {runs}, {warmup}")
+    if _lowering_of(Path(path)) == "fp8":  # the same graph OrtRunner runs
+        disabled_optimizers = tuple(dict.fromkeys((*disabled_optimizers, *FP8_UNSAFE_REWRITES)))
     ort = import_onnxruntime()
     with tempfile.TemporaryDirectory(prefix="drq_ort_profile_") as tmp:
         options = ort.SessionOptions()
