@@ -144,12 +144,14 @@ def run(
     """Load the model and data, quantize, return (recipe, stats, wall seconds). Torch imported here."""
     import torch
 
+    from calib.allocator import keep_freed_memory
     from calib.calibrate import make_batches, quantize
     from calib.models import load_pretrained
     from drq.imaging.datasets import calib_crops
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()
     crop = config.crop
     started = time.perf_counter()
     loaded = load_pretrained(args.arch, args.scale, args.weights)

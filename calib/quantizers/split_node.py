@@ -51,7 +51,9 @@ def _grid_terms(v: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, to
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.dot(a.reshape(-1), b.reshape(-1))
+    """sum(a * b) with torch's cascade summation (a BLAS dot is far less accurate over 1e6 float32s,
+    and these sums cancel: it moved the breakpoint gradients by 0.2% on IMDN)."""
+    return (a * b).sum()
 
 
 class SplitFakeQuant(torch.autograd.Function):
