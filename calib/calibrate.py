@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from calib.bbit_format import SignedHistogram, search_bbit_format
+from calib.bbit_format import SignedHistogram, clips_tails, search_bbit_format
 from calib.errors import CalibError
 from calib.finetune import FinetuneConfig, FinetuneStats, ProgressFactory, finetune, saft_weights
 from calib.observers import (
@@ -319,7 +319,8 @@ def _act_quantizer(
         bp = split_breakpoint_mse(obs.hist, init.lower, init.upper, bits, init.breakpoint)
     signed = obs.signed
     if signed is not None and max(signed.pos.width, signed.neg.width) > 0.0:
-        fmt = search_bbit_format(signed, bits, init.lower, init.breakpoint, init.upper)
+        clip = clips_tails(config.a_bits)
+        fmt = search_bbit_format(signed, bits, init.lower, init.breakpoint, init.upper, clip=clip)
         lower, upper = min(fmt.lower, 0.0), max(fmt.upper, fmt.breakpoint * 1.01)
         return DualRegionActQuantizer("b-bit", bits, lower, fmt.breakpoint, upper, code_split=fmt.code_split)
     return DualRegionActQuantizer(config.budget, bits, init.lower, bp, max(init.upper, bp * 1.01))

@@ -38,12 +38,16 @@ def _mse(x: torch.Tensor, quant: DualRegionActQuantizer) -> float:
     return float(((quant(x) - x) ** 2).mean())
 
 
+@pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("kind", ["laplace", "lrelu", "image", "outliers"])
 @pytest.mark.parametrize("bits", [3, 4, 8])
-def test_search_never_loses_to_uniform_or_schema_1(kind: str, bits: int) -> None:
+def test_search_never_loses_to_uniform_or_schema_1(kind: str, bits: int, clip: bool) -> None:
     x = _samples(kind)
     lower, bp, upper = _init(x)
-    fmt = search_bbit_format(_hist(x), bits, lower, bp, upper)
+    fmt = search_bbit_format(_hist(x), bits, lower, bp, upper, clip=clip)
+    if not clip:  # the grid reaches the largest magnitudes seen (histogram bin resolution)
+        assert fmt.upper >= float(x.max()) * 0.999
+        assert -fmt.lower >= float(-x.min()) * 0.999 or -float(x.min()) <= fmt.breakpoint
     assert fmt.error <= fmt.uniform_error + 1e-12
     assert fmt.error <= fmt.default_error + 1e-12
     d, p, n = fmt.code_split
