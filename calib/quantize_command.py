@@ -36,7 +36,10 @@ def default_crop(scale: int) -> int:
 
 
 def default_budget(method: str) -> str:
-    """`uniform` for the baselines, `split` (deployable as two INT8 convs) for the dual-region methods."""
+    """`uniform` for the baselines, `split` (deployable as two INT8 convs) for the dual-region methods,
+    `fp8` for fp8."""
+    if method == "fp8":
+        return "fp8"
     return "split" if method.startswith("drq") else "uniform"
 
 
@@ -54,14 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="recipe JSON to write")
     p.add_argument("--method", choices=METHODS, default="drq+saft")
-    p.add_argument("--w-bits", type=int, default=4)
-    p.add_argument("--a-bits", type=int, default=4)
+    p.add_argument("--w-bits", type=int, default=None, help="weight bits (default 4; 8 for fp8)")
+    p.add_argument("--a-bits", type=int, default=None, help="activation bits (default 4; 8 for fp8)")
     p.add_argument(
         "--budget",
-        choices=("uniform", *DUAL_BUDGETS, "mixed"),
+        choices=("uniform", *DUAL_BUDGETS, "mixed", "fp8"),
         default=None,
-        help="activation code budget (default: uniform for baselines, split for drq methods); mixed: "
-        "per layer int8, split or fp16, least cost meeting --max-drop-db (calib.plan; W8A8 drq methods)",
+        help="activation code budget (default: uniform for baselines, split for drq methods, fp8 for fp8); "
+        "mixed: per layer int8, split or fp16, least cost meeting --max-drop-db (calib.plan; W8A8 drq "
+        "methods)",
     )
     _add_plan_options(p)
     p.add_argument("--weight-mode", choices=WEIGHT_MODES, default="per-channel")
@@ -69,8 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         "--bp-init",
         choices=BREAKPOINT_INITS,
         default="mse",
-        help="split budget's breakpoint: MSE search over the |x| histogram (default) or the paper's "
-        "99th percentile (the other budgets always use the percentile)",
+        help="mse (default): the split budget's breakpoint from an MSE search over the |x| histogram, the "
+        "b-bit budget's code split and breakpoint from an MSE search over the signed histogram; "
+        "percentile: the paper's 99th percentile (b-bit: the fixed split 2^(b-2)-1); paper budget: always "
+        "the percentile",
     )
     p.add_argument(
         "--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too"
@@ -175,10 +181,11 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     from calib.calibrate import QuantizeConfig
 
     crop = args.crop if args.crop is not None else default_crop(args.scale)
+    default_bits = 8 if args.method == "fp8" else 4
     return QuantizeConfig(
         method=args.method,
-        w_bits=args.w_bits,
-        a_bits=args.a_bits,
+        w_bits=args.w_bits if args.w_bits is not None else default_bits,
+        a_bits=args.a_bits if args.a_bits is not None else default_bits,
         # mixed starts from a split calibration (calib.plan then chooses each layer's form)
         budget="split" if args.budget == "mixed" else args.budget or default_budget(args.method),
         weight_mode=args.weight_mode,
@@ -254,12 +261,14 @@ def run(
     if args.budget == "mixed" and args.from_split is not None:
         return _plan_only(args, progress)
 
+    from calib.allocator import keep_freed_memory
     from calib.calibrate import make_batches, quantize
     from calib.models import load_pretrained
     from drq.imaging.datasets import calib_crops
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()
     crop = config.crop
     started = time.perf_counter()
     loaded = load_pretrained(args.arch, args.scale, args.weights)

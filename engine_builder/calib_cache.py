@@ -290,7 +290,11 @@ def cache_from_recipe(
                 "an outlier scale; a TensorRT calibration cache holds one scale per tensor "
                 "(use drq export --lowering drq-split or drq-plugin)"
             )
-        assert isinstance(act, UniformAct)
+        if not isinstance(act, UniformAct):  # FP8: TensorRT calibrates INT8 only; FP8 is explicit Q/DQ
+            raise CalibCacheError(
+                f"recipe layer {name!r}: a TensorRT calibration cache is for INT8; an {act.kind} recipe "
+                "goes to TensorRT as Q/DQ (drq export --lowering fp8)"
+            )
         if act.bits != 8 or not act.symmetric:
             raise CalibCacheError(
                 f"recipe layer {name!r}: TensorRT INT8 calibration needs 8-bit signed symmetric "

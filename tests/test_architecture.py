@@ -41,7 +41,9 @@ TORCH_MODULES = {
     "calib.report",
     "calib.zoo_command",
     "calib.inference",
+    "calib.api",  # the Python API takes nn.Module objects
     "engine_builder.export",
+    "engine_builder.api",
     "plugins.kernels",  # needs triton at module top (@triton.jit); only function bodies import it
 }
 

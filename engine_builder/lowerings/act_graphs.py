@@ -192,7 +192,7 @@ def fake_split(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodePro
 def fake_bbit(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProto, base: str) -> str:
     """Code then decode exactly as `plugins.reference.quantize` / `dequantize` (NaN handling aside)."""
     g = bbit_grid(act)
-    d = _F32(g.dense_limit)
+    d, p, n = _F32(g.dense_limit), _F32(g.pos_tail_codes), _F32(g.neg_tail_codes)
     bp = ed.scalar(f"{base}_bp", g.breakpoint)
     s_d = ed.scalar(f"{base}_s_d", g.s_d)
     s_p = ed.scalar(f"{base}_s_p", g.s_p)
@@ -201,13 +201,13 @@ def fake_bbit(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProt
         ed, ed.make1("Div", [x, s_d], f"{base}_DivDense", before), -d, d, f"{base}_dense", before
     )
     xp = ed.make1("Sub", [x, bp], f"{base}_SubPos", before)
-    kp = _round_clip(ed, ed.make1("Div", [xp, s_p], f"{base}_DivPos", before), 0.0, d, f"{base}_pos", before)
+    kp = _round_clip(ed, ed.make1("Div", [xp, s_p], f"{base}_DivPos", before), 0.0, p, f"{base}_pos", before)
     pos = ed.make1("Add", [dd, kp], f"{base}_PosCode", before)
     if g.s_n > 0:
         s_n = ed.scalar(f"{base}_s_n", g.s_n)
         xn = ed.make1("Sub", [ed.make1("Neg", [x], f"{base}_NegX", before), bp], f"{base}_SubNeg", before)
         kn = _round_clip(
-            ed, ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before), 0.0, d, f"{base}_neg", before
+            ed, ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before), 0.0, n, f"{base}_neg", before
         )
         neg = ed.make1(
             "Neg", [ed.make1("Add", [dd, kn], f"{base}_NegSum", before)], f"{base}_NegCode", before

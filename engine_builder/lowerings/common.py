@@ -73,7 +73,13 @@ class LoweringOptions:
             raise ExportError("glue fp16: for --target tensorrt only; --target ort-cpu keeps fp32 glue")
 
 
-BUDGET_LOWERINGS = {"uniform": "qdq", "split": "drq-split", "b-bit": "drq-plugin", "mixed": "mixed"}
+BUDGET_LOWERINGS = {
+    "uniform": "qdq",
+    "split": "drq-split",
+    "b-bit": "drq-plugin",
+    "mixed": "mixed",
+    "fp8": "fp8",
+}
 """The lowering each recipe budget goes to (what a refusal suggests); other budgets: fakequant."""
 
 
@@ -99,6 +105,11 @@ def check_recipe(recipe: Recipe | None, lowering: str, budget: str, *, int8_laye
         return recipe
     for name, layer in recipe.layers.items():
         act = layer.act
+        if recipe.budget == "fp8":
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs INT8 activations, the recipe is fp8; "
+                "use --lowering fp8"
+            )
         if not isinstance(act, UniformAct):
             raise ExportError(
                 f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "

@@ -1,7 +1,7 @@
 """`drq-plugin`: the dual-region `b-bit` budget with conv inputs carried as int8 codes.
 
 Before each recipe conv: `DualRegionQuantize(x, params) -> int8 codes -> DualRegionDequant(codes,
-params) -> float`, params = `drq.grids.bbit_grid(act).params()` as a float32[5] initializer; the conv
+params) -> float`, params = `drq.grids.bbit_grid(act).params()` as a float32[7] initializer; the conv
 weight is int8 codes behind a DequantizeLinear (as in `qdq`). The nodes come from
 `plugins.onnx_function` and the file carries their ONNX local functions, so onnxruntime runs it as is;
 TensorRT maps the nodes to the `drq::DualRegion*` plugins (strip the bodies with

@@ -11,7 +11,7 @@ import onnx
 
 from drq.recipe import Recipe
 from engine_builder.errors import ExportError
-from engine_builder.lowerings import drq_plugin, drq_split, fakequant, fp16, fp32, mixed, qdq
+from engine_builder.lowerings import drq_plugin, drq_split, fakequant, fp8, fp16, fp32, mixed, qdq
 from engine_builder.lowerings.common import LoweringOptions, check_recipe
 
 
@@ -29,6 +29,7 @@ LOWERINGS: dict[str, Lowering] = {
     "fakequant": fakequant.lower,
     "drq-plugin": drq_plugin.lower,
     "mixed": mixed.lower,
+    "fp8": fp8.lower,
 }
 FLOAT_LOWERINGS = ("fp32", "fp16")
 NO_GLUE_LOWERINGS = (*FLOAT_LOWERINGS, "fakequant")
@@ -53,9 +54,12 @@ def get_lowering(name: str) -> Lowering:
 
 
 def default_lowering(recipe: Recipe | None) -> str:
-    """qdq for uniform INT8 recipes, the matching dual-region lowering, else fakequant; fp32 without one."""
+    """qdq for uniform INT8 recipes, the matching dual-region lowering, fp8 for fp8 recipes, else
+    fakequant; fp32 without one."""
     if recipe is None:
         return "fp32"
+    if recipe.budget == "fp8":
+        return "fp8"
     if recipe.budget == "split":
         return "drq-split"
     if recipe.budget == "mixed":

@@ -152,7 +152,7 @@ def test_fake_paper_lands_on_the_paper_grid(lower_b: float) -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert set(LOWERINGS) == {"fp32", "fp16", "qdq", "drq-split", "fakequant", "drq-plugin", "mixed"}
+    assert set(LOWERINGS) == {"fp32", "fp16", "qdq", "drq-split", "fakequant", "drq-plugin", "mixed", "fp8"}
     with pytest.raises(ExportError, match=r"lowering 'int4': unknown; choose from fp32, fp16"):
         get_lowering("int4")
 
