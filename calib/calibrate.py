@@ -9,6 +9,9 @@ Methods (budget in brackets):
 * `drq` [paper | b-bit | split]: dual-region activations initialised from EMA'd min / max and the 99th
   percentile of |x|; weights from the MSE clip search (per channel, or per tensor in `paper` mode).
 * `drq+vft`, `drq+saft`: `drq`, then finetuning of the quantizer parameters (`calib.finetune`).
+* `fp8` [fp8]: FP8 E4M3 activations (per tensor, scale = calibration amax / 448) and weights (per output
+  channel, amax / 448), `calib.quantizers.fp8`; head, upsampler and tail stay in float
+  (`calib.policy.fp8_policy`).
 
 Layer bits come from `calib.policy`: head, upsampler and tail convs at 8 bits (weights and inputs),
 layers on globally pooled inputs (channel-attention MLPs) left in FP, the rest at w_bits / a_bits;
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from calib.bbit_format import SignedHistogram, clips_tails, search_bbit_format
 from calib.errors import CalibError
 from calib.finetune import FinetuneConfig, FinetuneStats, ProgressFactory, finetune, saft_weights
 from calib.observers import (
@@ -43,9 +47,11 @@ from calib.observers import (
     weight_scale_minmax,
     weight_scale_mse,
 )
-from calib.policy import policy_bits, probe_layers
+from calib.policy import fp8_policy, policy_bits, probe_layers
 from calib.quantizers import (
     DualRegionActQuantizer,
+    FP8ActQuantizer,
+    FP8WeightQuantizer,
     QuantLayer,
     UniformActQuantizer,
     WeightQuantizer,
@@ -66,6 +72,7 @@ from drq.recipe import (
     ModelIdentity,
     Recipe,
     WeightMode,
+    searches_bbit_format,
     searches_split_breakpoint,
 )
 
@@ -116,7 +123,8 @@ class QuantizeConfig:
     seed: int = 0
     percentile: float = 99.99
     bp_percentile: float = 99.0
-    # "mse" (default) applies to the split budget only; "percentile" is the paper's rule everywhere.
+    # "mse" (default): the split breakpoint search, and for b-bit the code split + breakpoint search
+    # (`calib.bbit_format`); "percentile" is the paper's rule everywhere (b-bit: schema 1's fixed split).
     breakpoint_init: str = "mse"
     ema_beta: float = 0.9
     source: str = ""
@@ -139,6 +147,13 @@ class QuantizeConfig:
             raise CalibError(
                 f"budget: method {self.method!r} needs one of {', '.join(DUAL_BUDGETS)}, got {self.budget!r}"
             )
+        if (self.method == "fp8") != (self.budget == "fp8"):
+            raise CalibError(
+                f"budget: the fp8 method and the fp8 budget go together, got {self.method!r} "
+                f"with {self.budget!r}"
+            )
+        if self.method == "fp8" and (self.w_bits, self.a_bits) != (8, 8):
+            raise CalibError(f"w_bits/a_bits: fp8 is 8 bits, got W{self.w_bits}A{self.a_bits}")
         _int(self.w_bits, "w_bits", 2, 8)
         _int(self.a_bits, "a_bits", 2, 8)
         if self.budget == "b-bit" and self.a_bits < 3:
@@ -165,6 +180,11 @@ class QuantizeConfig:
     def searches_breakpoint(self) -> bool:
         """Whether the split breakpoint comes from the MSE search rather than the percentile."""
         return searches_split_breakpoint(self.method, self.budget, self.breakpoint_init)
+
+    @property
+    def searches_bbit_format(self) -> bool:
+        """Whether the b-bit code split and breakpoint come from the MSE search."""
+        return searches_bbit_format(self.method, self.budget, self.breakpoint_init)
 
     @property
     def finetunes(self) -> bool:
@@ -220,6 +240,7 @@ class _Observed:
     minmax: MinMaxObserver
     hist: AbsHistogram | None
     dual: DualRegionObserver | None
+    signed: SignedHistogram | None = None
 
 
 def _observe(
@@ -237,9 +258,10 @@ def _observe(
             MinMaxObserver(config.ema_beta),
             AbsHistogram() if needs_hist else None,
             DualRegionObserver(config.bp_percentile, config.ema_beta) if needs_dual else None,
+            SignedHistogram() if config.searches_bbit_format else None,
         )
         observed[name] = obs
-        hooks = [o.collect for o in (obs.minmax, obs.hist, obs.dual) if o is not None]
+        hooks = [o.collect for o in (obs.minmax, obs.hist, obs.dual, obs.signed) if o is not None]
         layer.input_hook = chain_hooks(*hooks)
     bar = progress(len(batches), "calibrate") if progress is not None else None
     set_quant_enabled(model, False)
@@ -262,6 +284,8 @@ def _observe(
 
 def _weight_quantizer(layer: QuantLayer, bits: int, config: QuantizeConfig) -> WeightQuantizer:
     axis = None if config.weight_mode == "paper" else output_channel_axis(layer.layer)
+    if config.method == "fp8":
+        return FP8WeightQuantizer.from_weight(layer.layer.weight, axis)  # type: ignore[return-value]
     search = weight_scale_mse if config.method in DRQ_METHODS else weight_scale_minmax
     return WeightQuantizer(bits, search(layer.layer.weight, bits, axis), axis)
 
@@ -285,11 +309,20 @@ def _act_quantizer(
     if config.method in BASELINE_METHODS:
         amax = max(_uniform_amax(obs, bits, config), 1e-8)
         return UniformActQuantizer(bits, amax / (2 ** (bits - 1) - 1), 0, True)
+    if config.method == "fp8":  # the true |x| max over every batch (ModelOpt's "max" FP8 calibration)
+        assert obs.minmax.channel_absmax is not None
+        return FP8ActQuantizer.from_amax(float(obs.minmax.channel_absmax.max()))  # type: ignore[return-value]
     assert obs.dual is not None
     init = dual_region_init(obs.minmax, obs.dual)
     bp = init.breakpoint
     if config.searches_breakpoint and obs.hist is not None and obs.hist.width > 0.0:
         bp = split_breakpoint_mse(obs.hist, init.lower, init.upper, bits, init.breakpoint)
+    signed = obs.signed
+    if signed is not None and max(signed.pos.width, signed.neg.width) > 0.0:
+        clip = clips_tails(config.a_bits)
+        fmt = search_bbit_format(signed, bits, init.lower, init.breakpoint, init.upper, clip=clip)
+        lower, upper = min(fmt.lower, 0.0), max(fmt.upper, fmt.breakpoint * 1.01)
+        return DualRegionActQuantizer("b-bit", bits, lower, fmt.breakpoint, upper, code_split=fmt.code_split)
     return DualRegionActQuantizer(config.budget, bits, init.lower, bp, max(init.upper, bp * 1.01))
 
 
@@ -323,6 +356,8 @@ def quantize(
     model.eval()
     graph = probe_layers(model, config.probe_size, int(batches[0].shape[1]))
     layer_bits = policy_bits(graph, config.a_bits, config.all_layers, PROTECTED_BITS)
+    if config.method == "fp8":
+        layer_bits = fp8_policy(graph, config.all_layers)
     w_bits = policy_bits(graph, config.w_bits, config.all_layers, PROTECTED_BITS)
     layers = wrap_model(model, list(layer_bits))
     observed = _observe(model, layers, batches, config, progress)

@@ -11,7 +11,7 @@ Only quantizer parameters train; weights and the data stay fixed. For a batch of
   || F_fp^k / ||F_fp^k||_2 - F_q^k / ||F_q^k||_2 ||_2 (norms over each sample's C, H, W).
   SAFT's s_k is the softmax over layers of the mean standard deviation of F_fp^k on the calibration set
   (so L_sen is a sensitivity-weighted mean of d_k); VFT uses s_k = 1 (the plain mean);
-* L = L_sen + 5 L_rec (`rec_weight`).
+* L = L_sen + 5 L_rec (`rec_weight`); L_sen lives in `calib.saft_loss`.
 
 The trained group cycles by epoch: weight scales (u_w), then the activation bounds (l_a, u_a, or a
 uniform quantizer's scale), then the breakpoints bp. Adam, lr 1e-3, decayed x0.9 after each epoch.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,9 +31,9 @@ from torch import nn
 
 from calib.errors import CalibError
 from calib.quantizers import DualRegionActQuantizer, QuantLayer, set_quant_enabled
+from calib.saft_loss import normalise_rows, sensitivity_loss
 
 GROUPS = ("weight_scale", "act_bounds", "breakpoint")
-_EPS = 1e-12
 _FLOOR = 0.01
 
 
@@ -114,11 +114,6 @@ def parameter_groups(layers: dict[str, QuantLayer]) -> dict[str, list[nn.Paramet
     return groups
 
 
-def _safe_norm(v: torch.Tensor) -> torch.Tensor:
-    """Row-wise L2 norm whose gradient stays finite at zero (torch's norm gives NaN there)."""
-    return torch.sqrt((v * v).sum(dim=1) + _EPS)
-
-
 def _optimizer_groups(layers: dict[str, QuantLayer], lr: float) -> list[dict[str, Any]]:
     """Adam groups: each weight scale learns in u_w = scale * qmax units (the paper's parameter), so its
     step is lr / qmax; activation bounds and breakpoints are the paper's parameters themselves."""
@@ -150,36 +145,128 @@ def _project(floors: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
             torch.maximum(p, floor, out=p)
 
 
-def _normalised(f: torch.Tensor) -> torch.Tensor:
-    flat = f.reshape(f.shape[0], -1).float()
-    return flat / _safe_norm(flat).unsqueeze(1)
-
-
-def sensitivity_loss(
-    fp: dict[str, torch.Tensor], q: dict[str, torch.Tensor], weights: dict[str, float]
-) -> torch.Tensor:
-    """L_sen: weighted mean over layers of the per-sample L2 distance of L2-normalised features."""
-    total = None
-    norm = 0.0
-    for name, s in weights.items():
-        if name not in fp or name not in q:
-            continue
-        d = _safe_norm(_normalised(fp[name]) - _normalised(q[name])).mean()
-        total = s * d if total is None else total + s * d
-        norm += s
-    if total is None:
-        raise CalibError("finetune: no quantized layer ran during the forward pass")
-    return total / norm
-
-
-def _capture(layers: dict[str, QuantLayer], store: dict[str, torch.Tensor]) -> None:
+def _capture(
+    layers: dict[str, QuantLayer],
+    store: dict[str, torch.Tensor],
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Record each layer's first input of the next forward pass in `store` (optionally transformed)."""
     for name, layer in layers.items():
 
         def hook(x: torch.Tensor, _name: str = name) -> None:
             # First call only: a layer executed twice keeps its first input (weight sharing is rare).
-            store.setdefault(_name, x)
+            if _name not in store:
+                store[_name] = x if transform is None else transform(x)
 
         layer.input_hook = hook
+
+
+@dataclass
+class _Trainer:
+    """One finetuning run's state: the parameter groups, optimiser, schedule and floors."""
+
+    model: nn.Module
+    layers: dict[str, QuantLayer]
+    weights: dict[str, float]
+    config: FinetuneConfig
+    groups: dict[str, list[nn.Parameter]]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.StepLR
+    floors: list[tuple[nn.Parameter, torch.Tensor]]
+
+    @property
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for g in GROUPS for p in self.groups[g]]
+
+
+def _start(
+    model: nn.Module, layers: dict[str, QuantLayer], weights: dict[str, float], config: FinetuneConfig
+) -> tuple[_Trainer, list[tuple[nn.Parameter, bool]]]:
+    """Freeze every model parameter that is not a quantizer parameter, build the optimiser.
+
+    Returns the trainer and the (parameter, requires_grad) pairs to restore afterwards.
+    """
+    groups = parameter_groups(layers)
+    every = [p for g in GROUPS for p in groups[g]]
+    if not every:
+        raise CalibError("finetune: the layers have no quantizer parameters to train")
+    trainable = {id(p) for p in every}
+    saved = [(p, p.requires_grad) for p in model.parameters() if id(p) not in trainable]
+    for p, _ in saved:
+        p.requires_grad_(False)
+    for layer in layers.values():
+        if isinstance(layer.a_quant, DualRegionActQuantizer) and layer.a_quant.budget == "split":
+            # s_o must follow the trained bounds rather than stay at its initial value.
+            layer.a_quant.use_derived_outlier_scale()
+    opt = torch.optim.Adam(_optimizer_groups(layers, config.lr), lr=config.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=config.lr_decay)
+    trainer = _Trainer(model, layers, weights, config, groups, opt, sched, _floors(groups))
+    return trainer, saved
+
+
+def _activate(trainer: _Trainer, group: str) -> list[nn.Parameter]:
+    """Only `group`'s parameters require gradients (autograd then skips the others' backward)."""
+    for p in trainer.trainable:
+        p.requires_grad_(False)
+    active = trainer.groups[group]
+    for p in active:
+        p.requires_grad_(True)
+    return active
+
+
+def _fp_targets(trainer: _Trainer, batch: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The exact FP forward (quantization off): each layer's normalised input and the SR output."""
+    feats: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        set_quant_enabled(trainer.model, False)
+        _capture(trainer.layers, feats, normalise_rows)
+        out = trainer.model(batch)
+    set_quant_enabled(trainer.model, True)
+    return feats, out
+
+
+def _step(trainer: _Trainer, batch: torch.Tensor, active: list[nn.Parameter]) -> tuple[float, float, float]:
+    """One batch: FP targets, the quantized pass, L = L_sen + rec_weight L_rec, an Adam step."""
+    fp_feats, out_fp = _fp_targets(trainer, batch)
+    q_feats: dict[str, torch.Tensor] = {}
+    _capture(trainer.layers, q_feats)
+    out_q = trainer.model(batch)
+    l_rec = (out_q - out_fp).abs().mean()
+    l_sen = sensitivity_loss(fp_feats, q_feats, trainer.weights, fp_normalised=True)
+    loss = l_sen + trainer.config.rec_weight * l_rec
+    if active:
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizer.step()
+        _project(trainer.floors)
+    return float(l_sen.detach()), float(l_rec.detach()), float(loss.detach())
+
+
+def _epoch(trainer: _Trainer, epoch: int, batches: Sequence[torch.Tensor], bar: Any | None) -> EpochLog:
+    """Train the epoch's group (cycling by epoch) over every batch; decay the learning rate after it."""
+    group = GROUPS[epoch % len(GROUPS)]
+    active = _activate(trainer, group)
+    lr = trainer.config.lr * trainer.config.lr_decay**epoch
+    sums = [0.0, 0.0, 0.0]
+    for batch in batches:
+        l_sen, l_rec, loss = _step(trainer, batch, active)
+        sums = [sums[0] + l_sen, sums[1] + l_rec, sums[2] + loss]
+        if bar is not None:
+            bar.update(1, epoch=epoch + 1, L_sen=f"{l_sen:.4f}", L_rec=f"{l_rec:.5f}", lr=f"{lr:.2e}")
+    trainer.scheduler.step()
+    n = len(batches)
+    return EpochLog(epoch + 1, group, lr, sums[0] / n, sums[1] / n, sums[2] / n)
+
+
+def _finish(trainer: _Trainer, saved: list[tuple[nn.Parameter, bool]]) -> None:
+    """Hooks off, every requires_grad flag as it was, quantization on."""
+    for layer in trainer.layers.values():
+        layer.input_hook = None
+    for p in trainer.trainable:
+        p.requires_grad_(False)
+    for p, flag in saved:
+        p.requires_grad_(flag)
+    set_quant_enabled(trainer.model, True)
 
 
 def finetune(
@@ -208,88 +295,19 @@ def finetune(
     """
     if not batches:
         raise CalibError("finetune: no calibration batches")
-    groups = parameter_groups(layers)
-    every = [p for g in GROUPS for p in groups[g]]
-    if not every:
-        raise CalibError("finetune: the layers have no quantizer parameters to train")
-    frozen = [p for p in model.parameters() if all(p is not q for q in every)]
-    saved_grad = [p.requires_grad for p in frozen]
-    for p in frozen:
-        p.requires_grad_(False)
-    for layer in layers.values():
-        if isinstance(layer.a_quant, DualRegionActQuantizer) and layer.a_quant.budget == "split":
-            # s_o must follow the trained bounds rather than stay at its initial value.
-            layer.a_quant.use_derived_outlier_scale()
-    opt = torch.optim.Adam(_optimizer_groups(layers, config.lr), lr=config.lr)
-    floors = _floors(groups)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=config.lr_decay)
+    trainer, saved = _start(model, layers, weights, config)
     was_training = model.training
     model.eval()  # no batch-norm / dropout updates: only quantizer parameters change
     bar = progress(config.epochs * len(batches), label) if progress is not None else None
-    logs: list[EpochLog] = []
     started = time.perf_counter()
-    steps = 0
+    logs: list[EpochLog] = []
     try:
         for epoch in range(config.epochs):
-            group = GROUPS[epoch % len(GROUPS)]
-            active = groups[group]
-            for p in every:
-                p.requires_grad_(False)
-            for p in active:
-                p.requires_grad_(True)
-            lr = config.lr * config.lr_decay**epoch
-            sums = [0.0, 0.0, 0.0]
-            for batch in batches:
-                fp_feats: dict[str, torch.Tensor] = {}
-                q_feats: dict[str, torch.Tensor] = {}
-                with torch.no_grad():
-                    set_quant_enabled(model, False)
-                    _capture(layers, fp_feats)
-                    out_fp = model(batch)
-                set_quant_enabled(model, True)
-                _capture(layers, q_feats)
-                out_q = model(batch)
-                l_rec = (out_q - out_fp).abs().mean()
-                l_sen = sensitivity_loss(fp_feats, q_feats, weights)
-                loss = l_sen + config.rec_weight * l_rec
-                if active:
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    _project(floors)
-                steps += 1
-                sums[0] += float(l_sen.detach())
-                sums[1] += float(l_rec.detach())
-                sums[2] += float(loss.detach())
-                if bar is not None:
-                    bar.update(
-                        1,
-                        epoch=epoch + 1,
-                        L_sen=f"{float(l_sen.detach()):.4f}",
-                        L_rec=f"{float(l_rec.detach()):.5f}",
-                        lr=f"{lr:.2e}",
-                    )
-            n = len(batches)
-            logs.append(
-                EpochLog(
-                    epoch=epoch + 1,
-                    group=group,
-                    lr=lr,
-                    l_sen=sums[0] / n,
-                    l_rec=sums[1] / n,
-                    loss=sums[2] / n,
-                )
-            )
-            sched.step()
+            logs.append(_epoch(trainer, epoch, batches, bar))
     finally:
-        for layer in layers.values():
-            layer.input_hook = None
-        for p in every:
-            p.requires_grad_(False)
-        for p, flag in zip(frozen, saved_grad, strict=True):
-            p.requires_grad_(flag)
-        set_quant_enabled(model, True)
+        _finish(trainer, saved)
         model.train(was_training)
         if bar is not None:
             bar.close()
+    steps = config.epochs * len(batches)
     return FinetuneStats(epochs=tuple(logs), steps=steps, seconds=time.perf_counter() - started)

@@ -277,3 +277,15 @@ def policy_bits(
         for name in graph.executed
         if name not in graph.pooled
     }
+
+
+def fp8_policy(graph: LayerGraph, all_layers: bool = False) -> dict[str, int]:
+    """The layers an FP8 run quantizes (all at 8 bits): `policy_bits`'s rules, with the protected
+    layers (head, upsampler, tail) left in float instead of at 8 bits, since FP8 has no wider format
+    to protect them with; `all_layers` quantizes every executed layer. TensorRT has no FP8 kernel for
+    a 3-channel first conv either (NVIDIA/TensorRT#3987), and ModelOpt leaves convs with <= 16
+    channels out of FP8 (NVIDIA/Model-Optimizer#1083)."""
+    bits = policy_bits(graph, 8, all_layers, 8)
+    if all_layers:
+        return bits
+    return {name: b for name, b in bits.items() if name not in graph.protected}

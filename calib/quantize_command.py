@@ -23,6 +23,7 @@ from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Re
 
 if TYPE_CHECKING:
     from calib.calibrate import QuantizeConfig, QuantizeStats
+    from calib.plan import PlanConfig
 
 DEFAULT_CROP = 96
 # BSD200's x4 LR images are 120 x 80: a 96-pixel crop does not fit, so x4 defaults to 80.
@@ -35,7 +36,10 @@ def default_crop(scale: int) -> int:
 
 
 def default_budget(method: str) -> str:
-    """`uniform` for the baselines, `split` (deployable as two INT8 convs) for the dual-region methods."""
+    """`uniform` for the baselines, `split` (deployable as two INT8 convs) for the dual-region methods,
+    `fp8` for fp8."""
+    if method == "fp8":
+        return "fp8"
     return "split" if method.startswith("drq") else "uniform"
 
 
@@ -53,21 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="recipe JSON to write")
     p.add_argument("--method", choices=METHODS, default="drq+saft")
-    p.add_argument("--w-bits", type=int, default=4)
-    p.add_argument("--a-bits", type=int, default=4)
+    p.add_argument("--w-bits", type=int, default=None, help="weight bits (default 4; 8 for fp8)")
+    p.add_argument("--a-bits", type=int, default=None, help="activation bits (default 4; 8 for fp8)")
     p.add_argument(
         "--budget",
-        choices=("uniform", *DUAL_BUDGETS),
+        choices=("uniform", *DUAL_BUDGETS, "mixed", "fp8"),
         default=None,
-        help="activation code budget (default: uniform for baselines, split for drq methods)",
+        help="activation code budget (default: uniform for baselines, split for drq methods, fp8 for fp8); "
+        "mixed: per layer int8, split or fp16, least cost meeting --max-drop-db (calib.plan; W8A8 drq "
+        "methods)",
     )
+    _add_plan_options(p)
     p.add_argument("--weight-mode", choices=WEIGHT_MODES, default="per-channel")
     p.add_argument(
         "--bp-init",
         choices=BREAKPOINT_INITS,
         default="mse",
-        help="split budget's breakpoint: MSE search over the |x| histogram (default) or the paper's "
-        "99th percentile (the other budgets always use the percentile)",
+        help="mse (default): the split budget's breakpoint from an MSE search over the |x| histogram, the "
+        "b-bit budget's code split and breakpoint from an MSE search over the signed histogram; "
+        "percentile: the paper's 99th percentile (b-bit: the fixed split 2^(b-2)-1); paper budget: always "
+        "the percentile",
     )
     p.add_argument(
         "--all-layers", action="store_true", help="quantize head, upsampler and tail at the target bits too"
@@ -84,6 +93,63 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
+
+
+def _add_plan_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mixed budget (calib.plan)")
+    g.add_argument("--max-drop-db", type=float, default=0.05, help="predicted PSNR drop to meet (dB)")
+    g.add_argument(
+        "--holdout", type=int, default=8, help="calibration images held out for the label-free proxy"
+    )
+    g.add_argument(
+        "--proxy-ref-psnr",
+        type=float,
+        default=32.0,
+        help="FP PSNR (dB) the proxy's output error is set against to predict the drop (Set5 x4 ~ 32)",
+    )
+    g.add_argument("--no-shift", action="store_true", help="no shifted int8 grids for inputs bounded below")
+    g.add_argument(
+        "--keep-empty-branch", action="store_true", help="never drop a split's empty outlier branch"
+    )
+    g.add_argument("--no-fp16-layers", action="store_true", help="only int8 and split forms")
+    g.add_argument(
+        "--from-split",
+        type=Path,
+        default=None,
+        help="plan from this W8A8 split recipe instead of calibrating again (same --calib, --seed and "
+        "--images as it was made with; the held-out images follow them)",
+    )
+    g.add_argument(
+        "--alternatives",
+        type=Path,
+        default=None,
+        help="also write PREFIX.split.json (the split recipe the plan started from) and PREFIX.int8.json "
+        "(every layer int8) for ablations",
+    )
+
+
+def plan_config(args: argparse.Namespace) -> PlanConfig:
+    """The mixed-plan options of the command line.
+
+    Raises:
+        CalibError: an invalid value, or the method / bits cannot give a mixed plan.
+    """
+    from calib.plan import PlanConfig
+
+    if not args.method.startswith("drq") or args.a_bits != 8 or args.w_bits > 8:
+        raise CalibError(
+            f"--budget mixed: needs a drq method at --a-bits 8 (INT8 kernels), got {args.method} "
+            f"W{args.w_bits}A{args.a_bits}"
+        )
+    if args.holdout < 1:
+        raise CalibError(f"--holdout: must be >= 1, got {args.holdout}")
+    return PlanConfig(
+        max_drop_db=args.max_drop_db,
+        ref_psnr_db=args.proxy_ref_psnr,
+        shift=not args.no_shift,
+        drop_empty_branch=not args.keep_empty_branch,
+        allow_fp16=not args.no_fp16_layers,
+    )
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -115,11 +181,13 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     from calib.calibrate import QuantizeConfig
 
     crop = args.crop if args.crop is not None else default_crop(args.scale)
+    default_bits = 8 if args.method == "fp8" else 4
     return QuantizeConfig(
         method=args.method,
-        w_bits=args.w_bits,
-        a_bits=args.a_bits,
-        budget=args.budget or default_budget(args.method),
+        w_bits=args.w_bits if args.w_bits is not None else default_bits,
+        a_bits=args.a_bits if args.a_bits is not None else default_bits,
+        # mixed starts from a split calibration (calib.plan then chooses each layer's form)
+        budget="split" if args.budget == "mixed" else args.budget or default_budget(args.method),
         weight_mode=args.weight_mode,
         breakpoint_init=args.bp_init,
         all_layers=args.all_layers,
@@ -133,23 +201,82 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     )
 
 
+def _split_start(args: argparse.Namespace) -> tuple[Any, Recipe]:
+    """The simulated model and recipe of `--from-split` (checked against the command line).
+
+    Raises:
+        CalibError: the recipe is not a W8A8 split recipe of this arch, scale, calibration and seed.
+    """
+    from calib.simulate import load_simulated_model
+    from drq.recipe import load_recipe
+
+    split = load_recipe(args.from_split)
+    info = split.calibration
+    if split.budget != "split" or split.a_bits != 8:
+        raise CalibError(f"{args.from_split}: --from-split needs a split recipe at 8 activation bits")
+    if (split.model.arch, split.model.scale, info.images, info.seed, info.source) != (
+        args.arch,
+        args.scale,
+        args.images,
+        args.seed,
+        args.calib.name,
+    ):
+        raise CalibError(
+            f"{args.from_split}: made for {split.model.arch} x{split.model.scale} from {info.images} "
+            f"{info.source} images, seed {info.seed}; pass the same --arch/--scale/--images/--calib/--seed"
+        )
+    return load_simulated_model(split, args.weights), split
+
+
+def _plan_only(args: argparse.Namespace, progress: Any | None) -> tuple[Recipe, QuantizeStats, float]:
+    """`--from-split`: the mixed plan of an existing split recipe (no calibration, no finetuning)."""
+    import torch
+
+    from calib.calibrate import QuantizeStats, make_batches
+    from calib.plan import make_plan
+    from calib.quantizers import quant_layers
+    from drq.imaging.datasets import calib_crops
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    model, split = _split_start(args)
+    crop = args.crop if args.crop is not None else default_crop(args.scale)
+    crops = calib_crops(args.calib, args.scale, crop, args.images + args.holdout, args.seed)
+    batches = make_batches(crops[: args.images], args.batch)
+    held = torch.stack([torch.as_tensor(c) for c in crops[args.images :]])
+    layers = quant_layers(model)
+    result = make_plan(model, {n: layers[n] for n in split.layers}, split, batches, held, plan_config(args))
+    stats = QuantizeStats({n: 8 for n in split.layers}, (), {}, 0.0)
+    stats.extra.update(plan=result.report, cost_table=result.cost_table)
+    return result.recipe, stats, time.perf_counter() - started
+
+
 def run(
     args: argparse.Namespace, config: QuantizeConfig, progress: Any | None
 ) -> tuple[Recipe, QuantizeStats, float]:
     """Load the model and data, quantize, return (recipe, stats, wall seconds). Torch imported here."""
     import torch
 
+    if args.budget == "mixed" and args.from_split is not None:
+        return _plan_only(args, progress)
+
+    from calib.allocator import keep_freed_memory
     from calib.calibrate import make_batches, quantize
     from calib.models import load_pretrained
     from drq.imaging.datasets import calib_crops
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()
     crop = config.crop
     started = time.perf_counter()
     loaded = load_pretrained(args.arch, args.scale, args.weights)
-    crops = calib_crops(args.calib, args.scale, crop, args.images, args.seed)
-    batches = make_batches(crops, args.batch)
+    mixed = args.budget == "mixed"
+    # held-out crops come from images the quantizers never see (distinct draws of one generator)
+    holdout = args.holdout if mixed else 0
+    crops = calib_crops(args.calib, args.scale, crop, args.images + holdout, args.seed)
+    batches = make_batches(crops[: args.images], args.batch)
     recipe, stats = quantize(
         loaded.model,
         args.arch,
@@ -160,6 +287,23 @@ def run(
         config,
         progress,
     )
+    if mixed:
+        from calib.plan import make_plan
+        from calib.quantizers import quant_layers
+
+        layers = quant_layers(loaded.model)
+        held = torch.stack([torch.as_tensor(c) for c in crops[args.images :]])
+        result = make_plan(
+            loaded.model, {n: layers[n] for n in recipe.layers}, recipe, batches, held, plan_config(args)
+        )
+        if args.alternatives is not None:
+            from drq.recipe import save_recipe
+
+            save_recipe(recipe, f"{args.alternatives}.split.json")
+            save_recipe(result.all_int8, f"{args.alternatives}.int8.json")
+        recipe = result.recipe
+        stats.extra["plan"] = result.report
+        stats.extra["cost_table"] = result.cost_table
     return recipe, stats, time.perf_counter() - started
 
 
@@ -185,6 +329,10 @@ def main(argv: list[str]) -> int:
     _check_paths(args)
     if args.scale < 1 or args.threads < 0:
         raise CalibError(f"--scale must be >= 1 and --threads >= 0, got {args.scale} and {args.threads}")
+    if args.budget == "mixed":
+        plan_config(args)  # option errors before any work (and before the split config's own checks)
+    elif args.from_split is not None or args.alternatives is not None:
+        raise CalibError("--from-split / --alternatives: options of --budget mixed")
     config = make_config(args)
     from drq.artifacts import atomic_write_text
     from drq.imaging.progress import Progress
@@ -205,7 +353,16 @@ def main(argv: list[str]) -> int:
             "recipe_sha256": recipe.sha256(),
             **stats.to_dict(),
         }
+        if "plan" in stats.extra:
+            payload["plan"] = stats.extra["plan"]
         atomic_write_text(args.stats, json.dumps(payload, indent=1) + "\n")
+    if "cost_table" in stats.extra:
+        report = stats.extra["plan"]["proxy"]["plan"]
+        print(
+            f"mixed plan: proxy PSNR {report['psnr_db']:.2f} dB on held-out crops, predicted drop "
+            f"{report['predicted_drop_db']:.4f} dB (target {args.max_drop_db})"
+        )
+        print(stats.extra["cost_table"])
     bits = stats.layer_bits
     # The default policy keeps head, upsampler and tail at 8 bits: say how many layers are at the target.
     at_target = sum(1 for b in bits.values() if b == recipe.w_bits)

@@ -2,9 +2,17 @@
 
 Every configuration is quantized with `calib.calibrate.quantize` from the same seeded calibration crops
 and scored with the papers' protocol (`drq.imaging.evaluate`: PSNR/SSIM on Y, `scale` border). Each
-result is cached in the JSON under a key that includes its schedule, and the JSON is rewritten after
-every configuration, so an interrupted or extended run resumes where it stopped. Results cached in
-`<out>/*/ptq_results.json` (partial runs, e.g. one process per model) are reused as well.
+result is cached in the JSON under a key holding its whole configuration (`calib.report_cache`: model
+and checkpoint sha256, calibration folder, seed, schedule, search, code version), and the JSON is
+rewritten after every configuration, so an interrupted or extended run resumes where it stopped. JSON
+files of partial runs (e.g. one process per model) are reused only when named with `--merge`; a table
+renders only rows of the invocation's own configuration.
+
+Every row states what it stores per activation value and how many convolutions a quantized layer
+runs (`storage`): uniform and `b-bit` one b-bit code, 1 conv; `split` two b-bit codes, 2 convs;
+`paper` b+1 bits (a 2^b-level dense grid plus two 2^(b-1)-level tails; simulated, no integer kernel).
+The W4A4 / W8A8 claims compare methods at equal storage (one code per value) and show the two-code and
+paper budgets in their own columns.
 
 The finetuning rows (drq+vft, drq+saft) can use a shorter schedule than the paper's 100 images x 10
 epochs (`--ft-images`, `--epochs`); the Markdown states the schedule actually used.
@@ -18,16 +26,33 @@ import io
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from calib.errors import CalibError, MissingDependency
+from calib.report_cache import (
+    BATCH,
+    RowConfig,
+    file_sha256,
+    folder_digest,
+    load_results,
+    merge_results,
+    row_key,
+)
 from drq.artifacts import atomic_write_bytes, atomic_write_text, check_writable_folder
 from drq.cli_args import CommandParser, thread_count
-from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, searches_split_breakpoint
+from drq.recipe import (
+    BREAKPOINT_INITS,
+    DUAL_BUDGETS,
+    METHODS,
+    searches_bbit_format,
+    searches_split_breakpoint,
+)
 
 BASELINES = ("minmax", "percentile", "mse", "entropy")
+BUDGET_OF = {"fp8": "fp8"}
+"""Methods outside the uniform baselines and the dual-region budgets, with their one budget."""
 RESULTS_JSON = "ptq_results.json"
 RESULTS_MD = "ptq_results.md"
 RESULTS_PNG = "ptq_psnr_vs_bits.png"
@@ -48,19 +73,25 @@ class Job:
     bp_init: str = "percentile"
 
     @property
-    def key(self) -> str:
+    def name(self) -> str:
+        """The readable part of the cache key (`calib.report_cache.row_key` adds the config digest)."""
         if self.method == "fp":
             return f"{self.arch}_x{self.scale}/fp"
         sched = f"i{self.images}c{self.crop}" + (
             f"e{self.epochs}" if self.method in ("drq+vft", "drq+saft") else ""
         )
         # Rows cached before the split breakpoint search existed used the percentile: their keys stay valid.
-        init = "/bp-mse" if self.searches_breakpoint else ""
+        init = "/bp-mse" if self.searches_breakpoint else ("/fmt-mse" if self.searches_format else "")
         return f"{self.arch}_x{self.scale}/{self.method}/{self.budget}/W{self.bits}A{self.bits}/{sched}{init}"
 
     @property
     def searches_breakpoint(self) -> bool:
         return searches_split_breakpoint(self.method, self.budget, self.bp_init)
+
+    @property
+    def searches_format(self) -> bool:
+        """b-bit rows whose code split and breakpoint come from `calib.bbit_format`."""
+        return searches_bbit_format(self.method, self.budget, self.bp_init)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,6 +151,13 @@ def _parser() -> argparse.ArgumentParser:
         help="render the tables from cached results only; configurations not cached are left out",
     )
     p.add_argument("--note", default="", help="a sentence added under the schedule in the Markdown")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="report JSON files of other runs whose rows are reused (same configuration only)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (Markdown, JSON, PNG)")
     return p
 
@@ -136,9 +174,11 @@ def plan(args: argparse.Namespace) -> list[Job]:
         for bits in args.bits:
             for method in args.methods:
                 finetuned = method in ("drq+vft", "drq+saft")
+                if method == "fp8" and bits != 8:
+                    continue  # FP8 (E4M3) exists at 8 bits only
                 budgets = (
-                    ["uniform"]
-                    if method in BASELINES
+                    [BUDGET_OF.get(method, "uniform")]
+                    if method in BASELINES or method in BUDGET_OF
                     else list(args.ft_budgets if finetuned and args.ft_budgets else args.budgets)
                 )
                 for budget in budgets:
@@ -185,21 +225,6 @@ def _check(args: argparse.Namespace) -> None:
             raise CalibError(f"--bits: {bits} is not in 2..8")
 
 
-def _load_cache(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise CalibError(
-            f"{path}: cannot read the cached results ({err.__class__.__name__}); move it away"
-        ) from err
-    results = data.get("results") if isinstance(data, dict) else None
-    if not isinstance(results, dict):
-        raise CalibError(f"{path}: not a drq report JSON (no 'results' object)")
-    return results
-
-
 def _run_job(
     job: Job,
     args: argparse.Namespace,
@@ -227,7 +252,7 @@ def _run_job(
         "scale": job.scale,
         "method": job.method,
         "budget": job.budget,
-        "bp_init": "mse" if job.searches_breakpoint else "percentile",
+        "bp_init": "mse" if job.searches_breakpoint or job.searches_format else "percentile",
         "bits": job.bits,
         "images": job.images,
         "epochs": job.epochs,
@@ -256,7 +281,7 @@ def _run_job(
             job.scale,
             loaded.checkpoint_sha256,
             "",
-            make_batches(crops_cache[key], 2),
+            make_batches(crops_cache[key], BATCH),
             config,
             progress,
         )
@@ -273,6 +298,22 @@ def _run_job(
     row["sets"] = scores
     row["seconds"] = round(time.perf_counter() - started, 2)
     return row
+
+
+STORAGE = {
+    "fp": ("32 (float)", "1"),
+    "uniform": ("b (one code)", "1"),
+    "b-bit": ("b (one code)", "1"),
+    "split": ("2b (two codes)", "2"),
+    "paper": ("b+1 (simulated)", "1"),
+    "fp8": ("8 (FP8 E4M3)", "1"),
+}
+"""budget -> (bits stored per activation value, convolutions per quantized layer)."""
+
+
+def storage(row: dict[str, Any]) -> tuple[str, str]:
+    """(bits per activation value, convs per quantized layer) of a row, as the table states them."""
+    return STORAGE["fp" if row["method"] == "fp" else row["budget"]]
 
 
 def _row_label(row: dict[str, Any]) -> str:
@@ -328,6 +369,10 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
     return lines
 
 
+BBIT_SEARCHED = "code split and breakpoint from the MSE search over the signed histogram (calib.bbit_format)"
+BBIT_FIXED = "the fixed split D = P = N = 2^(b-2)-1 and the 99th percentile"
+
+
 def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> str:
     sets = list(args.sets)
     bits = sorted({r["bits"] for r in rows if r["method"] != "fp"})
@@ -343,7 +388,11 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
         f"(the paper: 100 x 10). Head, upsampler and tail convs at 8 bits. Weights per-channel "
         f"(minmax for baselines, MSE search for drq). Breakpoint of the split rows: "
         f"{'MSE search over the |x| histogram' if args.bp_init == 'mse' else 'the 99th percentile'}; "
-        f"paper and b-bit rows: the 99th percentile. Machine: {platform.machine()}, CPU. "
+        f"b-bit rows: "
+        f"{BBIT_SEARCHED if args.bp_init == 'mse' else BBIT_FIXED}; "
+        f"paper rows: the 99th percentile. `act bits/value`: bits stored per activation value of a "
+        f"quantized layer (b = the column's A bits); `convs/layer`: convolutions it runs. "
+        f"Machine: {platform.machine()}, CPU. "
         f"Wall time of this invocation: {wall / 60:.1f} min (cached rows cost nothing).",
         "",
     ]
@@ -352,8 +401,10 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
     for arch in dict.fromkeys(r["arch"] for r in rows):
         arch_rows = [r for r in rows if r["arch"] == arch]
         out += [f"## {arch} x{arch_rows[0]['scale']}", ""]
-        header = "| method |" + "".join(f" W{b}A{b} {s} |" for b in bits for s in sets)
-        out += [header, "|---|" + "---|" * (len(bits) * len(sets))]
+        header = "| method | act bits/value | convs/layer |" + "".join(
+            f" W{b}A{b} {s} |" for b in bits for s in sets
+        )
+        out += [header, "|---|---|---|" + "---|" * (len(bits) * len(sets))]
         labels = list(dict.fromkeys(_row_label(r) for r in arch_rows))
         for label in labels:
             cells = []
@@ -367,8 +418,10 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
                         cells.append(f" {sc['psnr']:.2f} / {sc['ssim']:.4f} |")
                     else:
                         cells.append(" - |")
-            out.append(f"| {label} |" + "".join(cells))
+            act_bits, convs = storage(next(r for r in arch_rows if _row_label(r) == label))
+            out.append(f"| {label} | {act_bits} | {convs} |" + "".join(cells))
         out.append("")
+    out += equal_storage_section(rows, sets)
     lines = _targets(rows, sets)
     if lines:
         out += ["## Targets", ""] + lines + [""]
@@ -406,6 +459,77 @@ def render_plot(rows: list[dict[str, Any]], path: Path, dataset: str = "Set5") -
     atomic_write_bytes(path, buf.getvalue())
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Per-invocation facts that enter every row's configuration (hashed once)."""
+
+    checkpoints: dict[str, str]  # arch -> checkpoint sha256
+    calib: str
+    calib_digest: str
+    seed: int
+
+
+def run_context(args: argparse.Namespace) -> RunContext:
+    shas = {arch: file_sha256(_checkpoint_path(args.weights_dir, arch, args.scale)) for arch in args.archs}
+    return RunContext(shas, args.calib.name, folder_digest(args.calib), args.seed)
+
+
+def job_config(job: Job, ctx: RunContext) -> RowConfig:
+    """The configuration of one job (FP rows depend on the checkpoint only)."""
+    fp = job.method == "fp"
+    return RowConfig(
+        arch=job.arch,
+        scale=job.scale,
+        method=job.method,
+        budget=job.budget,
+        bits=job.bits,
+        checkpoint_sha256=ctx.checkpoints[job.arch],
+        calib="" if fp else ctx.calib,
+        calib_digest="" if fp else ctx.calib_digest,
+        seed=0 if fp else ctx.seed,
+        images=job.images,
+        crop=0 if fp else job.crop,
+        epochs=job.epochs,
+        batch=0 if fp else BATCH,
+        bp_init="-" if fp else ("mse" if job.searches_breakpoint or job.searches_format else "percentile"),
+    )
+
+
+def _legacy_checkpoint(weights_dir: Path, arch: str, scale: int) -> str:
+    return file_sha256(_checkpoint_path(weights_dir, arch, scale))
+
+
+def load_cache(args: argparse.Namespace, json_path: Path) -> dict[str, Any]:
+    """The invocation's own JSON plus the `--merge` files, keyed by configuration."""
+    cache = load_results(json_path, _parser().parse_known_args, _legacy_checkpoint)
+    for path in args.merge:
+        if not path.is_file():
+            raise CalibError(f"{path}: no such report JSON (--merge)")
+        merge_results(cache, load_results(path, _parser().parse_known_args, _legacy_checkpoint), path)
+    return cache
+
+
+def _code_version() -> str:
+    """The git commit of the code (informational: rows are keyed on `CODE_VERSION`, not on this)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _write_json(path: Path, command: str, cache: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps({"command": command, "results": cache}, indent=1) + "\n")
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `drq report`."""
     args = _parser().parse_args(argv)
@@ -419,27 +543,28 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     command = "drq report " + " ".join(argv)
     json_path = args.out / RESULTS_JSON
-    cache: dict[str, Any] = {}
-    # Results of partial runs written to subfolders (e.g. one process per model) are reused too.
-    for part in sorted(args.out.glob(f"*/{RESULTS_JSON}")):
-        cache.update(_load_cache(part))
-    cache.update(_load_cache(json_path))
+    cache = load_cache(args, json_path)
+    ctx = run_context(args)
     jobs = plan(args)
     datasets = [open_dataset(args.bench_dir / name / f"x{args.scale}", args.scale) for name in args.sets]
     fp_models: dict[str, Any] = {}
     crops: dict[tuple[int, int], Any] = {}
+    code = _code_version()
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for i, job in enumerate(jobs):
-        cached = cache.get(job.key)
+        config = job_config(job, ctx)
+        key = row_key(job.name, config)
+        cached = cache.get(key)
         if cached is not None and all(s in cached.get("sets", {}) for s in datasets_names(datasets)):
             rows.append(cached)
             continue
         if args.cached_only:
             continue
-        print(f"[{i + 1}/{len(jobs)}] {job.key}", flush=True)
+        print(f"[{i + 1}/{len(jobs)}] {key}", flush=True)
         row = _run_job(job, args, fp_models, crops, datasets, None if args.quiet else Progress)
-        cache[job.key] = row
+        row.update(config=asdict(config), code=code)
+        cache[key] = row
         rows.append(row)
         print(
             "    "
@@ -447,9 +572,9 @@ def main(argv: list[str]) -> int:
             + f"  ({row['seconds']:.0f} s)",
             flush=True,
         )
-        atomic_write_text(json_path, json.dumps({"command": command, "results": cache}, indent=1) + "\n")
+        _write_json(json_path, command, cache)
     wall = time.perf_counter() - started
-    atomic_write_text(json_path, json.dumps({"command": command, "results": cache}, indent=1) + "\n")
+    _write_json(json_path, command, cache)
     atomic_write_text(args.out / RESULTS_MD, render_markdown(command, rows, args, wall))
     render_plot(rows, args.out / RESULTS_PNG)
     print(f"wrote {args.out / RESULTS_MD}, {json_path.name}, {RESULTS_PNG} ({wall / 60:.1f} min)")
@@ -458,3 +583,102 @@ def main(argv: list[str]) -> int:
 
 def datasets_names(datasets: list[Any]) -> list[str]:
     return [d.name for d in datasets]
+
+
+MARGIN_W4A4 = 0.3
+"""dB the one-code drq+saft row must gain over the best uniform baseline on every set at W4A4."""
+
+
+def _psnr(row: dict[str, Any] | None, dataset: str) -> float | None:
+    if row is None or dataset not in row["sets"]:
+        return None
+    return float(row["sets"][dataset]["psnr"])
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _best_uniform(rows: list[dict[str, Any]], arch: str, bits: int, dataset: str) -> tuple[float, str] | None:
+    scores = [
+        (p, r["method"])
+        for r in rows
+        if r["arch"] == arch and r["bits"] == bits and r["method"] in BASELINES
+        for p in [_psnr(r, dataset)]
+        if p is not None
+    ]
+    return max(scores) if scores else None
+
+
+def _equal_storage_table(rows: list[dict[str, Any]], arch: str, bits: int, sets: list[str]) -> list[str]:
+    by = {(r["method"], r["budget"]): r for r in rows if r["arch"] == arch and r["bits"] == bits}
+    head = (
+        f"| W{bits}A{bits} {arch} | best uniform ({bits} bits, 1 conv) | drq b-bit ({bits} bits, 1 conv) "
+        f"| drq+saft b-bit ({bits} bits, 1 conv) | drq+saft b-bit - best uniform "
+        f"| drq+saft split ({2 * bits} bits, 2 convs) | drq paper ({bits + 1} bits, simulated) |"
+    )
+    out = [head, "|---|---|---|---|---|---|---|"]
+    for dataset in sets:
+        best = _best_uniform(rows, arch, bits, dataset)
+        saft = _psnr(by.get(("drq+saft", "b-bit")), dataset)
+        delta = None if best is None or saft is None else saft - best[0]
+        out.append(
+            f"| {dataset} | {'-' if best is None else f'{best[0]:.2f} ({best[1]})'} "
+            f"| {_cell(_psnr(by.get(('drq', 'b-bit')), dataset))} | {_cell(saft)} "
+            f"| {'-' if delta is None else f'{delta:+.2f}'} "
+            f"| {_cell(_psnr(by.get(('drq+saft', 'split')), dataset))} "
+            f"| {_cell(_psnr(by.get(('drq', 'paper')), dataset))} |"
+        )
+    return out
+
+
+def _equal_storage_claim(rows: list[dict[str, Any]], arch: str, bits: int, sets: list[str]) -> str | None:
+    saft = next(
+        (
+            r
+            for r in rows
+            if r["arch"] == arch
+            and r["bits"] == bits
+            and r["method"] == "drq+saft"
+            and r["budget"] == "b-bit"
+        ),
+        None,
+    )
+    margin = MARGIN_W4A4 if bits == 4 else 0.0
+    deltas = []
+    for dataset in sets:
+        best, score = _best_uniform(rows, arch, bits, dataset), _psnr(saft, dataset)
+        if best is not None and score is not None:
+            deltas.append(score - best[0])
+    if not deltas:
+        return None
+    met = len(deltas) == len(sets) and min(deltas) >= margin - 1e-9
+    return (
+        f"- {arch} W{bits}A{bits} at equal storage: drq+saft (b-bit) - best uniform baseline >= "
+        f"{margin:.1f} dB on every set: {'yes' if met else 'NO'} (smallest {min(deltas):+.2f} dB "
+        f"over {len(deltas)} of {len(sets)} sets)"
+    )
+
+
+def equal_storage_section(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
+    """Per arch, W4A4 and W8A8: one-code methods side by side, the two-code and paper rows apart."""
+    out: list[str] = []
+    claims: list[str] = []
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        for bits in (4, 8):
+            if not any(r["arch"] == arch and r["bits"] == bits for r in rows):
+                continue
+            out += _equal_storage_table(rows, arch, bits, sets) + [""]
+            claim = _equal_storage_claim(rows, arch, bits, sets)
+            if claim is not None:
+                claims.append(claim)
+    if not out:
+        return []
+    head = [
+        "## At equal storage",
+        "",
+        "One b-bit code per activation value and one conv per layer (uniform baselines and drq b-bit) "
+        "side by side; the two-code split budget and the paper's simulated grid in their own columns.",
+        "",
+    ]
+    return head + out + claims + ([""] if claims else [])

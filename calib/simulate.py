@@ -36,6 +36,12 @@ def load_simulated_model(
             have the recipe's layers.
         CalibError: from `calib.models` for an unknown architecture or an unreadable checkpoint.
     """
+    if recipe.model.arch == "custom":
+        raise RecipeError(
+            "model.arch: 'custom' recipes belong to a module outside the zoo (calib.api.quantize_model); "
+            "export or simulate them from Python with engine_builder.api.export_model / "
+            "calib.api.simulate_model"
+        )
     if weights is None and source is not None:
         weights = recipe_checkpoint(recipe, source)
     path = os.fspath(weights) if weights is not None else recipe.model.checkpoint

@@ -44,6 +44,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "bench": Subcommand(
         "engine_builder.bench_command:main", "latency / throughput / PSNR of lowerings side by side"
     ),
+    "inspect": Subcommand(
+        "engine_builder.inspect_command:main",
+        "per-layer precision, MACs and bytes of an ONNX or engine vs FP16",
+    ),
     "calib-cache": Subcommand(
         "engine_builder.calib_cache_command:main", "write a TensorRT calibration cache from a recipe"
     ),
@@ -51,6 +55,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "engine_builder.plugin_bench:main", "memory traffic and PSNR of the dual-region plugin path"
     ),
     "kernels": Subcommand("plugins.cli:main", "compile the dual-region Triton kernels to PTX, or check them"),
+    "triton-repo": Subcommand(
+        "serve.triton_repo_command:main", "write a Triton Inference Server model repository for a model"
+    ),
+    "serve": Subcommand("serve.serve_command:main", "serve a model with a real Triton Inference Server"),
 }
 
 
@@ -66,6 +74,19 @@ def _usage() -> str:
     lines += [f"  {name:<{width}}  {cmd.summary}" for name, cmd in SUBCOMMANDS.items()]
     lines += ["", "Run 'drq <command> --help' for the options of one command."]
     return "\n".join(lines)
+
+
+def _apply_pixel_limit_from_environment() -> None:
+    """DRQ_MAX_PIXELS (else the default) sets the image pixel limit of every command run by `main`."""
+    import os
+
+    from drq.errors import ImageError
+    from drq.imaging.io import DEFAULT_MAX_PIXELS, set_pixel_limit
+
+    value = os.environ.get("DRQ_MAX_PIXELS", str(DEFAULT_MAX_PIXELS)).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ImageError(f"DRQ_MAX_PIXELS: must be a positive number of pixels, got {value!r}")
+    set_pixel_limit(int(value))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = _sigterm_unwinds()
     try:
+        _apply_pixel_limit_from_environment()
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)
     except DrqError as err:

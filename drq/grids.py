@@ -6,11 +6,15 @@ call these, so every implementation starts from the same float32 steps.
 Code layouts (b = bits):
 
 * uniform signed: q in [-2^(b-1), 2^(b-1)-1], x_hat = s * (q - z).
-* dual-region `b-bit`: one signed b-bit code per value. D = 2^(b-2) - 1.
+* dual-region `b-bit`: one signed b-bit code per value, split per layer into D dense codes each side
+  and P positive / N negative tail codes (D + P <= 2^(b-1) - 1, D + N <= 2^(b-1); the recipe's
+  `dense_limit`, `pos_tail_codes`, `neg_tail_codes`, by default D = P = N = 2^(b-2) - 1).
   dense |q| <= D: x_hat = q * s_d, s_d = bp / D;
-  positive tail D < q <= 2D: x_hat = bp + (q - D) * s_p, s_p = (u - bp) / D;
-  negative tail -2D <= q < -D: x_hat = -bp - (-q - D) * s_n, s_n = (-l - bp) / D
-  (s_n = 0 when l >= -bp: no negative tail). At b = 8: dense -63..63, tails 64..126 / -126..-64.
+  positive tail D < q <= D + P: x_hat = bp + (q - D) * s_p, s_p = (u - bp) / P;
+  negative tail -(D + N) <= q < -D: x_hat = -bp - (-q - D) * s_n, s_n = (-l - bp) / N
+  (s_n = 0 when l >= -bp: no negative tail). Default at b = 8: dense -63..63, tails 64..126 / -126..-64.
+  The symmetric uniform grid q * s, q in [-2^(b-1), 2^(b-1) - 1], is the case bp = D s, P = 2^(b-1)-1-D,
+  N = 2^(b-1) - D, u = bp + P s, l = -(bp + N s).
 * dual-region `split`: x_hat = s_d * q_d + s_o * q_o with Q = 2^(b-1) - 1, s_d = bp / Q,
   q_d = clamp(round(clip(x, -bp, bp) / s_d), -Q, Q), r = x - clip(x, -bp, bp),
   q_o = clamp(round(r / s_o), -2^(b-1), 2^(b-1) - 1). Both zero-point 0: two standard INT8 convs.
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drq.recipe import DualRegionAct
+from drq.recipe import DualRegionAct, default_dense_limit
 
 _F32 = np.float32
 
@@ -42,10 +46,14 @@ class BBitGrid:
     s_p: np.float32
     s_n: np.float32
     dense_limit: int  # D
+    pos_tail_codes: int  # P
+    neg_tail_codes: int  # N
 
     def params(self) -> np.ndarray:
-        """[bp, s_d, s_p, s_n, D] as float32: the constant input of DualRegion(De)Quantize."""
-        return np.array([self.breakpoint, self.s_d, self.s_p, self.s_n, self.dense_limit], dtype=np.float32)
+        """[bp, s_d, s_p, s_n, D, P, N] as float32: the constant input of DualRegion(De)Quantize."""
+        values = (self.breakpoint, self.s_d, self.s_p, self.s_n)
+        codes = (self.dense_limit, self.pos_tail_codes, self.neg_tail_codes)
+        return np.array([*values, *codes], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -76,19 +84,21 @@ class PaperGrid:
 
 
 def dense_limit(bits: int) -> int:
-    """D = 2^(b-2) - 1: the largest dense code of the `b-bit` budget."""
-    return 2 ** (bits - 2) - 1
+    """D = 2^(b-2) - 1: the default largest dense code of the `b-bit` budget (schema-1 recipes)."""
+    return default_dense_limit(bits)
 
 
 def bbit_grid(act: DualRegionAct) -> BBitGrid:
     """float32 steps of a `b-bit` dual-region quantizer."""
-    d = dense_limit(act.bits)
+    d, p, n = act.dense_limit, act.pos_tail_codes, act.neg_tail_codes
+    if d is None or p is None or n is None:
+        raise ValueError(f"bbit_grid needs a b-bit quantizer, got budget {act.budget!r}")
     bp = _F32(act.breakpoint)
     s_d = _F32(bp / _F32(d))
-    s_p = _F32((_F32(act.upper) - bp) / _F32(d))
+    s_p = _F32((_F32(act.upper) - bp) / _F32(p))
     neg_span = _F32(-_F32(act.lower)) - bp
-    s_n = _F32(neg_span / _F32(d)) if neg_span > 0 else _F32(0.0)
-    return BBitGrid(bp, s_d, s_p, s_n, d)
+    s_n = _F32(neg_span / _F32(n)) if neg_span > 0 else _F32(0.0)
+    return BBitGrid(bp, s_d, s_p, s_n, d, p, n)
 
 
 def split_grid(act: DualRegionAct) -> SplitGrid:

@@ -4,9 +4,10 @@ It is the only contract between `calib/` (which writes it) and `engine_builder/`
 ONNX and TensorRT). Torch-free on purpose. Every float is stored as the exact decimal of a float32, so
 that torch, NumPy, ONNX and the kernels all start from the same bits.
 
-Layout (schema_version 1)::
+Layout (schema_version 2; version 1 lacks the b-bit code split and the plan, and loads through
+`migrate_v1`)::
 
-    {"schema_version": 1, "producer": "drq 0.1.0",
+    {"schema_version": 2, "producer": "drq 0.1.0",
      "model": {"arch": "imdn", "scale": 4, "checkpoint_sha256": "...", "input_range": 1.0,
                "checkpoint": "../shared/sr_weights/imdn_x4.pth"},
      "method": "drq+saft", "w_bits": 4, "a_bits": 4, "budget": "split", "weight_mode": "per-channel",
@@ -15,10 +16,22 @@ Layout (schema_version 1)::
                               "weight": {"bits": 4, "axis": 0, "scale": [...]},
                               "act": {"kind": "dual_region", "budget": "split", "bits": 4, "lower": -0.3,
                                       "breakpoint": 0.1, "upper": 2.4, "outlier_scale": 0.33,
-                                      "outlier_channels": [3, 17]}}}}
+                                      "outlier_channels": [3, 17]}}},
+     "plan": {}}
+
+An `fp8` recipe (budget "fp8") has `{"kind": "fp8", "format": "e4m3fn", "scale": s}` activations and
+weights with `"format": "e4m3fn"` (per-channel scale = amax / 448). A model outside the zoo (`calib.api`)
+has arch "custom", an empty checkpoint_sha256 and its `state_dict_sha256` / `module_class` instead
+(schema 2 fields with defaults).
 
 `layers` keeps the models' execution order. Grid arithmetic derived from these parameters lives in
 `drq.grids`, shared by the torch quantizers and the ONNX lowerings.
+
+Version 2 adds `plan` (default `{}`): for the `mixed` budget (`calib.plan`), the form each layer's conv
+runs in, `{"body.0.c1": "int8" | "split" | "fp16"}`. An `int8` layer has an 8-bit signed uniform act (a
+nonzero zero point is a shifted grid for inputs bounded below), a `split` layer a split dual-region act,
+an `fp16` layer runs in float (its act is kept for reference only). Other budgets have an empty plan.
+Version-1 files load through `migrate_v1`.
 """
 
 from __future__ import annotations
@@ -35,14 +48,20 @@ import numpy as np
 from drq.artifacts import atomic_write_text, canonical_json, sha256_json
 from drq.errors import RecipeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 recipes load through `migrate_v1`: v2 adds the b-bit code split (dense_limit, tail codes),
+# the mixed plan, FP8 activations/weights and custom-model identity, all with defaults.
 PRODUCER = "drq 0.1.0"
 
-Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft"]
-Budget = Literal["uniform", "paper", "b-bit", "split"]
+Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft", "fp8"]
+Budget = Literal["uniform", "paper", "b-bit", "split", "mixed", "fp8"]
 DualBudget = Literal["paper", "b-bit", "split"]
 WeightMode = Literal["per-channel", "paper"]
 LayerOp = Literal["conv2d", "conv_transpose2d", "linear"]
+LayerForm = Literal["int8", "split", "fp16"]  # what a layer of a `mixed` plan runs as
+# Weight code formats: symmetric integers, or FP8 E4M3 ("fn": finite, no infinities, max 448).
+WeightFormat = Literal["int", "e4m3fn"]
+FP8_E4M3_MAX = 448.0
 
 METHODS: tuple[str, ...] = get_args(Method)
 BUDGETS: tuple[str, ...] = get_args(Budget)
@@ -57,7 +76,22 @@ def searches_split_breakpoint(method: str, budget: str, breakpoint_init: str) ->
     return method in ("drq", "drq+vft", "drq+saft") and budget == "split" and breakpoint_init == "mse"
 
 
+def searches_bbit_format(method: str, budget: str, breakpoint_init: str) -> bool:
+    """Whether a run's b-bit code split and breakpoint come from the MSE search (`calib.bbit_format`)."""
+    return method in ("drq", "drq+vft", "drq+saft") and budget == "b-bit" and breakpoint_init == "mse"
+
+
+CODE_SPLIT_FIELDS: tuple[str, str, str] = ("dense_limit", "pos_tail_codes", "neg_tail_codes")
+"""The b-bit budget's code split (D, P, N) as `DualRegionAct` field names."""
+
 LAYER_OPS: tuple[str, ...] = get_args(LayerOp)
+LAYER_FORMS: tuple[str, ...] = get_args(LayerForm)
+WEIGHT_FORMATS: tuple[str, ...] = get_args(WeightFormat)
+
+
+def default_dense_limit(bits: int) -> int:
+    """D = 2^(b-2) - 1: the b-bit budget's dense limit (and tail code count) of schema-1 recipes."""
+    return 2 ** (bits - 2) - 1
 
 
 def f32(value: float) -> float:
@@ -101,17 +135,24 @@ class ModelIdentity:
     checkpoint_sha256: str
     input_range: float = 1.0
     checkpoint: str = ""  # path as given at quantize time; export/eval use it unless --weights overrides
+    # Models outside the zoo (arch "custom", `calib.api`): sha256 of the state_dict's tensors
+    # (`calib.api.state_dict_sha256`) and the module's class, since there is no checkpoint file.
+    state_dict_sha256: str = ""
+    module_class: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
             raise RecipeError("arch: must be a non-empty string")
+        if not isinstance(self.module_class, str):
+            raise RecipeError(f"module_class: must be a string, got {self.module_class!r}")
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
             raise RecipeError(f"scale: must be a positive integer, got {self.scale!r}")
-        sha = self.checkpoint_sha256
-        if not isinstance(sha, str) or not (
-            sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))
-        ):
-            raise RecipeError(f"checkpoint_sha256: must be 64 lowercase hex digits or '', got {sha!r}")
+        for name in ("checkpoint_sha256", "state_dict_sha256"):
+            sha = getattr(self, name)
+            if not isinstance(sha, str) or not (
+                sha == "" or (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))
+            ):
+                raise RecipeError(f"{name}: must be 64 lowercase hex digits or '', got {sha!r}")
         _check_finite(self.input_range, "input_range", positive=True)
         if not isinstance(self.checkpoint, str):
             raise RecipeError(f"checkpoint: must be a path string, got {self.checkpoint!r}")
@@ -124,14 +165,21 @@ class WeightQuant:
     `axis` is 0 for per-output-channel scales (`scale` has one entry per channel) or None for one
     per-tensor scale (the paper's learned clip u_w = scale * (2^(b-1)-1)). For ConvTranspose2d the
     output-channel axis of the weight is 1; `axis` records the axis actually used.
+
+    `format` "e4m3fn" stores FP8 E4M3 codes instead: w_hat = e4m3(clamp(w / s, -448, 448)) * s (8 bits).
     """
 
     bits: int
     scale: tuple[float, ...]
     axis: int | None = 0
+    format: WeightFormat = "int"
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, "bits")
+        if self.format not in WEIGHT_FORMATS:
+            raise RecipeError(f"format: must be one of {', '.join(WEIGHT_FORMATS)}, got {self.format!r}")
+        if self.format == "e4m3fn" and self.bits != 8:
+            raise RecipeError(f"bits: e4m3fn weights are 8 bits, got {self.bits}")
         if self.axis not in (None, 0, 1):
             raise RecipeError(f"axis: must be 0, 1 or null, got {self.axis!r}")
         if not isinstance(self.scale, tuple) or not self.scale:
@@ -205,6 +253,11 @@ class DualRegionAct:
     outlier_scale: float | None = None
     outlier_channels: tuple[int, ...] | None = None
     kind: Literal["dual_region"] = "dual_region"
+    # b-bit budget only (schema 2): dense codes -D..D, positive tail codes D+1..D+P, negative tail codes
+    # -(D+1)..-(D+N). None takes today's split D = P = N = 2^(b-2)-1 (`default_dense_limit`).
+    dense_limit: int | None = None
+    pos_tail_codes: int | None = None
+    neg_tail_codes: int | None = None
 
     def __post_init__(self) -> None:
         if self.budget not in DUAL_BUDGETS:
@@ -228,6 +281,7 @@ class DualRegionAct:
             _check_act_scale(self.outlier_scale, "outlier_scale")
         elif self.outlier_scale is not None:
             raise RecipeError(f"outlier_scale: only the split budget has one, not {self.budget!r}")
+        self._check_code_split()
         if self.outlier_channels is not None:
             chans = self.outlier_channels
             if not isinstance(chans, tuple) or any(
@@ -237,13 +291,68 @@ class DualRegionAct:
             if list(chans) != sorted(set(chans)):
                 raise RecipeError("outlier_channels: must be sorted and unique")
 
+    def _check_code_split(self) -> None:
+        names = CODE_SPLIT_FIELDS
+        if self.budget != "b-bit":
+            given = [n for n in names if getattr(self, n) is not None]
+            if given:
+                raise RecipeError(f"{given[0]}: only the b-bit budget has a code split, not {self.budget!r}")
+            return
+        default = default_dense_limit(self.bits)
+        for name in names:
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, default)  # frozen: fill the default once, at construction
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RecipeError(f"{name}: must be a positive integer, got {value!r}")
+        top = 2 ** (self.bits - 1)
+        if self.dense_limit + self.pos_tail_codes > top - 1:  # type: ignore[operator]
+            raise RecipeError(
+                f"pos_tail_codes: dense_limit + pos_tail_codes must be <= {top - 1} at {self.bits} bits, "
+                f"got {self.dense_limit} + {self.pos_tail_codes}"
+            )
+        if self.dense_limit + self.neg_tail_codes > top:  # type: ignore[operator]
+            raise RecipeError(
+                f"neg_tail_codes: dense_limit + neg_tail_codes must be <= {top} at {self.bits} bits, "
+                f"got {self.dense_limit} + {self.neg_tail_codes}"
+            )
+
     @property
     def bounded_below(self) -> bool:
         """True when the input never goes below -bp (e.g. after ReLU): no negative tail."""
         return self.lower >= -self.breakpoint
 
 
-ActQuant = UniformAct | DualRegionAct
+@dataclass(frozen=True)
+class FP8Act:
+    """Per-tensor FP8 E4M3 activation quantizer: x_hat = e4m3(clamp(x / s, -448, 448)) * s.
+
+    The cast rounds to nearest even (subnormals kept), as ONNX QuantizeLinear with a float8e4m3fn zero
+    point does with saturate=1; `scale` is amax / 448 from calibration.
+    """
+
+    scale: float
+    format: Literal["e4m3fn"] = "e4m3fn"
+    kind: Literal["fp8"] = "fp8"
+
+    def __post_init__(self) -> None:
+        _check_finite(self.scale, "scale", positive=True)
+        if self.format != "e4m3fn":
+            raise RecipeError(f"format: only 'e4m3fn' is supported, got {self.format!r}")
+        if self.kind != "fp8":
+            raise RecipeError(f"kind: expected 'fp8', got {self.kind!r}")
+
+    @property
+    def bits(self) -> int:
+        return 8
+
+
+ActQuant = UniformAct | DualRegionAct | FP8Act
+
+
+def _act_kind_of_budget(budget: str) -> str:
+    """The activation `kind` every layer of a recipe with this budget has."""
+    return {"uniform": "uniform", "fp8": "fp8"}.get(budget, "dual_region")
 
 
 @dataclass(frozen=True)
@@ -292,6 +401,7 @@ class Recipe:
     layers: dict[str, LayerRecipe] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     producer: str = PRODUCER
+    plan: dict[str, LayerForm] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -306,11 +416,21 @@ class Recipe:
         _check_bits(self.a_bits, "a_bits")
         if not self.layers:
             raise RecipeError("layers: a recipe must quantize at least one layer")
+        if self.budget == "mixed":
+            check_plan(self.plan, self.layers, self.a_bits)
+            return
+        if self.plan:
+            raise RecipeError(f"plan: only the mixed budget has a per-layer plan, not {self.budget!r}")
         for name, layer in self.layers.items():
             act_is_dual = isinstance(layer.act, DualRegionAct)
-            if act_is_dual != (self.budget != "uniform"):
+            if layer.act.kind != _act_kind_of_budget(self.budget):
                 raise RecipeError(
                     f"layers[{name!r}].act: kind {layer.act.kind!r} does not match budget {self.budget!r}"
+                )
+            if (layer.weight.format == "e4m3fn") != (self.budget == "fp8"):
+                raise RecipeError(
+                    f"layers[{name!r}].weight.format: {layer.weight.format!r} does not match budget "
+                    f"{self.budget!r} (fp8 recipes have e4m3fn weights, the others int)"
                 )
             if act_is_dual and layer.act.budget != self.budget:
                 raise RecipeError(
@@ -321,12 +441,37 @@ class Recipe:
         """The JSON form (tuples become lists; key order is the schema's)."""
         out = asdict(self)
         out["layers"] = {name: asdict(layer) for name, layer in self.layers.items()}
+        out["plan"] = dict(self.plan)
         # Tuples become lists, exactly as a JSON load would give them back.
         return json.loads(json.dumps(out, allow_nan=False))
 
     def sha256(self) -> str:
         """Canonical-JSON sha256: what engines and manifests record as the recipe they came from."""
         return sha256_json(self.to_dict())
+
+
+def check_plan(plan: dict[str, str], layers: dict[str, LayerRecipe], a_bits: int) -> None:
+    """A `mixed` plan names every layer once, with a form its act can run in.
+
+    Raises:
+        RecipeError: naming the first offending layer.
+    """
+    if a_bits != 8:
+        raise RecipeError(f"a_bits: the mixed budget runs INT8 kernels and needs 8, got {a_bits}")
+    if not isinstance(plan, dict) or list(plan) != list(layers):
+        missing = [n for n in layers if n not in plan] if isinstance(plan, dict) else list(layers)
+        extra = [n for n in plan if n not in layers] if isinstance(plan, dict) else []
+        raise RecipeError(
+            f"plan: must list every layer in the layers' order (missing {missing[:3]}, unknown {extra[:3]})"
+        )
+    for name, form in plan.items():
+        act = layers[name].act
+        if form not in LAYER_FORMS:
+            raise RecipeError(f"plan[{name!r}]: must be one of {', '.join(LAYER_FORMS)}, got {form!r}")
+        if form == "int8" and not (isinstance(act, UniformAct) and act.bits == 8 and act.signed):
+            raise RecipeError(f"plan[{name!r}]: int8 needs an 8-bit signed uniform act, got {act.kind!r}")
+        if form == "split" and not (isinstance(act, DualRegionAct) and act.budget == "split"):
+            raise RecipeError(f"plan[{name!r}]: split needs a split dual-region act, got {act.kind!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -367,7 +512,21 @@ def _act_from_dict(data: Any, path: str) -> ActQuant:
         return _build(UniformAct, data, path)
     if kind == "dual_region":
         return _build(DualRegionAct, data, path)
-    raise RecipeError(f"{path}.kind: must be 'uniform' or 'dual_region', got {kind!r}")
+    if kind == "fp8":
+        return _build(FP8Act, data, path)
+    raise RecipeError(f"{path}.kind: must be 'uniform', 'dual_region' or 'fp8', got {kind!r}")
+
+
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 recipe as schema 2 (a copy; the input is not modified).
+
+    Schema 2 adds only fields with defaults: the b-bit code split (schema 1's fixed D = 2^(b-2)-1,
+    filled in by `DualRegionAct`), an empty mixed `plan`, FP8 formats and custom-model identity.
+    """
+    out = dict(data)
+    out["schema_version"] = 2
+    out.setdefault("plan", {})
+    return out
 
 
 def recipe_from_dict(data: Any) -> Recipe:
@@ -385,13 +544,16 @@ def recipe_from_dict(data: Any) -> Recipe:
         raise RecipeError(
             f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq"
         )
+    if version == 1:
+        data = migrate_v1(data)
+        version = SCHEMA_VERSION
     if version != SCHEMA_VERSION:
-        raise RecipeError(f"schema_version: {version} is not supported (expected {SCHEMA_VERSION})")
+        raise RecipeError(f"schema_version: {version} is not supported (expected 1 or {SCHEMA_VERSION})")
     required = ("model", "method", "w_bits", "a_bits", "budget", "weight_mode", "calibration", "layers")
     missing = [key for key in required if key not in data]
     if missing:
         raise RecipeError(f"top level: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(data) - set(required) - {"schema_version", "producer"})
+    unknown = sorted(set(data) - set(required) - {"schema_version", "producer", "plan"})
     if unknown:
         raise RecipeError(f"top level: unknown field(s) {', '.join(unknown)}")
     model = _build(ModelIdentity, data["model"], "model")
@@ -435,7 +597,14 @@ def recipe_from_dict(data: Any) -> Recipe:
         layers=layers,
         schema_version=version,
         producer=data.get("producer", PRODUCER),
+        plan=_plan_from_dict(data.get("plan", {})),
     )
+
+
+def _plan_from_dict(raw: Any) -> dict[str, LayerForm]:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise RecipeError("plan: must be an object mapping layer names to int8, split or fp16")
+    return dict(raw)
 
 
 def checkpoint_field(weights: str | os.PathLike[str], recipe_file: str | os.PathLike[str]) -> str:

@@ -253,6 +253,99 @@ def time_round_robin(
     return samples
 
 
+def _check_cpu_args(
+    models: Mapping[str, Path],
+    threads: int,
+    repeat: int,
+    warmup: int,
+    baseline: str,
+    kernels: bool,
+    cuda: bool,
+) -> None:
+    if kernels and cuda:
+        raise BenchError("--kernels: profiles onnxruntime's CPU provider; drop --ort-cuda")
+    if repeat < 1 or warmup < 0 or threads < 1:
+        raise BenchError(f"need repeat >= 1, warmup >= 0, threads >= 1; got {repeat}, {warmup}, {threads}")
+    if baseline not in models:
+        raise BenchError(f"--baseline {baseline!r}: not among the models ({', '.join(models)})")
+
+
+def _output_scales(runners: Mapping[str, Any], models: Mapping[str, Path], x: np.ndarray) -> dict[str, int]:
+    """Each model's upscaling factor, from one run on `x`, checked against its drq.scale and the others'.
+
+    Raises:
+        BenchError: a model is not an integer upscale, disagrees with its metadata, or with the others.
+    """
+    lr_hw = x.shape[2:]
+    scales = {}
+    for name, runner in runners.items():
+        out = runner.run(x)
+        if out.shape[2] % lr_hw[0] or out.shape[2] // lr_hw[0] != out.shape[3] // lr_hw[1]:
+            raise BenchError(
+                f"{models[name]}: output {list(out.shape)} is not an integer upscale of {list(x.shape)}"
+            )
+        scales[name] = out.shape[2] // lr_hw[0]
+        declared = _scale_of(models[name])
+        if declared is not None and declared != scales[name]:
+            raise BenchError(f"{models[name]}: drq.scale says x{declared}, output is x{scales[name]}")
+    if len(set(scales.values())) != 1:
+        raise BenchError(f"models upscale differently ({scales}); compare one model's lowerings")
+    return scales
+
+
+def _score(runners: Mapping[str, Any], data: Path, scale: int) -> tuple[dict[str, tuple[float, float]], str]:
+    """PSNR-Y / SSIM-Y of every runner on the dataset at `data`, and the dataset's label."""
+    from drq.imaging.datasets import open_dataset
+    from drq.imaging.evaluate import evaluate_dataset
+
+    dataset = open_dataset(data, scale)
+    quality = {}
+    for name, runner in runners.items():
+        result = evaluate_dataset(runner.run, dataset, scale)
+        quality[name] = (result.psnr, result.ssim)
+    return quality, f"{dataset.name} x{scale}"
+
+
+def _cpu_notes(
+    repeat: int, warmup: int, threads: int, cuda: bool, kernels: bool, disabled_optimizers: tuple[str, ...]
+) -> list[str]:
+    notes = [
+        f"latency: median of {repeat} round-robin runs after {warmup} warm-up runs each; "
+        + (
+            "onnxruntime CUDAExecutionProvider, each run including its host<->device copies; "
+            if cuda
+            else f"onnxruntime CPUExecutionProvider, {threads} intra-op threads; "
+        )
+        + "p90/p99 of so few rounds are "
+        "interpolated, not tail latencies"
+    ]
+    if disabled_optimizers:
+        notes.append(
+            f"onnxruntime graph transformers disabled in every session: {', '.join(disabled_optimizers)}"
+        )
+    if kernels:
+        notes.append(
+            f"kernels: onnxruntime's profiler (enable_profiling) over {KERNEL_RUNS} runs per model after "
+            "1 warm-up, joined with the session's optimized graph (optimized_model_filepath); ms are "
+            "per run and sum the per-node kernel times (executor overhead excluded)"
+        )
+    return notes
+
+
+def _cpu_environment(providers: Sequence[str]) -> dict[str, Any]:
+    from serve.runtime.ort import import_onnxruntime
+
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": import_onnxruntime().__version__,
+        "providers": ",".join(providers),
+        "numpy": np.__version__,
+    }
+
+
 def bench_onnx_cpu(
     models: Mapping[str, Path],
     lr_hw: tuple[int, int],
@@ -268,6 +361,9 @@ def bench_onnx_cpu(
     disabled_optimizers: tuple[str, ...] = (),
 ) -> BenchReport:
     """Time ONNX models with onnxruntime on the CPU (and score them on `data` if given).
+
+    Steps: check the arguments, open one runner per model, check they upscale alike, time them
+    round-robin, score them, profile their kernels, then assemble the report.
 
     Args:
         models: {name: ONNX path}, e.g. fp32 / qdq / drq-split exports of one model.
@@ -286,46 +382,18 @@ def bench_onnx_cpu(
     Raises:
         BenchError: bad arguments; BuildError: a model onnxruntime cannot load.
     """
-    from serve.runtime.ort import OrtRunner, import_onnxruntime, profile_kernels
+    from serve.runtime.ort import OrtRunner, profile_kernels
 
-    if kernels and cuda:
-        raise BenchError("--kernels: profiles onnxruntime's CPU provider; drop --ort-cuda")
-    if repeat < 1 or warmup < 0 or threads < 1:
-        raise BenchError(f"need repeat >= 1, warmup >= 0, threads >= 1; got {repeat}, {warmup}, {threads}")
-    if baseline not in models:
-        raise BenchError(f"--baseline {baseline!r}: not among the models ({', '.join(models)})")
+    _check_cpu_args(models, threads, repeat, warmup, baseline, kernels, cuda)
     runners = {
         name: OrtRunner(path, threads=threads, cuda=cuda, disabled_optimizers=disabled_optimizers)
         for name, path in models.items()
     }
-    backend = "onnxruntime-cuda" if cuda else "onnxruntime-cpu"
     x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
-    scales = {}
-    for name, runner in runners.items():
-        out = runner.run(x)
-        if out.shape[2] % lr_hw[0] or out.shape[2] // lr_hw[0] != out.shape[3] // lr_hw[1]:
-            raise BenchError(
-                f"{models[name]}: output {list(out.shape)} is not an integer upscale of {list(x.shape)}"
-            )
-        scales[name] = out.shape[2] // lr_hw[0]
-        declared = _scale_of(models[name])
-        if declared is not None and declared != scales[name]:
-            raise BenchError(f"{models[name]}: drq.scale says x{declared}, output is x{scales[name]}")
-    if len(set(scales.values())) != 1:
-        raise BenchError(f"models upscale differently ({scales}); compare one model's lowerings")
+    scales = _output_scales(runners, models, x)
     samples = time_round_robin({n: (lambda r=r: r.run(x)) for n, r in runners.items()}, repeat, warmup)
-    quality: dict[str, tuple[float, float]] = {}
-    dataset_name = ""
-    if data is not None:
-        from drq.imaging.datasets import open_dataset
-        from drq.imaging.evaluate import evaluate_dataset
-
-        scale = next(iter(scales.values()))
-        dataset = open_dataset(data, scale)
-        dataset_name = f"{dataset.name} x{scale}"
-        for name, runner in runners.items():
-            result = evaluate_dataset(runner.run, dataset, scale)
-            quality[name] = (result.psnr, result.ssim)
+    quality, dataset_name = _score(runners, data, next(iter(scales.values()))) if data else ({}, "")
+    backend = "onnxruntime-cuda" if cuda else "onnxruntime-cpu"
     rows = [
         BenchRow(
             name,
@@ -350,36 +418,6 @@ def bench_onnx_cpu(
         if kernels
         else ()
     )
-    notes = [
-        f"latency: median of {repeat} round-robin runs after {warmup} warm-up runs each; "
-        + (
-            "onnxruntime CUDAExecutionProvider, each run including its host<->device copies; "
-            if cuda
-            else f"onnxruntime CPUExecutionProvider, {threads} intra-op threads; "
-        )
-        + "p90/p99 of so few rounds are "
-        "interpolated, not tail latencies"
-    ]
-    if disabled_optimizers:
-        notes.append(
-            f"onnxruntime graph transformers disabled in every session: {', '.join(disabled_optimizers)}"
-        )
-    if kernels:
-        notes.append(
-            f"kernels: onnxruntime's profiler (enable_profiling) over {KERNEL_RUNS} runs per model after "
-            "1 warm-up, joined with the session's optimized graph (optimized_model_filepath); ms are "
-            "per run and sum the per-node kernel times (executor overhead excluded)"
-        )
-    ort = import_onnxruntime()
-    environment = {
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "providers": ",".join(providers),
-        "numpy": np.__version__,
-    }
     settings = {
         "lr_hw": list(lr_hw),
         "threads": threads,
@@ -395,12 +433,71 @@ def bench_onnx_cpu(
         "ort-cuda" if cuda else "cpu",
         baseline,
         settings,
-        environment,
+        _cpu_environment(providers),
         with_speedups(rows, baseline),
         dataset_name,
-        notes=tuple(notes),
+        notes=tuple(_cpu_notes(repeat, warmup, threads, cuda, kernels, disabled_optimizers)),
         kernels=profiles,
     )
+
+
+def _time_engine(runner: Any, warmup: int, iters: int) -> list[float]:
+    """Milliseconds of `iters` launches of the runner's context (CUDA events), after `warmup` launches."""
+    api, stream = runner.cuda, runner.stream
+    handle = api.stream_handle(stream)
+    start, end = api.event_create(), api.event_create()
+    for _ in range(warmup):
+        runner.context.execute_async_v3(handle)
+    api.stream_synchronize(stream)
+    times = []
+    for _ in range(iters):
+        api.event_record(start, stream)
+        runner.context.execute_async_v3(handle)
+        api.event_record(end, stream)
+        api.event_synchronize(end)
+        times.append(api.event_elapsed_ms(start, end))
+    return times
+
+
+def _engine_rows(
+    runners: Mapping[str, Any], sizes: Sequence[tuple[int, int]], warmup: int, iters: int, notes: list[str]
+) -> list[BenchRow]:
+    """One row per engine and size it covers (a size outside an engine's profile is noted and skipped)."""
+    from serve.errors import EngineMismatch
+
+    rows: list[BenchRow] = []
+    for lr_hw in sizes:
+        x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
+        for name, runner in runners.items():
+            try:
+                out = runner.run(x)  # sets shapes and addresses, copies x in once
+            except EngineMismatch as err:
+                notes.append(f"{name} skipped at {lr_hw[1]}x{lr_hw[0]}: {err}")
+                continue
+            times = _time_engine(runner, warmup, iters)
+            rows.append(
+                BenchRow(
+                    name,
+                    runner.manifest.flavour,
+                    lr_hw,
+                    out.shape[2] // lr_hw[0],
+                    1,
+                    LatencyStats.of(times),
+                    memory_mib=runner.device_memory_bytes() / 2**20,
+                )
+            )
+    return rows
+
+
+def _engine_environment(first: Any) -> dict[str, Any]:
+    device, capability = first.cuda.device()
+    return {
+        "device": device,
+        "compute_capability": capability,
+        "tensorrt": first.backend.version,
+        "flavour": first.manifest.flavour,
+        "cuda_binding": first.cuda.name,
+    }
 
 
 def bench_engines(
@@ -414,12 +511,13 @@ def bench_engines(
 ) -> BenchReport:
     """Time TensorRT engines on the GPU with CUDA events, every engine at every LR size, side by side.
 
+    Steps: open the engines one at a time (a failed load closes the earlier ones), time each at each
+    size (`_engine_rows`), read the environment off the first, close them all, assemble the report.
     An engine whose profile does not cover a size is skipped at that size (noted in the report).
 
     Raises:
         BenchError: bad arguments; EngineMismatch / MissingDependency from loading the engines.
     """
-    from serve.errors import EngineMismatch
     from serve.runtime.trt import TrtRunner
 
     if iters < 1 or warmup < 0:
@@ -427,52 +525,12 @@ def bench_engines(
     if baseline not in engines:
         raise BenchError(f"--baseline {baseline!r}: not among the engines ({', '.join(engines)})")
     runners: dict[str, TrtRunner] = {}
-    rows: list[BenchRow] = []
     notes: list[str] = []
     try:
-        for name, path in engines.items():  # one at a time, so a failed load closes the earlier ones
+        for name, path in engines.items():
             runners[name] = TrtRunner(path, cuda=cuda)  # type: ignore[arg-type]
-        for lr_hw in sizes:
-            x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
-            for name, runner in runners.items():
-                try:
-                    out = runner.run(x)  # sets shapes and addresses, copies x in once
-                except EngineMismatch as err:
-                    notes.append(f"{name} skipped at {lr_hw[1]}x{lr_hw[0]}: {err}")
-                    continue
-                api, stream = runner.cuda, runner.stream
-                handle = api.stream_handle(stream)
-                start, end = api.event_create(), api.event_create()
-                for _ in range(warmup):
-                    runner.context.execute_async_v3(handle)
-                api.stream_synchronize(stream)
-                times = []
-                for _ in range(iters):
-                    api.event_record(start, stream)
-                    runner.context.execute_async_v3(handle)
-                    api.event_record(end, stream)
-                    api.event_synchronize(end)
-                    times.append(api.event_elapsed_ms(start, end))
-                rows.append(
-                    BenchRow(
-                        name,
-                        runner.manifest.flavour,
-                        lr_hw,
-                        out.shape[2] // lr_hw[0],
-                        1,
-                        LatencyStats.of(times),
-                        memory_mib=runner.device_memory_bytes() / 2**20,
-                    )
-                )
-        first = next(iter(runners.values()))
-        device, capability = first.cuda.device()
-        environment = {
-            "device": device,
-            "compute_capability": capability,
-            "tensorrt": first.backend.version,
-            "flavour": first.manifest.flavour,
-            "cuda_binding": first.cuda.name,
-        }
+        rows = _engine_rows(runners, sizes, warmup, iters, notes)
+        environment = _engine_environment(next(iter(runners.values())))
     finally:
         for runner in runners.values():
             runner.close()

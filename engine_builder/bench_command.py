@@ -74,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cuda", choices=("auto", "cuda-python", "pycuda"), default="auto", help="GPU: CUDA binding"
     )
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="time a Triton server from `drq serve` (http:// or grpc://) against the --onnx model in process",
+    )
+    p.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 4, 16], help="--server: concurrent clients"
+    )
+    p.add_argument("--requests", type=int, default=32, help="--server: requests per concurrency and side")
+    p.add_argument(
+        "--server-timeout", type=float, default=120.0, help="--server: seconds per request at most"
+    )
     p.add_argument("-o", "--output", type=Path, help="write STEM.json, STEM.md and STEM.png")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return p
@@ -86,6 +98,10 @@ def main(argv: list[str]) -> int:
         for suffix in (".json", ".md") + (() if args.no_plot else (".png",)):
             check_writable(args.output.with_suffix(suffix))
     command = "drq bench " + " ".join(shlex.quote(a) for a in argv)
+    if args.server:
+        from engine_builder.server_bench import run_server_bench
+
+        return run_server_bench(args, command)
     # GPU default: the two deployment sizes (x2 from 720p, x4 from 540p, both to 1440p/4K); an engine
     # whose profile does not cover one is skipped there with a note.
     default = ["256x256"] if args.onnx else ["1280x720", "960x540"]

@@ -15,8 +15,11 @@ What `build_engine` asks TensorRT to do, in order (Python API pages of TensorRT 
    `BuilderFlag.VERSION_COMPATIBLE`; `hardware_compatibility_level = AMPERE_PLUS`;
    10.x only: `BuilderFlag.FP16`, `BuilderFlag.INT8` + `int8_calibrator` + `set_calibration_profile`;
    RTX only: `num_compute_capabilities` + `set_compute_capability`.
-4. `build_serialized_network(network, config)`; None means failure: the logger's last error is reported.
-5. engine bytes and `MODEL.plan.json` written atomically.
+   `profiling_verbosity = ProfilingVerbosity.DETAILED` (so the engine inspector reports layer details).
+4. the device query (the CUDA binding, full TensorRT), before the build, so a missing binding costs nothing;
+   `build_serialized_network(network, config)`; None means failure: the logger's last error is reported.
+5. engine bytes and `MODEL.plan.json` written atomically; `MODEL.plan.layers.json` (the engine
+   inspector's JSON, `engine_layers`) when this machine's runtime can deserialize the engine.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any, Literal
 
 import onnx
 
-from drq.artifacts import atomic_write_bytes, sha256_file
+from drq.artifacts import atomic_write_bytes, atomic_write_text, sha256_file
 from drq.errors import ManifestError
 from drq.manifest import Manifest, Profile, manifest_path, save_manifest
 from engine_builder.backends.base import EngineBackend, Flavour, require
@@ -245,68 +248,46 @@ def _load_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
-def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> BuildResult:
-    """Build and write `config.output` and its manifest.
-
-    Args:
-        config: what to build.
-        backend: the TensorRT flavour to use (default: `get_backend(config.backend)`; tests pass stand-ins).
-
-    Returns:
-        Paths, the manifest, and whether a timing cache was written.
-
-    Raises:
-        MissingDependency: TensorRT (or TensorRT-RTX, cuda-python for the device query) is not installed.
-        FeatureUnavailable: a flag the installed TensorRT lacks ("... needs TensorRT <= 10.x; found 11.4").
-        BuildError: unreadable ONNX, parser errors (one line), or TensorRT produced no engine.
-    """
-    if backend is None:
-        from engine_builder.backends.trt import get_backend
-
-        backend = get_backend(config.backend)
-    trt, features = backend.trt, backend.features
-    version = backend.version
-    model = _load_onnx(config.onnx)
-    meta = {p.key: p.value for p in model.metadata_props}
-
-    # Check every requested feature before any work, so the error names the flag, not a TensorRT crash.
+def _check_features(config: BuildConfig, backend: EngineBackend) -> None:
+    """Check every requested feature before any work, so the error names the flag, not a TensorRT crash."""
+    features, flavour, version = backend.features, backend.flavour, backend.version
     if config.fp16:
-        require(features.weak_typing, "--fp16 (BuilderFlag.FP16)", backend.flavour, version)
+        require(features.weak_typing, "--fp16 (BuilderFlag.FP16)", flavour, version)
     if config.uses_int8_calibration:
-        require(features.int8_flag, "INT8 weak typing (BuilderFlag.INT8)", backend.flavour, version)
+        require(features.int8_flag, "INT8 weak typing (BuilderFlag.INT8)", flavour, version)
     if config.calib_cache is not None:
-        require(features.calibrators, "--int8-calibrator (IInt8EntropyCalibrator2)", backend.flavour, version)
+        require(features.calibrators, "--int8-calibrator (IInt8EntropyCalibrator2)", flavour, version)
     if config.version_compatible:
-        require(features.version_compatible, "--version-compatible", backend.flavour, version, ">= 8.6")
+        require(features.version_compatible, "--version-compatible", flavour, version, ">= 8.6")
     if config.hardware_compatible:
-        require(features.hardware_compatible, "--hardware-compatible", backend.flavour, version, ">= 8.6")
+        require(features.hardware_compatible, "--hardware-compatible", flavour, version, ">= 8.6")
     if config.optimization_level is not None:
-        require(features.optimization_level, "--opt-level", backend.flavour, version, ">= 8.6")
+        require(features.optimization_level, "--opt-level", flavour, version, ">= 8.6")
     if config.timing_cache is not None:
-        require(features.timing_cache, "--timing-cache", backend.flavour, version, ">= 8.0")
+        require(features.timing_cache, "--timing-cache", flavour, version, ">= 8.0")
 
-    plugin_ids = _register_plugins(config.plugins, backend)
-    data: bytes
+
+def _model_bytes(config: BuildConfig, model: onnx.ModelProto, plugin_ids: tuple[str, ...]) -> bytes:
+    """What the parser reads: the file, or the model without plugin function bodies when plugins are
+    registered (so the parser must use the plugin)."""
     if _has_plugin_nodes(model) and plugin_ids:
         from plugins.onnx_function import strip_functions
 
-        data = strip_functions(model).SerializeToString()
-    else:
-        data = config.onnx.read_bytes()
+        return strip_functions(model).SerializeToString()
+    return config.onnx.read_bytes()
 
-    started = time.perf_counter()
-    logger = _make_logger(trt)
-    builder = trt.Builder(logger)
-    strongly_typed = features.always_strongly_typed or not (config.fp16 or config.uses_int8_calibration)
-    network = backend.create_network(builder, strongly_typed)
-    _parse(trt, network, logger, data, config.onnx)
 
+def _profile_shapes(config: BuildConfig, network: Any) -> tuple[str, tuple[Shape, Shape, Shape]]:
+    """The input's name and its (min, opt, max) shapes: as given, or the static input shape.
+
+    Raises:
+        BuildError: not one input, a dynamic input without shapes, or shapes that do not fit it.
+    """
     if network.num_inputs != 1:
         raise BuildError(f"{config.onnx}: expected one input (the LR image), found {network.num_inputs}")
     tensor = network.get_input(0)
     input_name = str(tensor.name)
     input_shape = tuple(int(d) for d in tensor.shape)
-    build_config = builder.create_builder_config()
     if config.min_shape is not None:
         shapes = (config.min_shape, config.opt_shape, config.max_shape)
     elif all(d > 0 for d in input_shape):
@@ -325,82 +306,230 @@ def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> B
                 f"--min/--opt/--max {'x'.join(map(str, shape))}: does not fit input {input_name!r} "
                 f"of shape {list(input_shape)} (-1 = dynamic)"
             )
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *shapes)
-    build_config.add_optimization_profile(profile)
+    return input_name, shapes  # type: ignore[return-value]
 
+
+def _set_timing_cache(build_config: Any, config: BuildConfig) -> Any:
+    """Load the timing cache into the config (None without --timing-cache).
+
+    Raises:
+        BuildError: TensorRT refused the cache (another GPU or version).
+    """
+    if config.timing_cache is None:
+        return None
+    previous = config.timing_cache.read_bytes() if config.timing_cache.is_file() else b""
+    timing_cache = build_config.create_timing_cache(previous)
+    # ignore_mismatch=False: a cache from another GPU is refused rather than silently misused
+    # (ITimingCache docs: combining caches of different devices "may lead to functional/performance bugs").
+    if not build_config.set_timing_cache(timing_cache, False):
+        raise BuildError(
+            f"{config.timing_cache}: TensorRT refused the timing cache (another TensorRT "
+            "version or GPU); delete it to start a new one"
+        )
+    return timing_cache
+
+
+def _set_options(trt: Any, build_config: Any, config: BuildConfig) -> None:
+    """Memory, optimization level, compatibility, FP16 and profiling verbosity."""
     if config.workspace_mib is not None:
         build_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_mib) * MIB)
     if config.optimization_level is not None:
         build_config.builder_optimization_level = int(config.optimization_level)
-    timing_cache = None
-    if config.timing_cache is not None:
-        previous = config.timing_cache.read_bytes() if config.timing_cache.is_file() else b""
-        timing_cache = build_config.create_timing_cache(previous)
-        # ignore_mismatch=False: a cache from another GPU is refused rather than silently misused
-        # (ITimingCache docs: combining caches of different devices "may lead to
-        # functional/performance bugs").
-        if not build_config.set_timing_cache(timing_cache, False):
-            raise BuildError(
-                f"{config.timing_cache}: TensorRT refused the timing cache (another TensorRT "
-                "version or GPU); delete it to start a new one"
-            )
     if config.version_compatible:
         build_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if config.hardware_compatible:
         build_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     if config.fp16:
         build_config.set_flag(trt.BuilderFlag.FP16)
-    if config.uses_int8_calibration:
-        build_config.set_flag(trt.BuilderFlag.INT8)
-        if config.calib_cache is not None:
-            from engine_builder.calib_cache import read_cache
-            from engine_builder.calibrator import make_calibrator
+    if hasattr(trt, "ProfilingVerbosity"):
+        # DETAILED: the engine inspector reports layer parameters, precisions and tactics, not only
+        # names (EngineInspector page of the 10.x/11.x Python API; default LAYER_NAMES_ONLY).
+        build_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
-            build_config.int8_calibrator = make_calibrator(trt, read_cache(config.calib_cache))
-            # "Calibration optimization profile must be set if int8 calibration is used to set scales
-            # for a network with runtime dimensions" (IBuilderConfig.set_calibration_profile, 10.x
-            # Python API, IBuilderConfig; MIN/MAX are replaced by OPT; deprecated in 10.1, removed in
-            # 11 with the calibrators). Our input is dynamic, so give it the build's profile.
-            if not build_config.set_calibration_profile(profile):
-                described = Profile(*shapes).describe()  # type: ignore[arg-type]
-                raise BuildError(f"{config.onnx}: TensorRT refused the calibration profile ({described})")
-    backend.configure_target(build_config, tuple(config.compute_capabilities))
 
+def _set_int8_calibration(trt: Any, build_config: Any, profile: Any, config: BuildConfig, shapes) -> None:
+    """BuilderFlag.INT8 and, with a cache, the calibrator serving it (TensorRT <= 10.x).
+
+    Raises:
+        BuildError: TensorRT refused the calibration profile.
+    """
+    if not config.uses_int8_calibration:
+        return
+    build_config.set_flag(trt.BuilderFlag.INT8)
+    if config.calib_cache is None:
+        return
+    from engine_builder.calib_cache import read_cache
+    from engine_builder.calibrator import make_calibrator
+
+    build_config.int8_calibrator = make_calibrator(trt, read_cache(config.calib_cache))
+    # "Calibration optimization profile must be set if int8 calibration is used to set scales for a
+    # network with runtime dimensions" (IBuilderConfig.set_calibration_profile, 10.x Python API; MIN/MAX
+    # are replaced by OPT; deprecated in 10.1, removed in 11 with the calibrators). Our input is dynamic,
+    # so give it the build's profile.
+    if not build_config.set_calibration_profile(profile):
+        raise BuildError(
+            f"{config.onnx}: TensorRT refused the calibration profile ({Profile(*shapes).describe()})"
+        )
+
+
+def _serialize(
+    builder: Any, network: Any, build_config: Any, logger: Any, config: BuildConfig, version
+) -> bytes:
+    """build_serialized_network; None means failure, reported with the logger's last error.
+
+    Raises:
+        BuildError: TensorRT built no engine.
+    """
     serialized = builder.build_serialized_network(network, build_config)
     if serialized is None:
         why = logger.errors[-1] if logger.errors else "no error was logged"
         raise BuildError(f"{config.onnx}: TensorRT {version} built no engine: {_one_line(why)}")
-    engine_bytes = bytes(memoryview(serialized))
-    seconds = time.perf_counter() - started
+    return bytes(memoryview(serialized))
 
-    saved = False
-    if timing_cache is not None and config.timing_cache is not None:
-        atomic_write_bytes(
-            config.timing_cache, bytes(memoryview(build_config.get_timing_cache().serialize()))
+
+def engine_layers(trt: Any, engine_bytes: bytes, input_name: str, opt_shape: Shape) -> tuple[str | None, str]:
+    """The engine inspector's JSON layer information, or None and why it is unavailable.
+
+    The engine must be deserialized for `create_engine_inspector()`; an execution context with the input
+    shape set lets the inspector show concrete dimensions and tensor formats ("Otherwise, values dependent
+    on input shapes will be displayed as -1 and format information will not be shown", IEngineInspector,
+    TensorRT-RTX C++ API). A TensorRT-RTX engine built on a machine without a GPU cannot be deserialized
+    there (measured, 1.7.1: "cudaError 35: CUDA driver version is insufficient"): then None.
+    """
+    logger = _make_logger(trt)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        return None, _one_line(
+            logger.errors[-1] if logger.errors else "the runtime could not load the engine"
         )
-        saved = True
-    device, capability = backend.device()
-    manifest = Manifest(
+    inspector = engine.create_engine_inspector()
+    context = engine.create_execution_context()
+    if context is not None and context.set_input_shape(input_name, opt_shape):
+        inspector.execution_context = context
+    info = str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    del inspector, context, engine  # TensorRT objects go before the runtime's CUDA context
+    return info, ""
+
+
+@dataclass
+class _Session:
+    """One build's TensorRT objects and what the manifest needs from them."""
+
+    builder: Any
+    network: Any
+    build_config: Any
+    logger: Any
+    input_name: str
+    shapes: tuple[Shape, Shape, Shape]
+    strongly_typed: bool
+    timing_cache: Any
+
+
+def _configure(trt: Any, backend: EngineBackend, config: BuildConfig, data: bytes) -> _Session:
+    """Network (parsed), builder config and profile, every option set: all up to the build itself."""
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    strongly_typed = backend.features.always_strongly_typed or not (
+        config.fp16 or config.uses_int8_calibration
+    )
+    network = backend.create_network(builder, strongly_typed)
+    _parse(trt, network, logger, data, config.onnx)
+    input_name, shapes = _profile_shapes(config, network)
+    build_config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, *shapes)
+    build_config.add_optimization_profile(profile)
+    _set_options(trt, build_config, config)
+    timing_cache = _set_timing_cache(build_config, config)
+    _set_int8_calibration(trt, build_config, profile, config, shapes)
+    backend.configure_target(build_config, tuple(config.compute_capabilities))
+    return _Session(builder, network, build_config, logger, input_name, shapes, strongly_typed, timing_cache)
+
+
+def _manifest(
+    config: BuildConfig, backend: EngineBackend, session: _Session, engine_bytes: bytes, extra: dict[str, Any]
+) -> Manifest:
+    return Manifest(
         engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
         onnx=str(config.onnx),
         onnx_sha256=sha256_file(config.onnx),
         flavour=backend.flavour,
-        tensorrt_version=version,
-        device=device,
-        compute_capability=capability,
-        input_name=input_name,
-        profile=Profile(*shapes),  # type: ignore[arg-type]
-        build_seconds=round(seconds, 3),
-        lowering=meta.get(LOWERING_KEY, ""),
-        recipe_sha256=meta.get(RECIPE_SHA_KEY, ""),
-        strongly_typed=strongly_typed,
+        tensorrt_version=backend.version,
+        input_name=session.input_name,
+        profile=Profile(*session.shapes),
+        strongly_typed=session.strongly_typed,
         fp16=config.fp16,
         int8=config.uses_int8_calibration,
         version_compatible=config.version_compatible,
         hardware_compatible=config.hardware_compatible,
-        plugins=plugin_ids,
+        **extra,
     )
+
+
+def _save_timing_cache(session: _Session, config: BuildConfig) -> bool:
+    if session.timing_cache is None or config.timing_cache is None:
+        return False
+    cache = session.build_config.get_timing_cache().serialize()
+    atomic_write_bytes(config.timing_cache, bytes(memoryview(cache)))
+    return True
+
+
+def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> BuildResult:
+    """Build and write `config.output`, its manifest and (when the runtime can load it here) the engine
+    inspector's layer information `MODEL.plan.layers.json`.
+
+    Args:
+        config: what to build.
+        backend: the TensorRT flavour to use (default: `get_backend(config.backend)`; tests pass stand-ins).
+
+    Returns:
+        Paths, the manifest, and whether a timing cache was written.
+
+    Raises:
+        MissingDependency: TensorRT (or TensorRT-RTX, or the CUDA binding full TensorRT needs for the
+            device query) is not installed; found before the build starts.
+        FeatureUnavailable: a flag the installed TensorRT lacks ("... needs TensorRT <= 10.x; found 11.4").
+        BuildError: unreadable ONNX, parser errors (one line), or TensorRT produced no engine.
+    """
+    if backend is None:
+        from engine_builder.backends.trt import get_backend
+
+        backend = get_backend(config.backend)
+    trt = backend.trt
+    model = _load_onnx(config.onnx)
+    meta = {p.key: p.value for p in model.metadata_props}
+    _check_features(config, backend)
+    plugin_ids = _register_plugins(config.plugins, backend)
+    data = _model_bytes(config, model, plugin_ids)
+    started = time.perf_counter()
+    session = _configure(trt, backend, config, data)
+    # The device goes into the manifest; asking for it now means a missing CUDA binding fails before
+    # the build instead of throwing a finished engine away.
+    device, capability = backend.device()
+    engine_bytes = _serialize(
+        session.builder, session.network, session.build_config, session.logger, config, backend.version
+    )
+    extra = {
+        "device": device,
+        "compute_capability": capability,
+        "build_seconds": round(time.perf_counter() - started, 3),
+        "lowering": meta.get(LOWERING_KEY, ""),
+        "recipe_sha256": meta.get(RECIPE_SHA_KEY, ""),
+        "plugins": plugin_ids,
+    }
+    saved = _save_timing_cache(session, config)
+    manifest = _manifest(config, backend, session, engine_bytes, extra)
     atomic_write_bytes(config.output, engine_bytes)
     manifest_file = save_manifest(manifest, manifest_path(config.output))
-    return BuildResult(config.output, manifest_file, manifest, saved, tuple(logger.warnings))
+    warnings = list(session.logger.warnings)
+    layers, why = engine_layers(trt, engine_bytes, session.input_name, session.shapes[1])
+    if layers is not None:
+        atomic_write_text(layers_path(config.output), layers)
+    else:
+        warnings.append(f"engine inspector unavailable on this machine ({why}); drq inspect reads the ONNX")
+    return BuildResult(config.output, manifest_file, manifest, saved, tuple(warnings))
+
+
+def layers_path(engine: Path) -> Path:
+    """`MODEL.plan.layers.json`: the engine inspector's JSON, written beside the engine at build time."""
+    return engine.with_name(engine.name + ".layers.json")

@@ -3,10 +3,11 @@
     drq build MODEL.onnx -o MODEL.plan [--backend tensorrt|tensorrt_rtx]
               [--min 1x3x64x64 --opt 1x3x256x256 --max 1x3x540x960] [--workspace-mib N] [--opt-level 0-5]
               [--timing-cache PATH] [--version-compatible] [--hardware-compatible] [--fp16]
-              [--int8-calibrator CACHE|RECIPE] [--plugins drq] [--compute-capability 8.6 ...]
+              [--int8-calibrator CACHE|RECIPE [--calib DIR]] [--plugins drq] [--compute-capability 8.6 ...]
 
 `--int8-calibrator` takes a calibration cache (`drq calib-cache`) or a recipe JSON, from which the cache
-is made for this ONNX model (TensorRT <= 10.x only).
+is made for this ONNX model (TensorRT <= 10.x only); with a recipe, `--calib DIR` also observes the
+scales of every other tensor TensorRT's INT8 layers read or write (`drq calib-cache --calib`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CACHE|RECIPE",
         help="TensorRT <= 10.x: implicit INT8 with scales from a calibration cache or a recipe",
     )
+    p.add_argument(
+        "--calib",
+        type=Path,
+        help="--int8-calibrator RECIPE: HR images whose LR crops give the scales of the non-conv-input "
+        "tensors (without it those layers run in float)",
+    )
     p.add_argument("--plugins", choices=("drq",), help="register the dual-region TensorRT plugins first")
     p.add_argument(
         "--compute-capability",
@@ -81,11 +88,17 @@ def _is_recipe(path: Path) -> bool:
     return head.startswith("{")
 
 
-def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
-    """The calibration cache file: as given, or written from a recipe for this ONNX model."""
+def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path, calib: Path | None) -> Path:
+    """The calibration cache file: as given, or written from a recipe (+ `calib` images) for this model.
+
+    Raises:
+        BuildError: no such file, or --calib given with a cache file (its scales are final).
+    """
     if not calibrator.is_file():
         raise BuildError(f"{calibrator}: no such calibration cache or recipe")
     if not _is_recipe(calibrator):
+        if calib is not None:
+            raise BuildError(f"--calib: {calibrator} is a calibration cache already; give a recipe")
         return calibrator
     import onnx
 
@@ -94,6 +107,7 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
         CalibCacheError,
         cache_from_recipe,
         check_model_identity,
+        complete_from_images,
         input_tensor_map,
         write_cache,
     )
@@ -104,7 +118,10 @@ def _cache_for(calibrator: Path, onnx_path: Path, workdir: Path) -> Path:
         check_model_identity(recipe, model)
     except CalibCacheError as err:
         raise CalibCacheError(f"{onnx_path}: {err} ({calibrator} is another model's recipe)") from err
-    return write_cache(cache_from_recipe(recipe, input_tensor_map(model)), workdir / "calibration.cache")
+    cache = cache_from_recipe(recipe, input_tensor_map(model))
+    if calib is not None:
+        cache = complete_from_images(cache, model, calib, recipe.model.scale)
+    return write_cache(cache, workdir / "calibration.cache")
 
 
 def _check_output_volume(onnx_path: Path, max_shape: tuple[int, ...] | None) -> None:
@@ -127,6 +144,8 @@ def _check_output_volume(onnx_path: Path, max_shape: tuple[int, ...] | None) -> 
 def main(argv: list[str]) -> int:
     """Run `drq build`; returns 0 (user errors raise BuildError: one line, exit 2)."""
     args = _parser().parse_args(argv)
+    if args.calib is not None and args.int8_calibrator is None:
+        raise BuildError("--calib: only with --int8-calibrator RECIPE")
     for output in (args.output, manifest_path(args.output), args.timing_cache):
         if output is not None:
             check_writable(output)
@@ -137,7 +156,9 @@ def main(argv: list[str]) -> int:
     _check_output_volume(args.onnx, shapes[2])
     with tempfile.TemporaryDirectory(prefix="drq-build-") as tmp:
         cache = (
-            None if args.int8_calibrator is None else _cache_for(args.int8_calibrator, args.onnx, Path(tmp))
+            None
+            if args.int8_calibrator is None
+            else _cache_for(args.int8_calibrator, args.onnx, Path(tmp), args.calib)
         )
         config = BuildConfig(
             onnx=args.onnx,

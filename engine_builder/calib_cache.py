@@ -290,7 +290,11 @@ def cache_from_recipe(
                 "an outlier scale; a TensorRT calibration cache holds one scale per tensor "
                 "(use drq export --lowering drq-split or drq-plugin)"
             )
-        assert isinstance(act, UniformAct)
+        if not isinstance(act, UniformAct):  # FP8: TensorRT calibrates INT8 only; FP8 is explicit Q/DQ
+            raise CalibCacheError(
+                f"recipe layer {name!r}: a TensorRT calibration cache is for INT8; an {act.kind} recipe "
+                "goes to TensorRT as Q/DQ (drq export --lowering fp8)"
+            )
         if act.bits != 8 or not act.symmetric:
             raise CalibCacheError(
                 f"recipe layer {name!r}: TensorRT INT8 calibration needs 8-bit signed symmetric "
@@ -314,3 +318,127 @@ def cache_from_recipe(
         scales[tensor] = scale
         owners.setdefault(tensor, name)
     return CalibCache(scales, version_code(version), algorithm)
+
+
+INT8_ELIGIBLE_OPS: frozenset[str] = frozenset(
+    {
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Sub",
+        "Mul",
+        "Concat",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Relu",
+        "LeakyRelu",
+        "PRelu",
+        "Sigmoid",
+        "Clip",
+        "DepthToSpace",
+        "Reshape",
+        "Transpose",
+        "Resize",
+        "Split",
+        "Slice",
+    }
+)
+"""ONNX ops whose TensorRT layers have INT8 implementations (convolution, deconvolution, matrix multiply,
+elementwise, concatenation, pooling, activation, shuffle, resize, slice). In implicit INT8 TensorRT keeps
+a layer in INT8 only when every tensor it reads and writes has a scale, and otherwise falls back to float
+("Missing scale and zero-point for tensor ..., expect fall back to non-int8 implementation for any layer
+consuming or producing given tensor"), so the cache needs every input and output of these layers."""
+
+
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Tensors whose inferred element type is float32 (shape and index tensors are not quantized)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {v.name for v in values if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+
+
+def int8_tensors(model: onnx.ModelProto) -> list[str]:
+    """Every float activation read or written by an INT8-eligible node of the float graph, in graph order
+    (initializers and Constant outputs are weights; int64 shapes and indices, e.g. a Slice's starts, are
+    no activations)."""
+    constants = {t.name for t in model.graph.initializer}
+    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    floats = _float_tensors(model)
+    names: dict[str, None] = {}
+    for node in model.graph.node:
+        if node.op_type in INT8_ELIGIBLE_OPS and node.domain in ("", "ai.onnx"):
+            for tensor in (*node.input, *node.output):
+                if tensor and tensor not in constants and tensor in floats:
+                    names[tensor] = None
+    return list(names)
+
+
+def scales_from_ranges(ranges: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Symmetric INT8 scales max(|min|, |max|) / 127 (float32) of observed ranges; a tensor that was
+    always zero gets 1 / 127 (any scale codes it as 0, and TensorRT needs one > 0 to keep it INT8)."""
+    out = {}
+    for name, (lo, hi) in ranges.items():
+        amax = np.float32(max(abs(float(lo)), abs(float(hi))))
+        out[name] = float((amax if amax > 0 else np.float32(1.0)) / np.float32(127.0))
+    return out
+
+
+def complete_cache(cache: CalibCache, observed: Mapping[str, float], model: onnx.ModelProto) -> CalibCache:
+    """`cache` (the recipe's conv-input scales, which win) plus an observed scale for every other tensor
+    of an INT8-eligible layer (`int8_tensors`), in graph order.
+
+    Raises:
+        CalibCacheError: an INT8-eligible tensor has neither a recipe nor an observed scale.
+    """
+    scales: dict[str, float] = {}
+    for tensor in int8_tensors(model):
+        scale = cache.scales.get(tensor, observed.get(tensor))
+        if scale is None:
+            raise CalibCacheError(f"tensor {tensor!r}: no recipe scale and no observed range")
+        scales[tensor] = scale
+    scales.update({name: s for name, s in cache.scales.items() if name not in scales})
+    return CalibCache(scales, cache.version, cache.algorithm)
+
+
+def missing_int8_tensors(cache: CalibCache, model: onnx.ModelProto) -> tuple[str, ...]:
+    """INT8-eligible tensors of `model` without a scale in `cache` (their layers fall back to float)."""
+    return tuple(t for t in int8_tensors(model) if t not in cache.scales)
+
+
+def observe_int8_scales(model: onnx.ModelProto, inputs, threads: int = 1) -> dict[str, float]:
+    """Scales of every INT8-eligible tensor of the float graph over calibration `inputs` (NCHW float32),
+    observed by onnxruntime (`lowerings.ort_cpu.observe_tensor_ranges`, the ranges the ort-cpu target uses).
+
+    Raises:
+        MissingDependency: onnxruntime is not installed.
+        CalibCacheError: no input was given.
+    """
+    from engine_builder.errors import ExportError
+    from engine_builder.lowerings.ort_cpu import observe_tensor_ranges
+
+    try:
+        ranges = observe_tensor_ranges(model, inputs, int8_tensors(model), threads)
+    except ExportError as err:
+        raise CalibCacheError(str(err)) from err
+    return scales_from_ranges(ranges)
+
+
+def complete_from_images(
+    cache: CalibCache, model: onnx.ModelProto, folder: str | os.PathLike[str], scale: int, images: int = 8
+) -> CalibCache:
+    """`complete_cache` with scales observed on `images` 64x64 LR crops of the HR images in `folder`
+    (`drq.imaging.datasets.calib_crops`, seed 0: the crops `drq export --target ort-cpu` observes).
+
+    Raises:
+        CalibCacheError: `images` < 1.
+        ImageError: the folder has too few readable images.
+    """
+    from drq.imaging.datasets import calib_crops
+
+    if images < 1:
+        raise CalibCacheError(f"--images: must be >= 1, got {images}")
+    crops = [c[None] for c in calib_crops(folder, scale, 64, images, seed=0)]
+    return complete_cache(cache, observe_int8_scales(model, crops), model)

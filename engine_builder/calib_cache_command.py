@@ -1,10 +1,18 @@
 """`drq calib-cache`: write a TensorRT calibration cache (TensorRT <= 10.x implicit INT8) from a recipe.
 
-    drq calib-cache --recipe R --onnx MODEL.onnx -o cache.txt [--algorithm entropy2|minmax]
-                    [--tensorrt-version 10.8.0] [--on-conflict error|max]
+    drq calib-cache --recipe R --onnx MODEL.onnx -o cache.txt [--calib DIR [--images N]]
+                    [--algorithm entropy2|minmax] [--tensorrt-version 10.8.0] [--on-conflict error|max]
 
 MODEL.onnx is the float graph of the recipe's model (`drq export --recipe R --lowering fp32`); the cache
-keys are its conv input tensors. The file is also what ModelOpt's `calibration_cache_path` reads
+keys are its tensor names. The recipe gives the conv inputs' scales. TensorRT keeps a layer in INT8 only
+when every tensor it reads and writes has a scale, so `--calib` runs the float ONNX in onnxruntime over
+LR crops of those images and adds max|x| / 127 for every other input and output of an INT8-eligible
+layer (`calib_cache.int8_tensors`: conv outputs, residual Adds, Concats, activations, pooling,
+DepthToSpace); without it the cache holds the conv inputs only and the command says how many tensors
+lack a scale. Why here and not in the recipe: those tensors exist only in the ONNX graph (a functional
+add or cat is no torch module to hook), and the cache is keyed by ONNX tensor names, so the float
+graph is what is observed; the ranges are the same `ort_cpu.observe_tensor_ranges` the ort-cpu target
+uses. The file is also what ModelOpt's `calibration_cache_path` reads
 (with `op_types_to_quantize=["Conv", "ConvTranspose"]`: our cache has conv inputs only, and ModelOpt
 would otherwise also quantize residual Adds it has no scale for; `high_precision_dtype="fp32"` keeps
 the scales exact instead of rounding them to float16).
@@ -29,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", type=Path, required=True, help="recipe JSON (drq quantize)")
     p.add_argument("--onnx", type=Path, required=True, help="float ONNX of the recipe's model (drq export)")
     p.add_argument("-o", "--output", type=Path, required=True, help="cache file to write")
+    p.add_argument(
+        "--calib",
+        type=Path,
+        help="HR images whose LR crops give the ranges of every other tensor TensorRT's INT8 layers read "
+        "or write (conv outputs, Adds, Concats, activations)",
+    )
+    p.add_argument("--images", type=int, default=8, help="--calib: number of LR crops (64x64) to observe")
     p.add_argument(
         "--algorithm", choices=ALGORITHMS, default="entropy2", help="calibrator kind of the header"
     )
@@ -57,7 +72,9 @@ def main(argv: list[str]) -> int:
         CalibCacheError,
         cache_from_recipe,
         check_model_identity,
+        complete_from_images,
         input_tensor_map,
+        missing_int8_tensors,
         modelopt_misread_tensors,
         version_code,
         write_cache,
@@ -91,8 +108,16 @@ def main(argv: list[str]) -> int:
     except CalibCacheError as err:
         source = args.recipe if str(err).startswith("recipe") else args.onnx
         raise CalibCacheError(f"{source}: {err}") from err
+    if args.calib is not None:
+        cache = complete_from_images(cache, model, args.calib, recipe.model.scale, args.images)
     write_cache(cache, args.output)
     print(f"wrote {args.output} ({cache.header}, {len(cache.scales)} tensors)")
+    missing = missing_int8_tensors(cache, model)
+    if missing:
+        print(
+            f"note: {len(missing)} tensor(s) of INT8-eligible layers have no scale (first: {missing[0]}); "
+            "TensorRT runs the layers reading or writing them in float; give --calib DIR to observe them"
+        )
     misread = modelopt_misread_tensors(cache)
     if misread:
         # TensorRT reads these fine; only ModelOpt's reader drops them, so this is a note, not an error.

@@ -2,6 +2,12 @@
 
 The ONNX path is torch-free (onnxruntime + numpy), so it runs in a production image; the checkpoint and
 recipe paths import torch lazily.
+
+Memory: every image is checked against the pixel limit (`--max-pixels`, default 16 M pixels) from its
+header when the dataset is opened, before any inference. With `--onnx`, an LR image larger than the tile
+(`--tile`, default 256) runs tiled (`serve.tiling`, rule in `serve.tile_options`), so onnxruntime never
+sees more than one tile; smaller images (every benchmark image) run whole, exactly as before.
+`--tile N` forces smaller tiles, which is how `results/tiling/` measures the PSNR cost of tiling.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from drq.artifacts import atomic_write_text, check_writable
 from drq.cli_args import CommandParser, thread_count
 from drq.imaging.datasets import open_dataset
 from drq.imaging.evaluate import DatasetResult, evaluate_dataset
+from drq.imaging.io import DEFAULT_MAX_PIXELS, from_nchw_float, set_pixel_limit
 from drq.imaging.progress import Progress
 from serve.errors import ServeError
+from serve.tile_options import add_tiling_arguments, resolve_tiling
+from serve.tiling import upscale_tiled
 
 Upscale = Callable[[np.ndarray], np.ndarray]
 
@@ -52,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--threads", type=thread_count, default=0, help="CPU threads (0: library default)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        help="refuse images of more pixels, from their header "
+        f"(default: DRQ_MAX_PIXELS, else {DEFAULT_MAX_PIXELS})",
+    )
+    add_tiling_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -83,8 +99,9 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
             raise ServeError(f"{args.onnx}: no drq.scale in the model's metadata; pass --scale")
         from serve.runtime.ort import OrtRunner
 
-        runner = OrtRunner(args.onnx, threads=args.threads or None)
-        return runner.run, scale, {"onnx": str(args.onnx)}
+        runner = OrtRunner(args.onnx, threads=args.threads or None, memory_pattern=False)
+        upscale, tiling = _tiled_onnx(args, runner, scale)
+        return upscale, scale, {"onnx": str(args.onnx), **tiling}
     if args.recipe:
         from calib.inference import torch_upscaler
         from calib.simulate import load_simulated_model
@@ -114,6 +131,27 @@ def _resolve(args: argparse.Namespace) -> tuple[Upscale, int, dict[str, object]]
     )
 
 
+def _tiled_onnx(args: argparse.Namespace, runner, scale: int) -> tuple[Upscale, dict[str, object]]:
+    """The ONNX runner, tiling LR images larger than the tile (the tiling rule of serve.tile_options)."""
+    settings = resolve_tiling(args, args.onnx)
+    if settings.note and not args.quiet:
+        print(f"note: {settings.note}", file=sys.stderr, flush=True)
+    tile_h, tile_w = settings.tile
+
+    def upscale(x: np.ndarray) -> np.ndarray:
+        if x.shape[2] <= tile_h and x.shape[3] <= tile_w:
+            return runner.run(x)
+        # from_nchw_float inverts to_nchw_float exactly (v / 255 * 255 rounds back to v).
+        image = from_nchw_float(x)
+        return upscale_tiled(runner.run, image, scale, settings.tile, settings.overlap, settings.batch)
+
+    info: dict[str, object] = {"tile": list(settings.tile), "overlap": settings.overlap}
+    if settings.field is not None:
+        info["receptive_field"] = settings.field.radius
+        info["tiling_exact"] = settings.field.exact
+    return upscale, info
+
+
 def _set_torch_threads(threads: int) -> None:
     if threads:
         import torch
@@ -134,6 +172,8 @@ def format_row(result: DatasetResult) -> str:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.max_pixels is not None:
+        set_pixel_limit(args.max_pixels)
     if args.scale is not None and args.scale < 1:
         raise ServeError(f"--scale: must be >= 1, got {args.scale}")
     if args.json is not None:

@@ -1,11 +1,13 @@
 """`drq export`: lower a recipe (or an FP checkpoint) to an ONNX file.
 
     drq export --recipe R [--weights W] [--lowering L] -o model.onnx [--io-dtype fp32|fp16]
-               [--target tensorrt|ort-cpu [--calib DIR]] [--outlier-channels-only]
+               [--target tensorrt|ort-cpu [--calib DIR]] [--glue fp16|fp32] [--outlier-channels-only]
     drq export --arch A --weights W --scale S [--lowering fp32|fp16] -o model.onnx
 
 torch is imported only when the command runs (`drq --help` stays torch-free). The output is written
-atomically and may never be one of the inputs.
+atomically and may never be one of the inputs. Quantizing lowerings for `--target tensorrt` get FP16
+glue by default (`engine_builder.lowerings.fp16_glue`: every non-quantized op in float16, casts only at
+the I/O); `--glue fp32` keeps the float32 glue, and `--target ort-cpu` always does.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lowering", choices=list(LOWERINGS), help="how to lower (default: from the recipe)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
     parser.add_argument(
-        "--io-dtype", choices=("fp32", "fp16"), default="fp32", help="fp16 lowering: I/O type"
+        "--io-dtype",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="I/O type of the fp16 lowering and of FP16-glue graphs",
+    )
+    parser.add_argument(
+        "--glue",
+        choices=("fp16", "fp32"),
+        help="precision of the non-quantized ops around the INT8 convs (default: fp16 for --target "
+        "tensorrt and a quantizing lowering, else fp32)",
     )
     parser.add_argument(
         "--target",
@@ -50,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         "output ranges onnxruntime's QLinearConv needs",
     )
     parser.add_argument(
+        "--ort-weights",
+        choices=("uint8", "int8", "int7"),
+        default="uint8",
+        help="--target ort-cpu: QLinearConv weight storage; uint8 exact everywhere (default), int8 fastest "
+        "but saturating on x86 without VNNI, int7 fast and exact (7-bit weights)",
+    )
+    parser.add_argument(
         "--outlier-channels-only",
         action="store_true",
         help="drq-split: outlier branch only on the recipe's outlier channels",
@@ -61,15 +79,28 @@ def _same_file(a: Path, b: Path | None) -> bool:
     return b is not None and a.resolve() == b.resolve()
 
 
+def _options(args: argparse.Namespace, lowering: str):
+    """The lowering options of this export; FP16 glue by default where it applies (module docstring)."""
+    from engine_builder.lowerings.common import LoweringOptions
+    from engine_builder.lowerings.registry import takes_fp16_glue
+
+    glue = args.glue or ("fp16" if args.target == "tensorrt" and takes_fp16_glue(lowering) else "fp32")
+    return LoweringOptions(
+        io_dtype=args.io_dtype,
+        target=args.target,
+        outlier_channels_only=args.outlier_channels_only,
+        glue=glue,
+        ort_weights=args.ort_weights,
+    )
+
+
 def main(argv: list[str]) -> int:
     """Run `drq export`; returns 0 (user errors raise BuildError / CalibError: one line, exit 2)."""
     args = _parser().parse_args(argv)
     check_writable(args.output)
     from engine_builder.lowerings.common import LoweringOptions
 
-    options = LoweringOptions(
-        io_dtype=args.io_dtype, target=args.target, outlier_channels_only=args.outlier_channels_only
-    )
+    LoweringOptions(io_dtype=args.io_dtype, target=args.target, glue=args.glue or "fp32")  # checks first
     for source in (args.recipe, args.weights):
         if _same_file(args.output, source):
             raise ExportError(f"{args.output}: is an input of this export; choose another output path")
@@ -78,8 +109,10 @@ def main(argv: list[str]) -> int:
             raise ExportError("--recipe: the recipe names the model; drop --arch/--scale")
         from drq.recipe import load_recipe, recipe_checkpoint
         from engine_builder.export.pipeline import export_recipe
+        from engine_builder.lowerings.registry import default_lowering
 
         recipe = load_recipe(args.recipe)
+        options = _options(args, args.lowering or default_lowering(recipe))
         if args.weights is None and _same_file(args.output, recipe_checkpoint(recipe, args.recipe)):
             raise ExportError(f"{args.output}: is the recipe's checkpoint; choose another output path")
         calib_inputs = None
@@ -98,7 +131,8 @@ def main(argv: list[str]) -> int:
             raise ExportError("give --recipe, or --arch with --weights and --scale for an FP export")
         from engine_builder.export.pipeline import export_checkpoint
 
-        model = export_checkpoint(args.arch, args.weights, args.scale, args.lowering or "fp32", options)
+        lowering = args.lowering or "fp32"
+        model = export_checkpoint(args.arch, args.weights, args.scale, lowering, _options(args, lowering))
     from drq.artifacts import atomic_write_bytes
 
     atomic_write_bytes(args.output, model.SerializeToString())

@@ -4,7 +4,7 @@ For a `b-bit` recipe this command reports, per quantized conv input:
 
 * bytes moved between the producer and the conv (COMPUTED from the recipe and the exported shapes at
   one input size, not measured): fp16 (2 bytes written + read per value), the plugin path if quantize
-  and dequant were fused into the producer and the conv (int8 codes written + read, plus the 20-byte
+  and dequant were fused into the producer and the conv (int8 codes written + read, plus the 28-byte
   params vector), the plugin path as TensorRT runs it (TensorRT does not fuse plugins with its own
   layers, so each plugin is a kernel of its own: fp16 x written, read by DualRegionQuantize, int8 codes
   written and read by DualRegionDequant, fp16 x_hat written and read by the conv, params read twice),
@@ -40,7 +40,7 @@ from drq.grids import split_outlier_scale
 from drq.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct, f32
 from engine_builder.errors import BuildError, MissingDependency
 
-PARAMS_BYTES = 5 * 4  # float32[5] per quantized tensor (plugins.spec)
+PARAMS_BYTES = 7 * 4  # float32[7] per quantized tensor (plugins.spec)
 
 
 @dataclass(frozen=True)

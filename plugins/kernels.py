@@ -18,7 +18,7 @@ Bit exactness on the GPU:
   below and `plugins.aot` do), so LLVM's NVPTX backend emits `mul.rn.f32` / `add.rn.f32`, which no
   downstream ptxas (Triton's, TensorRT's or the driver's PTX JIT) may fuse. `tests/plugins/test_aot.py`
   checks the PTX for `fma` and `div.full`.
-* round half to even is `(t + 1.5 * 2**23) - 1.5 * 2**23` on |t| <= D + 1 << 2**22: the sum lies in
+* round half to even is `(t + 1.5 * 2**23) - 1.5 * 2**23` on |t| <= 129 << 2**22: the sum lies in
   [2**23, 2**24) where the float32 spacing is 1, so the add.rn rounds t to the nearest integer, ties to
   even, and the subtraction is exact. libdevice `rint` would do the same on the GPU, but the interpreter
   cannot run libdevice calls, and one code path for both keeps the interpreter tests meaningful.
@@ -39,13 +39,15 @@ _ROUND_MAGIC: Final = 12582912.0  # 1.5 * 2**23
 
 @triton.jit
 def _load_params(params_ptr):
-    # params layout: plugins.spec (BP, S_D, S_P, S_N, D) = 0..4
+    # params layout: plugins.spec (BP, S_D, S_P, S_N, D, P, N) = 0..6
     bp = tl.load(params_ptr + 0)
     s_d = tl.load(params_ptr + 1)
     s_p = tl.load(params_ptr + 2)
     s_n = tl.load(params_ptr + 3)
     d = tl.load(params_ptr + 4)
-    return bp, s_d, s_p, s_n, d
+    p = tl.load(params_ptr + 5)
+    n = tl.load(params_ptr + 6)
+    return bp, s_d, s_p, s_n, d, p, n
 
 
 @triton.jit
@@ -57,10 +59,9 @@ def _rint_clamped(t, lo, hi):
 
 
 @triton.jit
-def _dequant_block(q8, bp, s_d, s_p, s_n, d):
+def _dequant_block(q8, bp, s_d, s_p, s_n, d, p, n):
     q = q8.to(tl.float32)
-    two_d = d + d
-    q = tl.minimum(tl.maximum(q, -two_d), two_d)
+    q = tl.minimum(tl.maximum(q, -(d + n)), d + p)
     dense = q * s_d
     pos = bp + (q - d) * s_p
     neg = -(bp + (-q - d) * s_n)
@@ -68,13 +69,13 @@ def _dequant_block(q8, bp, s_d, s_p, s_n, d):
 
 
 @triton.jit
-def _quantize_block(x_in, bp, s_d, s_p, s_n, d):
+def _quantize_block(x_in, bp, s_d, s_p, s_n, d, p, n):
     x = x_in.to(tl.float32)  # fp16 -> fp32 is exact
     dense = _rint_clamped(tl.math.div_rn(x, s_d), -d, d)
-    pos = d + _rint_clamped(tl.math.div_rn(x - bp, s_p), 0.0, d)
+    pos = d + _rint_clamped(tl.math.div_rn(x - bp, s_p), 0.0, p)
     has_neg = s_n > 0.0
     s_n_safe = tl.where(has_neg, s_n, 1.0)  # a tail-less quantizer never reads this branch
-    neg = -(d + _rint_clamped(tl.math.div_rn(-x - bp, s_n_safe), 0.0, d))
+    neg = -(d + _rint_clamped(tl.math.div_rn(-x - bp, s_n_safe), 0.0, n))
     neg = tl.where(has_neg, neg, -d)
     q = tl.where(tl.abs(x) <= bp, dense, tl.where(x > bp, pos, neg))
     q = tl.where(x != x, 0.0, q)  # NaN -> 0
@@ -84,31 +85,31 @@ def _quantize_block(x_in, bp, s_d, s_p, s_n, d):
 @triton.jit
 def dual_region_dequant_kernel(codes_ptr, params_ptr, n_elements, out_ptr, BLOCK: tl.constexpr):
     """Decode int8 codes to the output pointer's dtype (fp32 or fp16, one round-to-nearest-even)."""
-    bp, s_d, s_p, s_n, d = _load_params(params_ptr)
+    bp, s_d, s_p, s_n, d, p, n = _load_params(params_ptr)
     start = tl.program_id(0) * BLOCK
     offs = start + tl.arange(0, BLOCK)
     # Full blocks load and store without a mask so the compiler can emit 16-byte vector accesses; only
     # the last, partial block pays for the mask.
     if start + BLOCK <= n_elements:
-        v = _dequant_block(tl.load(codes_ptr + offs), bp, s_d, s_p, s_n, d)
+        v = _dequant_block(tl.load(codes_ptr + offs), bp, s_d, s_p, s_n, d, p, n)
         tl.store(out_ptr + offs, v.to(out_ptr.dtype.element_ty))
     else:
         mask = offs < n_elements
-        v = _dequant_block(tl.load(codes_ptr + offs, mask=mask, other=0), bp, s_d, s_p, s_n, d)
+        v = _dequant_block(tl.load(codes_ptr + offs, mask=mask, other=0), bp, s_d, s_p, s_n, d, p, n)
         tl.store(out_ptr + offs, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def dual_region_quantize_kernel(x_ptr, params_ptr, n_elements, out_ptr, BLOCK: tl.constexpr):
     """Encode fp32/fp16 values as int8 dual-region codes."""
-    bp, s_d, s_p, s_n, d = _load_params(params_ptr)
+    bp, s_d, s_p, s_n, d, p, n = _load_params(params_ptr)
     start = tl.program_id(0) * BLOCK
     offs = start + tl.arange(0, BLOCK)
     if start + BLOCK <= n_elements:
-        tl.store(out_ptr + offs, _quantize_block(tl.load(x_ptr + offs), bp, s_d, s_p, s_n, d))
+        tl.store(out_ptr + offs, _quantize_block(tl.load(x_ptr + offs), bp, s_d, s_p, s_n, d, p, n))
     else:
         mask = offs < n_elements
-        q = _quantize_block(tl.load(x_ptr + offs, mask=mask, other=0.0), bp, s_d, s_p, s_n, d)
+        q = _quantize_block(tl.load(x_ptr + offs, mask=mask, other=0.0), bp, s_d, s_p, s_n, d, p, n)
         tl.store(out_ptr + offs, q, mask=mask)
 
 
@@ -130,10 +131,11 @@ def _check_launch(name: str, inp: Any, params: Any, out: Any) -> int:
     import torch
 
     from plugins.errors import PluginError
+    from plugins.spec import NUM_PARAMS
 
     _check(name, params, (torch.float32,), "params")
-    if tuple(params.shape) != (5,):
-        raise PluginError(f"{name}: params must have shape (5,), got {tuple(params.shape)}")
+    if tuple(params.shape) != (NUM_PARAMS,):
+        raise PluginError(f"{name}: params must have shape ({NUM_PARAMS},), got {tuple(params.shape)}")
     devices = {str(t.device) for t in (inp, params, out)}
     if len(devices) > 1:
         raise PluginError(f"{name}: input, params and output must be on one device, got {sorted(devices)}")
@@ -148,7 +150,7 @@ def _check_launch(name: str, inp: Any, params: Any, out: Any) -> int:
 def dequantize_triton(codes: Any, params: Any, out: Any) -> Any:
     """Launch the dequant kernel: int8 `codes` -> `out` (fp32 or fp16, same shape, contiguous).
 
-    `params` is the float32[5] vector of `plugins.spec` on the same device. Returns `out`.
+    `params` is the float32[7] vector of `plugins.spec` on the same device. Returns `out`.
 
     Raises:
         PluginError: wrong dtype, shape or layout.

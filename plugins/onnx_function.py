@@ -26,7 +26,20 @@ import onnx
 from onnx import FunctionProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
 from plugins.errors import PluginError
-from plugins.spec import BP, DEQUANT_OP, NAMESPACE, QUANTIZE_OP, S_D, S_N, S_P, VERSION, D, validate_params
+from plugins.spec import (
+    BP,
+    DEQUANT_OP,
+    NAMESPACE,
+    QUANTIZE_OP,
+    S_D,
+    S_N,
+    S_P,
+    VERSION,
+    D,
+    N,
+    P,
+    validate_params,
+)
 
 DOMAIN: Final = NAMESPACE
 """Domain of the nodes and of their local functions."""
@@ -43,7 +56,7 @@ def _plugin_attrs() -> dict[str, str]:
 
 
 def make_quantize_node(x: str, params: str, codes: str, name: str | None = None) -> NodeProto:
-    """A DualRegionQuantize node: float32/float16 `x` and float32[5] `params` -> int8 `codes`."""
+    """A DualRegionQuantize node: float32/float16 `x` and float32[7] `params` -> int8 `codes`."""
     return helper.make_node(
         QUANTIZE_OP, [x, params], [codes], name=name or codes + "_quantize", domain=DOMAIN, **_plugin_attrs()
     )
@@ -52,7 +65,7 @@ def make_quantize_node(x: str, params: str, codes: str, name: str | None = None)
 def make_dequant_node(
     codes: str, params: str, out: str, out_dtype: int = TensorProto.FLOAT, name: str | None = None
 ) -> NodeProto:
-    """A DualRegionDequant node: int8 `codes` and float32[5] `params` -> `out` of `out_dtype`.
+    """A DualRegionDequant node: int8 `codes` and float32[7] `params` -> `out` of `out_dtype`.
 
     Raises:
         PluginError: `out_dtype` is not TensorProto.FLOAT or TensorProto.FLOAT16.
@@ -73,7 +86,7 @@ def make_dequant_node(
 
 
 def params_initializer(name: str, params: npt.NDArray[np.float32]) -> TensorProto:
-    """The float32[5] params vector (`plugins.spec`) as an ONNX initializer named `name`.
+    """The float32[7] params vector (`plugins.spec`) as an ONNX initializer named `name`.
 
     Raises:
         PluginError: `params` fails `plugins.spec.validate_params`.
@@ -94,14 +107,14 @@ class _Body:
     def const(self, name: str, value: float | int, dtype: int) -> str:
         return self.op("Constant", [], name, value=helper.make_tensor(name, dtype, [], [value]))
 
-    def params(self, params: str) -> tuple[str, str, str, str, str]:
-        """Scalars bp, s_d, s_p, s_n, D gathered from the float32[5] params input."""
+    def params(self, params: str) -> tuple[str, ...]:
+        """Scalars bp, s_d, s_p, s_n, D, P, N gathered from the float32[7] params input."""
         names = []
-        for index, name in ((BP, "bp"), (S_D, "s_d"), (S_P, "s_p"), (S_N, "s_n"), (D, "d")):
+        layout = ((BP, "bp"), (S_D, "s_d"), (S_P, "s_p"), (S_N, "s_n"), (D, "d"), (P, "p"), (N, "n"))
+        for index, name in layout:
             idx = self.const(f"{name}_index", index, TensorProto.INT64)
             names.append(self.op("Gather", [params, idx], name, axis=0))
-        bp, s_d, s_p, s_n, d = names
-        return bp, s_d, s_p, s_n, d
+        return tuple(names)
 
 
 def _opsets(opset: int) -> list[onnx.OperatorSetIdProto]:
@@ -111,22 +124,22 @@ def _opsets(opset: int) -> list[onnx.OperatorSetIdProto]:
 def _quantize_function(opset: int) -> FunctionProto:
     b = _Body()
     xf = b.op("Cast", ["x"], "xf", to=TensorProto.FLOAT)  # float16 -> float32 is exact
-    bp, s_d, s_p, s_n, d = b.params("params")
+    bp, s_d, s_p, s_n, d, p, n = b.params("params")
     zero = b.const("zero", 0.0, TensorProto.FLOAT)
     one = b.const("one", 1.0, TensorProto.FLOAT)
     neg_d = b.op("Neg", [d], "neg_d")
     # dense: clamp(rint(x / s_d), -D, D)
     r_dense = b.op("Round", [b.op("Div", [xf, s_d], "t_dense")], "r_dense")
     q_dense = b.op("Clip", [r_dense, neg_d, d], "q_dense")
-    # positive tail: D + clamp(rint((x - bp) / s_p), 0, D)
+    # positive tail: D + clamp(rint((x - bp) / s_p), 0, P)
     t_pos = b.op("Div", [b.op("Sub", [xf, bp], "x_minus_bp"), s_p], "t_pos")
-    q_pos = b.op("Add", [d, b.op("Clip", [b.op("Round", [t_pos], "r_pos"), zero, d], "c_pos")], "q_pos")
-    # negative tail: -(D + clamp(rint((-x - bp) / s_n), 0, D)), or -D without a tail (s_n == 0, where
+    q_pos = b.op("Add", [d, b.op("Clip", [b.op("Round", [t_pos], "r_pos"), zero, p], "c_pos")], "q_pos")
+    # negative tail: -(D + clamp(rint((-x - bp) / s_n), 0, N)), or -D without a tail (s_n == 0, where
     # the division by the placeholder 1 is computed and discarded)
     has_neg = b.op("Greater", [s_n, zero], "has_neg")
     s_n_safe = b.op("Where", [has_neg, s_n, one], "s_n_safe")
     t_neg = b.op("Div", [b.op("Sub", [b.op("Neg", [xf], "neg_x"), bp], "neg_x_minus_bp"), s_n_safe], "t_neg")
-    c_neg = b.op("Clip", [b.op("Round", [t_neg], "r_neg"), zero, d], "c_neg")
+    c_neg = b.op("Clip", [b.op("Round", [t_neg], "r_neg"), zero, n], "c_neg")
     q_tail = b.op("Neg", [b.op("Add", [d, c_neg], "d_plus_c_neg")], "q_tail")
     q_neg = b.op("Where", [has_neg, q_tail, neg_d], "q_neg")
     in_dense = b.op("LessOrEqual", [b.op("Abs", [xf], "abs_x"), bp], "in_dense")
@@ -149,9 +162,10 @@ def _quantize_function(opset: int) -> FunctionProto:
 def _dequant_function(opset: int) -> FunctionProto:
     b = _Body()
     qf = b.op("Cast", ["codes"], "q_raw", to=TensorProto.FLOAT)
-    bp, s_d, s_p, s_n, d = b.params("params")
-    two_d = b.op("Add", [d, d], "two_d")
-    q = b.op("Clip", [qf, b.op("Neg", [two_d], "neg_two_d"), two_d], "q")
+    bp, s_d, s_p, s_n, d, p, n = b.params("params")
+    # saturate to the code range [-(D + N), D + P]
+    lowest = b.op("Neg", [b.op("Add", [d, n], "d_plus_n")], "lowest")
+    q = b.op("Clip", [qf, lowest, b.op("Add", [d, p], "d_plus_p")], "q")
     dense = b.op("Mul", [q, s_d], "dense")
     pos = b.op("Add", [bp, b.op("Mul", [b.op("Sub", [q, d], "q_minus_d"), s_p], "pos_offset")], "pos")
     neg_q_minus_d = b.op("Sub", [b.op("Neg", [q], "neg_q"), d], "neg_q_minus_d")

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 
 from drq.versions import module_version
 from plugins.errors import MissingDependency, PluginError
-from plugins.spec import DEQUANT_OP, NAMESPACE, QUANTIZE_OP
+from plugins.spec import DEQUANT_OP, NAMESPACE, NUM_PARAMS, QUANTIZE_OP
 
 TARGET_TENSORRT: Final = "10.13.0"
 """The TensorRT release this code targets: 10.13.0 (GA 2025-07-24), whose `tensorrt.plugin` API
@@ -229,6 +229,7 @@ def _define_descriptors(trt: ModuleType, trtp: ModuleType) -> None:
     """
 
     def dequant_desc(codes, params, out_dtype):
+        _check_params_desc(DEQUANT_ID, params)
         if out_dtype not in (ONNX_FLOAT, ONNX_FLOAT16):
             raise PluginError(
                 f"{DEQUANT_ID}: out_dtype must be {ONNX_FLOAT} (float32) or {ONNX_FLOAT16} "
@@ -240,6 +241,7 @@ def _define_descriptors(trt: ModuleType, trtp: ModuleType) -> None:
         return trtp.from_shape_expr(codes.shape_expr, dtype=out)
 
     def quantize_desc(x, params):
+        _check_params_desc(QUANTIZE_ID, params)
         return trtp.from_shape_expr(x.shape_expr, dtype=trt.int8)
 
     desc = trtp.TensorDesc
@@ -294,6 +296,24 @@ def _define_jit(trtp: ModuleType) -> None:
 
     tail = {"outputs": tuple[trtp.Tensor], "stream": int, "return": None}
     _decorate_pair(trtp.impl, dequant_jit, quantize_jit, trtp.Tensor, tail)
+
+
+def _check_params_desc(plugin_id: str, params: Any) -> None:
+    """Refuse, at build time, a params input that is not float32[7] (e.g. an ONNX file exported with
+    the 5-entry layout of schema-1 drq): the kernels read entries 0..6 and would read past its end.
+
+    ShapeExpr (https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/Shape/ShapeExpr.html):
+    `is_constant` / `constant_value()` are defined for non-fake expressions, which the descriptor's
+    shape calculation gets.
+    """
+    shape = list(params.shape_expr)
+    known = [not e.is_fake and e.is_constant for e in shape]
+    if len(shape) != 1 or (known[0] and shape[0].constant_value() != NUM_PARAMS):
+        dims = [e.constant_value() if k else "?" for e, k in zip(shape, known, strict=True)]
+        raise PluginError(
+            f"{plugin_id}: params must be float32[{NUM_PARAMS}] [bp, s_d, s_p, s_n, D, P, N], got shape "
+            f"{dims}; re-export the model with this drq (the 5-entry layout predates the code split)"
+        )
 
 
 def _launch_jit(wrapper: str, inp: Any, params: Any, out: Any, stream: int) -> None:

@@ -3,6 +3,11 @@
 This is the production path: onnxruntime (CPU, or its CUDA provider) or a TensorRT / TensorRT-RTX engine,
 numpy and Pillow. Every output is a PNG written atomically into the output folder; inputs are never
 overwritten, and an existing output is only replaced with `--overwrite`.
+
+Every input's header is checked (readable, supported mode, within the pixel limit `--max-pixels`) before
+anything is written, so a bad image in a folder stops the run with no output written. Images larger
+than the tile are tiled (`serve.tiling`, rule in `serve.tile_options`); `--report-memory` prints the
+process's peak resident set size at the end (the memory benchmark in `results/memory/`).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from pathlib import Path
 from drq.artifacts import check_writable_folder
 from drq.cli_args import CommandParser, thread_count
 from drq.imaging.datasets import IMAGE_SUFFIXES, list_images
-from drq.imaging.io import check_image_header, from_nchw_float, read_image, to_nchw_float, write_image
+from drq.imaging.io import DEFAULT_MAX_PIXELS, check_image_header, read_image, set_pixel_limit, write_image
 from serve.errors import ServeError
-from serve.runtime.signature import check_upscaled
+from serve.tile_options import TileSettings, add_tiling_arguments, resolve_tiling
+from serve.tiling import TilingError, upscale_tiled_pil
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--onnx", type=Path, help="ONNX model from `drq export`")
     source.add_argument("--engine", type=Path, help="engine from `drq build` (its .json manifest beside it)")
+    source.add_argument(
+        "--server",
+        metavar="URL",
+        help="a Triton server from `drq serve` (http://HOST:PORT or grpc://HOST:PORT); it tiles itself",
+    )
+    p.add_argument("--server-timeout", type=float, default=120.0, help="--server: seconds per image at most")
     p.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
     p.add_argument("--threads", type=thread_count, default=0, help="onnxruntime CPU threads (0: its default)")
@@ -40,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
         help="CUDA binding of the engine runtime",
     )
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        help="refuse input images of more pixels, from their header "
+        f"(default: DRQ_MAX_PIXELS, else {DEFAULT_MAX_PIXELS})",
+    )
+    add_tiling_arguments(p)
+    p.add_argument("--report-memory", action="store_true", help="print the peak resident set size at the end")
     p.add_argument("--quiet", action="store_true", help="no line per image")
     return p
 
@@ -94,7 +114,7 @@ def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
             raise ServeError(f"{args.onnx}: no such ONNX file")
         from serve.runtime.ort import OrtRunner
 
-        return OrtRunner(args.onnx, threads=args.threads or None, cuda=args.cuda)
+        return OrtRunner(args.onnx, threads=args.threads or None, cuda=args.cuda, memory_pattern=False)
     if not args.engine.is_file():
         raise ServeError(f"{args.engine}: no such engine file")
     from serve.runtime.trt import TrtRunner
@@ -102,58 +122,66 @@ def _runner(args: argparse.Namespace):  # -> serve.runtime.base.Runner
     return TrtRunner(args.engine, cuda=args.cuda_binding)
 
 
-def _declared_scale(onnx_path: Path) -> int | None:
-    """The `drq.scale` metadata `drq export` writes; None for an ONNX file without it."""
-    import onnx
-
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception:  # onnxruntime already loaded it; a metadata read failure only loses the check
-        return None
-    value = next((p.value for p in model.metadata_props if p.key == "drq.scale"), "")
-    return int(value) if value.isdigit() and int(value) > 0 else None
+def _tiling(args: argparse.Namespace, runner) -> tuple[TileSettings, int | None]:
+    """The tile settings and the declared scale (ONNX metadata `drq.scale`; None: taken from the output)."""
+    if args.onnx is not None:
+        meta = runner.session.get_modelmeta().custom_metadata_map
+        declared = meta.get("drq.scale", "")
+        return resolve_tiling(args, args.onnx), int(declared) if declared.isdigit() else None
+    manifest = runner.manifest
+    return resolve_tiling(args, args.engine.parent / manifest.onnx, manifest.profile.max), None
 
 
-def _observed_scale(model: Path, lr_shape: Sequence[int], sr_shape: Sequence[int]) -> int:
-    """The factor of a model that does not declare one: the first output's height over the input's
-    (`check_upscaled` then holds every image, the first included, to it in both axes)."""
-    if len(sr_shape) != 4 or sr_shape[2] % lr_shape[2] or sr_shape[2] < lr_shape[2]:
-        raise ServeError(
-            f"{model}: output shape {tuple(sr_shape)} is not a whole multiple of {tuple(lr_shape)}"
-        )
-    return sr_shape[2] // lr_shape[2]
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB (`ru_maxrss`, KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _upscale_all(args, runner, images: Sequence[Path], targets: Sequence[Path]) -> None:
+    settings, scale = _tiling(args, runner)
+    if settings.note and not args.quiet:
+        print(f"note: {settings.note}", flush=True)
+    for image, target in zip(images, targets, strict=True):
+        lr = read_image(image)
+        t0 = time.perf_counter()
+        try:
+            sr = upscale_tiled_pil(runner.run, lr, scale, settings.tile, settings.overlap, settings.batch)
+        except TilingError as err:  # the runner's output shape: name the model, not "runner"
+            model = args.onnx or args.engine
+            raise ServeError(f"{model}: {str(err).removeprefix('runner: ')}") from err
+        seconds = time.perf_counter() - t0
+        write_image(target, sr)
+        if not args.quiet:
+            h, w = lr.shape[:2]
+            print(f"{image} ({w}x{h}) -> {target} ({sr.width}x{sr.height}, {seconds:.3f} s)", flush=True)
+        del lr, sr
 
 
 def main(argv: list[str]) -> int:
     """Entry point of `drq upscale`."""
     args = _parser().parse_args(argv)
+    if args.max_pixels is not None:
+        set_pixel_limit(args.max_pixels)
     images = collect_inputs(args.inputs)
-    for image in images:  # every input before any output: a bad file must not leave half a batch
+    for image in images:  # header, mode, size and pixel limit of every input before any output
         check_image_header(image)
     check_writable_folder(args.output)
     targets = plan_outputs(images, args.output, args.overwrite)
+    if args.server:
+        from serve.triton.client import upscale_files
+
+        upscale_files(args.server, images, targets, args.server_timeout, args.quiet)
+        return 0
     runner = _runner(args)
-    scale = _declared_scale(args.onnx) if args.onnx is not None else None
     started = time.perf_counter()
     try:
-        for image, target in zip(images, targets, strict=True):
-            lr = read_image(image)
-            t0 = time.perf_counter()
-            x = to_nchw_float(lr)
-            y = runner.run(x)
-            scale = scale or _observed_scale(args.onnx or args.engine, x.shape, y.shape)
-            check_upscaled(str(args.onnx or args.engine), x.shape, y.shape, scale)
-            sr = from_nchw_float(y)
-            seconds = time.perf_counter() - t0
-            write_image(target, sr)
-            if not args.quiet:
-                h, w = lr.shape[:2]
-                print(
-                    f"{image} ({w}x{h}) -> {target} ({sr.shape[1]}x{sr.shape[0]}, {seconds:.3f} s)",
-                    flush=True,
-                )
+        _upscale_all(args, runner, images, targets)
     finally:
         runner.close()
     if not args.quiet:
         print(f"{len(images)} images in {time.perf_counter() - started:.2f} s")
+    if args.report_memory:
+        print(f"peak RSS {peak_rss_mib():.0f} MiB")
     return 0

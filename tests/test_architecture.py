@@ -35,12 +35,15 @@ TORCH_MODULES = {
     "calib.policy",
     "calib.calibrate",
     "calib.finetune",
+    "calib.plan",
     "calib.simulate",
     "calib.quantize_command",
     "calib.report",
     "calib.zoo_command",
     "calib.inference",
+    "calib.api",  # the Python API takes nn.Module objects
     "engine_builder.export",
+    "engine_builder.api",
     "plugins.kernels",  # needs triton at module top (@triton.jit); only function bodies import it
 }
 

@@ -21,10 +21,11 @@ def _inputs(act, rng: np.random.Generator) -> np.ndarray:
     """Dense values, outliers, exact ties of every grid, the bounds, beyond them, and specials."""
     grid = bbit_grid(act)
     bp, s_d, s_p, s_n, d = grid.breakpoint, grid.s_d, grid.s_p, grid.s_n, grid.dense_limit
+    p, n = grid.pos_tail_codes, grid.neg_tail_codes
     k = np.arange(-d - 1, d + 1, dtype=_F32)
-    ties = [(k + _F32(0.5)) * s_d, bp + (np.arange(0, d + 1, dtype=_F32) + _F32(0.5)) * s_p]
+    ties = [(k + _F32(0.5)) * s_d, bp + (np.arange(0, p + 1, dtype=_F32) + _F32(0.5)) * s_p]
     if s_n > 0:
-        ties.append(-(bp + (np.arange(0, d + 1, dtype=_F32) + _F32(0.5)) * s_n))
+        ties.append(-(bp + (np.arange(0, n + 1, dtype=_F32) + _F32(0.5)) * s_n))
     lo, up = _F32(act.lower), _F32(act.upper)
     span = max(float(up), float(-lo), float(bp)) * 1.5
     parts = [
@@ -56,10 +57,20 @@ def _inputs(act, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts).astype(_F32)
 
 
-def _act(bits: int, lower: float, bp: float, upper: float):
-    from drq.recipe import DualRegionAct, f32
+def _act(bits: int, lower: float, bp: float, upper: float, split: tuple[int, int, int] | None = None):
+    from drq.recipe import CODE_SPLIT_FIELDS, DualRegionAct, f32
 
-    return DualRegionAct(budget="b-bit", bits=bits, lower=f32(lower), breakpoint=f32(bp), upper=f32(upper))
+    codes = {} if split is None else dict(zip(CODE_SPLIT_FIELDS, split, strict=True))
+    return DualRegionAct(
+        budget="b-bit", bits=bits, lower=f32(lower), breakpoint=f32(bp), upper=f32(upper), **codes
+    )
+
+
+def _splits(bits: int) -> list[tuple[int, int, int]]:
+    """Searched code splits: D = 1 (all tails), a middle D, the widest dense region, and P != N."""
+    top = 2 ** (bits - 1)
+    middle = max(1, top // 2)
+    return [(1, top - 2, top - 1), (middle, top - 1 - middle, top - middle), (top - 2, 1, 2), (1, 1, top - 1)]
 
 
 CASES = [
@@ -103,6 +114,23 @@ def test_agreement_holds_for_random_bounds(bits: int) -> None:
         assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (lower, bp, upper)
 
 
+@pytest.mark.parametrize("bits", [3, 4, 6, 8])
+@pytest.mark.parametrize("bounds", CASES, ids=["signed", "asym", "relu", "l=-bp", "bounded"])
+def test_torch_bbit_with_searched_splits_equals_reference_bitwise(
+    bits: int, bounds: tuple[float, float, float]
+) -> None:
+    """Any code split (D, P, N) of the recipe: torch fake quantizer == reference, bit for bit."""
+    rng = np.random.default_rng(bits * 1000 + CASES.index(bounds))
+    for split in _splits(bits):
+        act = _act(bits, *bounds, split=split)
+        params = bbit_grid(act).params()
+        assert params.tolist()[4:] == [float(v) for v in split]
+        x = _inputs(act, rng)
+        expected = reference.dequantize(reference.quantize(x, params), params)
+        got = DualRegionActQuantizer.from_recipe(act)(torch.from_numpy(x)).detach().numpy()
+        assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (split, bounds)
+
+
 def test_agreement_detects_a_different_grid() -> None:
     """The comparison is sharp: a quantizer one float32 ulp off in bp disagrees somewhere."""
     act = _act(4, -2.0, 0.3, 3.0)
@@ -111,6 +139,10 @@ def test_agreement_detects_a_different_grid() -> None:
     expected = reference.dequantize(reference.quantize(x, params), params)
     shifted = DualRegionActQuantizer("b-bit", 4, -2.0, float(np.nextafter(_F32(0.3), _F32(1))), 3.0)
     got = shifted(torch.from_numpy(x)).detach().numpy()
+    assert not np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+    # ... and so does one with the same bounds but another code split
+    other = DualRegionActQuantizer("b-bit", 4, -2.0, 0.3, 3.0, code_split=(4, 3, 3))
+    got = other(torch.from_numpy(x)).detach().numpy()
     assert not np.array_equal(got.view(np.uint32), expected.view(np.uint32))
 
 

@@ -7,6 +7,7 @@ a recipe reproduces the simulated model bit for bit. Gradient rules: `calib.quan
 from __future__ import annotations
 
 from calib.quantizers.dual_region import DualRegionActQuantizer
+from calib.quantizers.fp8 import FP8ActQuantizer, FP8WeightQuantizer
 from calib.quantizers.layers import (
     QuantLayer,
     apply_recipe,
@@ -23,6 +24,8 @@ from calib.quantizers.uniform import UniformActQuantizer, WeightQuantizer
 
 __all__ = [
     "DualRegionActQuantizer",
+    "FP8ActQuantizer",
+    "FP8WeightQuantizer",
     "QuantLayer",
     "UniformActQuantizer",
     "WeightQuantizer",

@@ -7,14 +7,14 @@ pass equals the NumPy grids (and, for `b-bit`, `plugins.reference` quantize + de
 
 Gradient rules (all LSQ-style, see `calib.quantizers.ste`): every code behaves as
 `round_ste(clamp(v, lo, hi))` of a scaled offset v (`paper` and `b-bit` run as fused autograd nodes
-whose backward writes these rules out, see their docstrings; `split` is composed of torch ops), so
+whose backward writes these rules out, see their docstrings and `calib.quantizers.split_node`), so
 
 * input: d x_hat / d x = 1 where the value lies inside its region's code range, 0 where a clamp
   saturates (beyond `upper`, below `lower`, below -bp without a negative tail);
 * steps: d x_hat / d s = k - v inside a grid (rounding error), the clamp bound outside it;
-* bounds: the steps depend on them (b-bit: s_d = bp / D, s_p = (u - bp) / D, s_n = (-l - bp) / D), so
+* bounds: the steps depend on them (b-bit: s_d = bp / D, s_p = (u - bp) / P, s_n = (-l - bp) / N), so
   `upper` / `lower` get gradient from tail rounding errors and from saturated outliers
-  (x > u gives x_hat = bp + D s_p = u: d x_hat / d u = 1), and `breakpoint` gets gradient through the
+  (x > u gives x_hat = bp + P s_p = u: d x_hat / d u = 1), and `breakpoint` gets gradient through the
   dense step s_d and as the tails' anchor (bp + k s_p).
 Invalid parameters (lower > 0, bp <= 0, upper <= bp) are clamped to valid values in the forward pass,
 with the gradient still reaching the raw parameter (`ste.valid_or`).
@@ -29,11 +29,12 @@ import torch
 from torch import nn
 
 from calib.errors import CalibError
-from calib.quantizers.ste import round_ste, valid_or
+from calib.quantizers.split_node import split_fake_quant
+from calib.quantizers.ste import valid_or
 from calib.quantizers.uniform import as_float32
 from drq.errors import RecipeError
-from drq.grids import dense_limit, split_outlier_scale
-from drq.recipe import DUAL_BUDGETS, DualRegionAct, f32
+from drq.grids import split_outlier_scale
+from drq.recipe import CODE_SPLIT_FIELDS, DUAL_BUDGETS, DualRegionAct, f32
 
 _TINY = float(np.finfo(np.float32).tiny)
 # An upper bound at or below bp is moved just above it (2^-10 relative) in the forward pass.
@@ -54,6 +55,8 @@ class DualRegionActQuantizer(nn.Module):
         breakpoint: bp > 0.
         upper: u_a > bp.
         outlier_scale: a fixed s_o for the split budget; None derives it from the bounds.
+        code_split: b-bit budget only: (D, P, N), the dense limit and the positive / negative tail code
+            counts (fixed integers, see `drq.grids`); None takes the default 2^(b-2)-1 for all three.
 
     Raises:
         CalibError: invalid budget, bits or bounds.
@@ -67,6 +70,7 @@ class DualRegionActQuantizer(nn.Module):
         breakpoint: float,
         upper: float,
         outlier_scale: float | None = None,
+        code_split: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         if budget not in DUAL_BUDGETS:
@@ -84,11 +88,17 @@ class DualRegionActQuantizer(nn.Module):
                 s_o = (
                     f32(outlier_scale) if outlier_scale is not None else split_outlier_scale(lo, bp, up, bits)
                 )
-            DualRegionAct(
-                budget=budget, bits=bits, lower=lo, breakpoint=bp, upper=up, outlier_scale=s_o
-            )  # validates
-        except (RecipeError, TypeError) as err:
+            split = {}
+            if code_split is not None:
+                split = dict(zip(CODE_SPLIT_FIELDS, code_split, strict=True))
+            spec = DualRegionAct(
+                budget=budget, bits=bits, lower=lo, breakpoint=bp, upper=up, outlier_scale=s_o, **split
+            )  # validates and fills the b-bit defaults
+        except (RecipeError, TypeError, ValueError) as err:
             raise CalibError(f"DualRegionActQuantizer: {err}") from err
+        self.code_split = (
+            (spec.dense_limit, spec.pos_tail_codes, spec.neg_tail_codes) if budget == "b-bit" else None
+        )
         self.budget = budget
         self.bits = bits
         self.lower = nn.Parameter(torch.tensor(lo, dtype=torch.float32))
@@ -136,26 +146,24 @@ class DualRegionActQuantizer(nn.Module):
         self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
     ) -> torch.Tensor:
         # docs/dual_region_codes.md: quantize to one signed b-bit code, decode as DualRegionDequant does.
-        d = dense_limit(self.bits)
-        d_t = torch.full_like(bp, float(d))
-        s_d = bp / d_t
-        s_p = (upper - bp) / d_t
+        assert self.code_split is not None  # set for every b-bit quantizer
+        d, p, n = self.code_split
+        s_d = bp / torch.full_like(bp, float(d))
+        s_p = (upper - bp) / torch.full_like(bp, float(p))
         neg_span = (-lower) - bp
         zero = torch.zeros_like(bp)
-        s_n = torch.where(neg_span > zero, neg_span / d_t, zero)  # 0: no negative tail
-        return _BBitFakeQuant.apply(x, bp, s_d, s_p, s_n, d)
+        s_n = torch.where(neg_span > zero, neg_span / torch.full_like(bp, float(n)), zero)  # 0: no tail
+        return _BBitFakeQuant.apply(x, bp, s_d, s_p, s_n, self.code_split)
 
     def _split(
         self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
     ) -> torch.Tensor:
         # x_hat = s_d * q_d + s_o * q_o: dense Q/DQ of clip(x) plus residual Q/DQ (two INT8 convs).
+        # One autograd node saving only x (`calib.quantizers.split_node`, same bits and STE rules).
         q = 2 ** (self.bits - 1) - 1
         s_d = bp / torch.full_like(bp, float(q))
         s_o = self.split_outlier_step(lower, bp, upper)
-        clipped = torch.minimum(torch.maximum(x, -bp), bp)
-        q_d = round_ste(torch.clamp(clipped / s_d, -float(q), float(q))) + 0.0
-        q_o = round_ste(torch.clamp((x - clipped) / s_o, -float(q + 1), float(q))) + 0.0
-        return q_d * s_d + q_o * s_o
+        return split_fake_quant(x, bp, s_d, s_o, self.bits)
 
     def _paper(
         self, x: torch.Tensor, lower: torch.Tensor, bp: torch.Tensor, upper: torch.Tensor
@@ -184,6 +192,9 @@ class DualRegionActQuantizer(nn.Module):
             s_o = None
             if self.budget == "split":
                 s_o = f32(self.split_outlier_step(lower, bp, upper).item())
+            split = {}
+            if self.code_split is not None:
+                split = dict(zip(CODE_SPLIT_FIELDS, self.code_split, strict=True))
             return DualRegionAct(
                 budget=self.budget,  # type: ignore[arg-type]
                 bits=self.bits,
@@ -194,6 +205,7 @@ class DualRegionActQuantizer(nn.Module):
                 outlier_channels=None
                 if outlier_channels is None
                 else tuple(int(c) for c in outlier_channels),
+                **split,
             )
 
     @classmethod
@@ -207,14 +219,24 @@ class DualRegionActQuantizer(nn.Module):
             raise CalibError(
                 f"DualRegionActQuantizer.from_recipe: expected a dual_region act, got {type(act).__name__}"
             )
+        split = None
+        if act.budget == "b-bit":
+            split = (act.dense_limit, act.pos_tail_codes, act.neg_tail_codes)
         return cls(
-            act.budget, act.bits, act.lower, act.breakpoint, act.upper, outlier_scale=act.outlier_scale
+            act.budget,
+            act.bits,
+            act.lower,
+            act.breakpoint,
+            act.upper,
+            outlier_scale=act.outlier_scale,
+            code_split=split,  # type: ignore[arg-type]
         )
 
     def extra_repr(self) -> str:
+        split = "" if self.code_split is None else f", code_split={self.code_split}"
         return (
             f"budget={self.budget!r}, bits={self.bits}, lower={self.lower.item():.6g}, "
-            f"breakpoint={self.breakpoint.item():.6g}, upper={self.upper.item():.6g}"
+            f"breakpoint={self.breakpoint.item():.6g}, upper={self.upper.item():.6g}{split}"
         )
 
 
@@ -260,8 +282,8 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class _BBitFakeQuant(torch.autograd.Function):
     """The `b-bit` quantize + dequantize (docs/dual_region_codes.md) as one autograd node.
 
-    Forward: kd = clamp(round(x / s_d), -D, D), kp = clamp(round((x - bp) / s_p), 0, D),
-    kn = clamp(round((-x - bp) / s_n), 0, D) (0 without a negative tail). The reference's code is
+    Forward: kd = clamp(round(x / s_d), -D, D), kp = clamp(round((x - bp) / s_p), 0, P),
+    kn = clamp(round((-x - bp) / s_n), 0, N) (0 without a negative tail). The reference's code is
     kd + kp - kn (dense: kp = kn = 0; x > bp: kd = D; x < -bp: kd = -D), decoded as kd s_d when
     kp = kn = 0, bp + kp s_p or -(bp + kn s_n) otherwise. NaN -> 0.
 
@@ -274,41 +296,43 @@ class _BBitFakeQuant(torch.autograd.Function):
     """
 
     @staticmethod
-    def _codes(x, bp, s_d, s_p, s_n, d):  # type: ignore[no-untyped-def]
+    def _codes(x, bp, s_d, s_p, s_n, split):  # type: ignore[no-untyped-def]
+        d, p, n = split
         has_neg = bool(s_n > 0)
         dense = _grid(x / s_d, -float(d), float(d))
-        pos = _grid((x - bp) / s_p, 0.0, float(d))
+        pos = _grid((x - bp) / s_p, 0.0, float(p))
         # -x - bp == -(x + bp) exactly; dividing by -s_n keeps one rounding.
-        neg = _grid((x + bp) / (-s_n), 0.0, float(d)) if has_neg else None
+        neg = _grid((x + bp) / (-s_n), 0.0, float(n)) if has_neg else None
         return has_neg, dense, pos, neg
 
     @staticmethod
-    def forward(ctx, x, bp, s_d, s_p, s_n, d):  # type: ignore[no-untyped-def,override]
+    def forward(ctx, x, bp, s_d, s_p, s_n, split):  # type: ignore[no-untyped-def,override]
         x0 = torch.nan_to_num(x, nan=0.0)  # NaN encodes as code 0
+        d, p, n = split
         lim = float(d)
         kd = _code(x0 / s_d, -lim, lim)
-        kp = _code((x0 - bp) / s_p, 0.0, lim)
+        kp = _code((x0 - bp) / s_p, 0.0, float(p))
         t_p = torch.clamp(kp, max=1.0)  # 1 for a positive tail code, 0 for offset 0 (code D)
         out = kp.mul_(s_p).add_(bp).mul_(t_p)
         dense_w = torch.sub(1.0, t_p)
         if bool(s_n > 0):
             # -x - bp == -(x + bp) exactly; dividing by -s_n keeps one rounding.
-            kn = _code((x0 + bp) / (-s_n), 0.0, lim)
+            kn = _code((x0 + bp) / (-s_n), 0.0, float(n))
             t_n = torch.clamp(kn, max=1.0)
             out.sub_(kn.mul_(s_n).add_(bp).mul_(t_n))
             dense_w.sub_(t_n)
         # kd s_d is also the value of code +-D (tail offset 0, or clamped without a negative tail)
         out = kd.mul_(s_d).mul_(dense_w).add_(out)
         ctx.save_for_backward(x, bp, s_d, s_p, s_n)
-        ctx.d = d
+        ctx.split = split
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
         x, bp, s_d, s_p, s_n = ctx.saved_tensors
-        d = float(ctx.d)
+        d = float(ctx.split[0])
         x, grad = _finite_grad(x, grad)
-        has_neg, (kd, vd, rd), (kp, vp, rp), neg = _BBitFakeQuant._codes(x, bp, s_d, s_p, s_n, ctx.d)
+        has_neg, (kd, vd, rd), (kp, vp, rp), neg = _BBitFakeQuant._codes(x, bp, s_d, s_p, s_n, ctx.split)
         g_p = grad * _mask(x > bp)  # the incoming gradient split by region
         g_n = grad * _mask(x < -bp)
         g_d = grad - g_p - g_n

@@ -15,9 +15,10 @@ from torch import nn
 
 from calib.errors import CalibError
 from calib.quantizers.dual_region import DualRegionActQuantizer
+from calib.quantizers.fp8 import FP8ActQuantizer, FP8WeightQuantizer
 from calib.quantizers.uniform import UniformActQuantizer, WeightQuantizer
 from drq.errors import RecipeError
-from drq.recipe import DualRegionAct, LayerRecipe, Recipe, UniformAct
+from drq.recipe import DualRegionAct, FP8Act, LayerRecipe, Recipe, UniformAct, WeightQuant
 
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 _OPS = {nn.Conv2d: "conv2d", nn.ConvTranspose2d: "conv_transpose2d", nn.Linear: "linear"}
@@ -186,10 +187,20 @@ def recipe_layers(layers: dict[str, QuantLayer]) -> dict[str, LayerRecipe]:
     return out
 
 
-def _act_quantizer(act: UniformAct | DualRegionAct) -> UniformActQuantizer | DualRegionActQuantizer:
+def _act_quantizer(
+    act: UniformAct | DualRegionAct | FP8Act,
+) -> UniformActQuantizer | DualRegionActQuantizer | FP8ActQuantizer:
     if isinstance(act, DualRegionAct):
         return DualRegionActQuantizer.from_recipe(act)
+    if isinstance(act, FP8Act):
+        return FP8ActQuantizer.from_recipe(act)
     return UniformActQuantizer.from_recipe(act)
+
+
+def _weight_quantizer(wq: WeightQuant) -> WeightQuantizer | FP8WeightQuantizer:
+    if wq.format == "e4m3fn":
+        return FP8WeightQuantizer.from_recipe(wq)
+    return WeightQuantizer.from_recipe(wq)
 
 
 def apply_recipe(model: nn.Module, recipe: Recipe) -> dict[str, QuantLayer]:
@@ -223,7 +234,8 @@ def apply_recipe(model: nn.Module, recipe: Recipe) -> dict[str, QuantLayer]:
     for name, entry in recipe.layers.items():
         layer = wrapped[name]
         device = layer.layer.weight.device
-        layer.w_quant = WeightQuantizer.from_recipe(entry.weight).to(device)
+        layer.w_quant = _weight_quantizer(entry.weight).to(device)
         layer.a_quant = _act_quantizer(entry.act).to(device)
-        layer.quant_enabled = True
+        # a mixed plan's fp16 layers run in float (torch FP32 stands in for FP16 here)
+        layer.quant_enabled = recipe.plan.get(name) != "fp16"
     return wrapped

@@ -63,7 +63,8 @@ def evaluate_dataset(
 
     Args:
         upscale: Model as a function: float32 ``1 x 3 x h x w`` in [0, 1] to
-            ``1 x 3 x (h * scale) x (w * scale)``.
+            ``1 x 3 x (h * scale) x (w * scale)``, or to the uint8 ``(h * scale) x (w * scale) x 3`` SR
+            image itself (a tiled upscaler converts tile by tile).
         dataset: Pairs to evaluate (`open_dataset`).
         scale: Upscaling factor; also the border cropped before measuring.
         progress: Advanced once per image with the running mean PSNR/SSIM; the caller closes it.
@@ -82,14 +83,16 @@ def evaluate_dataset(
     scores: list[tuple[str, float, float]] = []
     for pair in dataset:
         output = np.asarray(upscale(to_nchw_float(pair.lr)))
-        expected = (1, 3, pair.hr.shape[0], pair.hr.shape[1])
+        # A tiled upscaler (serve.tiling) returns the uint8 H x W x 3 image itself.
+        ready = output.dtype == np.uint8 and output.ndim == 3
+        expected = pair.hr.shape if ready else (1, 3, pair.hr.shape[0], pair.hr.shape[1])
         if output.shape != expected:
             raise ImageError(
                 f"{dataset.name}/{pair.name}: SR output shape {tuple(output.shape)} does not match "
                 f"HR {expected} (LR {tuple(pair.lr.shape[:2])} x{scale})"
             )
         try:
-            sr = from_nchw_float(output)
+            sr = output if ready else from_nchw_float(output)
             scores.append((pair.name, psnr_y(sr, pair.hr, scale), ssim_y(sr, pair.hr, scale)))
         except ImageError as err:  # NaN output, image too small to crop: name the image
             raise ImageError(f"{dataset.name}/{pair.name}: {err}") from err

@@ -16,6 +16,14 @@ mode Pillow reports for the file:
   come (alpha dropped as above).
 - Any other mode (``1``, ``F``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ...) raises `ImageError`.
 
+Pixel limit: an image of more than `pixel_limit()` pixels (default `DEFAULT_MAX_PIXELS`, 16,000,000:
+a 4000x3000 photo passes) is refused from its file header, before any pixel is decoded, with one line
+``<path>: WxH is N pixels, over the pixel limit of L (--max-pixels, or DRQ_MAX_PIXELS for every
+command)``. `read_image` and `read_image_size` both check it, so every command that reads images
+(upscale, eval, quantize's calibration folder, bench --data, zoo) refuses a decompression bomb before
+allocating it. Pillow's own DecompressionBombWarning is silenced and its DecompressionBombError (at
+twice ``Image.MAX_IMAGE_PIXELS``, about 179 M pixels, the highest usable limit) becomes the same line.
+
 The pixels are used as stored: EXIF orientation is not applied, and a multi-frame file gives its first
 frame. A missing, unreadable or corrupt file raises `ImageError` with one line
 ``<path>: cannot read image (<reason>)``.
@@ -28,8 +36,11 @@ uint8.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +54,51 @@ from drq.errors import ImageError
 # palette with transparency converts without Pillow's warning; the alpha is dropped below anyway).
 _EIGHT_BIT_MODES = {"RGB": None, "RGBA": None, "L": None, "LA": None, "P": "RGBA", "PA": "RGBA"}
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I")
+
+DEFAULT_MAX_PIXELS = 16_000_000
+_limit = {"max_pixels": DEFAULT_MAX_PIXELS}
+
+
+def set_pixel_limit(max_pixels: int) -> None:
+    """Set the process-wide pixel limit (the CLI layer calls this from --max-pixels / DRQ_MAX_PIXELS).
+
+    Raises:
+        ImageError: `max_pixels` is not a positive integer.
+    """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ImageError(f"pixel limit: must be a positive number of pixels, got {max_pixels!r}")
+    _limit["max_pixels"] = max_pixels
+
+
+def pixel_limit() -> int:
+    """The current pixel limit (`DEFAULT_MAX_PIXELS` unless `set_pixel_limit` changed it)."""
+    return _limit["max_pixels"]
+
+
+def _over_limit(path: object, width: int, height: int) -> str:
+    return (
+        f"{path}: {width}x{height} is {width * height} pixels, over the pixel limit of {pixel_limit()} "
+        "(--max-pixels, or DRQ_MAX_PIXELS for every command)"
+    )
+
+
+@contextlib.contextmanager
+def _open_checked(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
+    """`Image.open` (header only) with the pixel limit checked before anything is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ImageError(
+            f"{path}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, over the pixel limit of "
+            f"{pixel_limit()} (and Pillow's decompression-bomb limit)"
+        ) from err
+    with image:
+        width, height = image.size
+        if width * height > pixel_limit():
+            raise ImageError(_over_limit(path, width, height))
+        yield image
 
 
 def _reason(err: BaseException) -> str:
@@ -81,7 +137,7 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
         ImageError: The file is missing, unreadable or corrupt, or its mode is not supported.
     """
     try:
-        with Image.open(path) as image:
+        with _open_checked(path) as image:
             image.load()
             mode = image.mode
             if mode in _EIGHT_BIT_MODES:
@@ -113,7 +169,8 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     return np.array(pixels[:, :, :3], dtype=np.uint8, order="C")
 
 
-def _check_rgb_uint8(img: np.ndarray, what: str) -> None:
+def check_rgb_uint8(img: np.ndarray, what: str) -> None:
+    """Raise `ImageError` naming `what` unless `img` is a uint8 ``H x W x 3`` array."""
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         described = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         raise ImageError(f"{what}: expected a uint8 H x W x 3 array, got {described}")
@@ -123,51 +180,57 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(width, height)`` of an image from its header alone (no pixel decoding).
 
     Raises:
-        ImageError: The file is missing or not a readable image (same message as `read_image`).
+        ImageError: The file is missing or not a readable image (same message as `read_image`), or it
+            is over the pixel limit.
     """
     try:
-        with Image.open(path) as image:
+        with _open_checked(path) as image:
+            if image.mode not in _EIGHT_BIT_MODES and image.mode not in _SIXTEEN_BIT_MODES:
+                raise ImageError(f"{path}: unsupported image mode {image.mode}; convert it to 8-bit RGB")
             return image.size
+    except ImageError:
+        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
 
 
 def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(width, height)`` of an image `read_image` will accept, judged from its header alone: readable,
-    a supported mode, at least one pixel (so a batch can be validated before any output is written).
+    a supported mode, within the pixel limit, at least one pixel (so a batch can be validated before
+    any output is written).
 
     Raises:
-        ImageError: unreadable header, unsupported mode, or an empty image.
+        ImageError: unreadable header, unsupported mode, over the pixel limit, or an empty image.
     """
-    try:
-        with Image.open(path) as image:
-            mode, size = image.mode, image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageError(f"{path}: cannot read image ({_reason(err)})") from err
-    if mode not in _EIGHT_BIT_MODES and mode not in _SIXTEEN_BIT_MODES:
-        raise ImageError(f"{path}: unsupported image mode {mode}; convert it to 8-bit RGB")
+    size = read_image_size(path)
     if min(size) < 1:
         raise ImageError(f"{path}: image of {size[0]}x{size[1]} pixels has nothing to upscale")
     return size
 
 
-def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8]) -> Path:
-    """Write a uint8 ``H x W x 3`` RGB array as a PNG, atomically (temp file, then rename).
+def write_image(path: str | os.PathLike[str], img: npt.NDArray[np.uint8] | Image.Image) -> Path:
+    """Write a uint8 ``H x W x 3`` RGB array (or a Pillow RGB image) as a PNG, atomically.
 
     Args:
         path: Target file; its folder is created if needed. The format is PNG whatever the suffix.
-        img: The pixels.
+        img: The pixels. A Pillow image is encoded as it is (no copy of a large output).
 
     Returns:
         The path written.
 
     Raises:
-        ImageError: `img` is not a uint8 ``H x W x 3`` array.
+        ImageError: `img` is not a uint8 ``H x W x 3`` array or an RGB Pillow image.
     """
-    _check_rgb_uint8(img, str(path))
+    if isinstance(img, Image.Image):
+        if img.mode != "RGB":
+            raise ImageError(f"{path}: expected an RGB image, got mode {img.mode}")
+        image = img
+    else:
+        check_rgb_uint8(img, str(path))
+        image = Image.fromarray(np.ascontiguousarray(img), mode="RGB")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img), mode="RGB").save(buffer, format="PNG")
-    return atomic_write_bytes(path, buffer.getvalue())
+    image.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getbuffer())
 
 
 def to_nchw_float(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -176,7 +239,7 @@ def to_nchw_float(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     Raises:
         ImageError: `img` is not a uint8 ``H x W x 3`` array.
     """
-    _check_rgb_uint8(img, "image")
+    check_rgb_uint8(img, "image")
     chw = img.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
     return np.ascontiguousarray(chw[None])
 

@@ -44,6 +44,8 @@ def qlinear_conv(
     out_range: tuple[float, float],
     base: str,
     with_bias: bool = True,
+    input_zero_point: int = 0,
+    weight_type: str = "uint8",
 ) -> str:
     """onnxruntime-CPU form of a Conv over quantized inputs: one QDQ group per branch that onnxruntime
     fuses into QLinearConv (x86 MLAS u8s8 kernels).
@@ -56,6 +58,14 @@ def qlinear_conv(
     approximation this target adds; the bias is rounded to int32 at scale s * s_w).
 
     The new nodes go in front of `node` (whose attributes and bias they take; `with_bias=False` drops it).
+    `weight_type` (`LoweringOptions.ort_weights`): "uint8" stores the weight codes + 128 with zero point
+    128 (MLAS's U8U8 kernels widen to 16 bits first: exact on every x86 CPU); "int8" the codes as they are
+    (U8S8: fastest, but on x86 without VNNI its vpmaddubsw saturates pairs of u8 x s8 products at int16,
+    measured at up to 92 output codes off with 64-channel 3x3 convs on an AVX2-only CPU: onnxruntime's
+    "reduce_range" caveat); "int7" the codes halved (rint(q / 2), scale 2 s_w: 7-bit weights, U8S8 speed,
+    no saturation since 2 x 255 x 64 < 2^15).
+    `input_zero_point` is the int8 zero point z of a shifted grid (x_hat = s (q - z)): the uint8 zero
+    point becomes 128 + z, and QLinearConv pads with it, i.e. with x = 0, as the float conv does.
 
     Returns:
         The float output tensor (the caller renames it to the conv's output).
@@ -67,13 +77,18 @@ def qlinear_conv(
     ws = np.broadcast_to(w_scale.reshape(-1) if w_axis is not None else w_scale.reshape(1), (out_ch,)).astype(
         _F32
     )
+    if weight_type == "int7":
+        ws = (ws * _F32(2)).astype(_F32)
     terms: list[str] = []
     for i, (x, act_scale, codes) in enumerate(branches):
         tag = f"{base}_b{i}"
-        x_dq = qdq_pair(ed, x, act_scale, node, f"{tag}_input", zero_point=128, dtype=np.uint8)
-        w = ed.add_init(f"{tag}_weight_int8", codes)
+        x_dq = qdq_pair(
+            ed, x, act_scale, node, f"{tag}_input", zero_point=128 + input_zero_point, dtype=np.uint8
+        )
+        w_codes, w_zp = ort_weight_codes(codes, weight_type)
+        w = ed.add_init(f"{tag}_weight_{weight_type}", w_codes)
         w_s = ed.add_init(f"{tag}_weight_scale", ws)
-        w_z = ed.add_init(f"{tag}_weight_zero_point", np.zeros(out_ch, dtype=np.int8))
+        w_z = ed.add_init(f"{tag}_weight_zero_point", np.full(out_ch, w_zp, dtype=w_codes.dtype))
         w_dq = ed.make1("DequantizeLinear", [w, w_s, w_z], f"{tag}_weight_DequantizeLinear", node, axis=0)
         inputs = [x_dq, w_dq]
         if with_bias and i == 0 and len(node.input) > 2 and node.input[2]:
@@ -98,6 +113,17 @@ def qlinear_conv(
     for i, term in enumerate(terms[1:]):
         total = ed.make1("Add", [total, term], f"{base}_Sum{i}", node)
     return total
+
+
+def ort_weight_codes(codes: np.ndarray, weight_type: str) -> tuple[np.ndarray, int]:
+    """Symmetric int8 weight codes in the stored type of `qlinear_conv` (see there) and its zero point."""
+    if weight_type == "uint8":
+        return (codes.astype(np.int16) + 128).astype(np.uint8), 128
+    if weight_type == "int7":
+        return np.clip(np.rint(codes.astype(_F32) / _F32(2)), -63, 63).astype(np.int8), 0
+    if weight_type == "int8":
+        return codes.astype(np.int8), 0
+    raise ValueError(f"weight_type: must be uint8, int8 or int7, got {weight_type!r}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,7 +192,7 @@ def fake_split(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodePro
 def fake_bbit(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProto, base: str) -> str:
     """Code then decode exactly as `plugins.reference.quantize` / `dequantize` (NaN handling aside)."""
     g = bbit_grid(act)
-    d = _F32(g.dense_limit)
+    d, p, n = _F32(g.dense_limit), _F32(g.pos_tail_codes), _F32(g.neg_tail_codes)
     bp = ed.scalar(f"{base}_bp", g.breakpoint)
     s_d = ed.scalar(f"{base}_s_d", g.s_d)
     s_p = ed.scalar(f"{base}_s_p", g.s_p)
@@ -175,13 +201,13 @@ def fake_bbit(ed: GraphEditor, x: str, act: DualRegionAct, before: onnx.NodeProt
         ed, ed.make1("Div", [x, s_d], f"{base}_DivDense", before), -d, d, f"{base}_dense", before
     )
     xp = ed.make1("Sub", [x, bp], f"{base}_SubPos", before)
-    kp = _round_clip(ed, ed.make1("Div", [xp, s_p], f"{base}_DivPos", before), 0.0, d, f"{base}_pos", before)
+    kp = _round_clip(ed, ed.make1("Div", [xp, s_p], f"{base}_DivPos", before), 0.0, p, f"{base}_pos", before)
     pos = ed.make1("Add", [dd, kp], f"{base}_PosCode", before)
     if g.s_n > 0:
         s_n = ed.scalar(f"{base}_s_n", g.s_n)
         xn = ed.make1("Sub", [ed.make1("Neg", [x], f"{base}_NegX", before), bp], f"{base}_SubNeg", before)
         kn = _round_clip(
-            ed, ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before), 0.0, d, f"{base}_neg", before
+            ed, ed.make1("Div", [xn, s_n], f"{base}_DivNeg", before), 0.0, n, f"{base}_neg", before
         )
         neg = ed.make1(
             "Neg", [ed.make1("Add", [dd, kn], f"{base}_NegSum", before)], f"{base}_NegCode", before

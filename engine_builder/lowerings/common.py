@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from drq.recipe import LayerRecipe, Recipe, WeightQuant
+from drq.recipe import LayerRecipe, Recipe, UniformAct, WeightQuant
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.graph import (
     LOWERING_KEY,
@@ -27,6 +27,8 @@ from engine_builder.lowerings.graph import (
 _F32 = np.float32
 IoDtype = Literal["fp32", "fp16"]
 Target = Literal["tensorrt", "ort-cpu"]
+Glue = Literal["fp32", "fp16"]
+OrtWeights = Literal["uint8", "int8", "int7"]
 
 
 @dataclass(frozen=True)
@@ -34,25 +36,93 @@ class LoweringOptions:
     """How to lower (every field has the TensorRT default).
 
     Attributes:
-        io_dtype: element type of `lr`/`sr` for the fp16 lowering (the others keep float32 I/O).
+        io_dtype: element type of `lr`/`sr` for the fp16 lowering and for fp16 glue (the others keep
+            float32 I/O).
+        glue: "fp16" runs every non-quantized op of a quantizing lowering in float16
+            (`fp16_glue.apply_fp16_glue`, applied by `registry.lower`); target "tensorrt" only.
         target: "tensorrt" writes the graph TensorRT wants; "ort-cpu" reshapes only the quantized convs
             of `qdq`/`drq-split` into the integer patterns onnxruntime's CPU kernels run (same values).
         outlier_channels_only: drq-split: the outlier branch only reads the recipe's outlier channels.
         output_ranges: target "ort-cpu" only: observed float (min, max) of conv outputs keyed by node
             name (`ort_cpu.observe_conv_outputs`); onnxruntime's QLinearConv needs an output
             quantization, so a quantized conv without a range keeps its TensorRT (Q/DQ, float conv) form.
+        ort_weights: target "ort-cpu" only: how QLinearConv stores weight codes (`act_graphs.qlinear_conv`):
+            "uint8" (exact on every x86 CPU, the default), "int8" (fastest; exact only with VNNI or on ARM),
+            "int7" (7-bit weights: fast and exact on AVX2, at the cost of one weight bit).
     """
 
     io_dtype: IoDtype = "fp32"
     target: Target = "tensorrt"
     outlier_channels_only: bool = False
     output_ranges: Mapping[str, tuple[float, float]] | None = None
+    glue: Glue = "fp32"
+    ort_weights: OrtWeights = "uint8"
 
     def __post_init__(self) -> None:
         if self.io_dtype not in ("fp32", "fp16"):
             raise ExportError(f"io_dtype: must be fp32 or fp16, got {self.io_dtype!r}")
         if self.target not in ("tensorrt", "ort-cpu"):
             raise ExportError(f"target: must be tensorrt or ort-cpu, got {self.target!r}")
+        if self.ort_weights not in ("uint8", "int8", "int7"):
+            raise ExportError(f"ort_weights: must be uint8, int8 or int7, got {self.ort_weights!r}")
+        if self.glue not in ("fp32", "fp16"):
+            raise ExportError(f"glue: must be fp32 or fp16, got {self.glue!r}")
+        if self.glue == "fp16" and self.target != "tensorrt":
+            # onnxruntime's CPU integer kernels take float32 around QLinearConv; its float16 ops are
+            # mostly cast back to float32, so the CPU graph keeps float32 glue.
+            raise ExportError("glue fp16: for --target tensorrt only; --target ort-cpu keeps fp32 glue")
+
+
+BUDGET_LOWERINGS = {
+    "uniform": "qdq",
+    "split": "drq-split",
+    "b-bit": "drq-plugin",
+    "mixed": "mixed",
+    "fp8": "fp8",
+}
+"""The lowering each recipe budget goes to (what a refusal suggests); other budgets: fakequant."""
+
+
+def check_recipe(recipe: Recipe | None, lowering: str, budget: str, *, int8_layers: bool = False) -> Recipe:
+    """The recipe, if `lowering` can express it: its budget is `budget`, or with `int8_layers` every
+    layer is 8-bit signed symmetric uniform on its input (what plain Q/DQ can carry).
+
+    Raises:
+        ExportError: no recipe, another budget, or (int8_layers) the first layer that needs another
+            lowering; the message names the lowering that fits.
+    """
+    if recipe is None:
+        raise ExportError(
+            f"{lowering}: needs a recipe with the {budget!r} budget (use --lowering fp32 or fp16 for a "
+            "float model)"
+        )
+    if not int8_layers:
+        if recipe.budget != budget:
+            raise ExportError(
+                f"recipe: {lowering} lowers the {budget!r} budget, this recipe has {recipe.budget!r}; use "
+                f"--lowering {BUDGET_LOWERINGS.get(recipe.budget, 'fakequant')}"
+            )
+        return recipe
+    for name, layer in recipe.layers.items():
+        act = layer.act
+        if recipe.budget == "fp8":
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs INT8 activations, the recipe is fp8; "
+                "use --lowering fp8"
+            )
+        if not isinstance(act, UniformAct):
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "
+                f"{act.budget!r} dual-region budget; use --lowering fakequant (or drq-split / "
+                "drq-plugin for their budgets)"
+            )
+        if act.bits != 8 or not act.symmetric:
+            raise ExportError(
+                f"recipe layer {name!r}: {lowering} needs 8-bit signed symmetric activations, got "
+                f"{act.bits}-bit {'signed' if act.signed else 'unsigned'} zero point "
+                f"{act.zero_point}; use --lowering fakequant"
+            )
+    return recipe
 
 
 def start(model: onnx.ModelProto, name: str, recipe: Recipe | None) -> tuple[onnx.ModelProto, GraphEditor]:

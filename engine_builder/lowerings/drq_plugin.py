@@ -1,7 +1,7 @@
 """`drq-plugin`: the dual-region `b-bit` budget with conv inputs carried as int8 codes.
 
 Before each recipe conv: `DualRegionQuantize(x, params) -> int8 codes -> DualRegionDequant(codes,
-params) -> float`, params = `drq.grids.bbit_grid(act).params()` as a float32[5] initializer; the conv
+params) -> float`, params = `drq.grids.bbit_grid(act).params()` as a float32[7] initializer; the conv
 weight is int8 codes behind a DequantizeLinear (as in `qdq`). The nodes come from
 `plugins.onnx_function` and the file carries their ONNX local functions, so onnxruntime runs it as is;
 TensorRT maps the nodes to the `drq::DualRegion*` plugins (strip the bodies with
@@ -15,23 +15,11 @@ import onnx
 from drq.grids import bbit_grid
 from drq.recipe import DualRegionAct, Recipe
 from engine_builder.errors import ExportError
-from engine_builder.lowerings.common import LoweringOptions, add_weight_dq, recipe_nodes, start
+from engine_builder.lowerings.common import LoweringOptions, add_weight_dq, check_recipe, recipe_nodes, start
 from engine_builder.lowerings.graph import finalize
 from plugins.errors import PluginError
 from plugins.onnx_function import attach_functions, make_dequant_node, make_quantize_node
 from plugins.spec import validate_params
-
-
-def check_bbit_recipe(recipe: Recipe | None) -> Recipe:
-    """Raises ExportError unless the recipe uses the b-bit budget."""
-    if recipe is None:
-        raise ExportError("drq-plugin: needs a recipe with the b-bit budget")
-    if recipe.budget != "b-bit":
-        raise ExportError(
-            f"recipe: drq-plugin lowers the 'b-bit' budget, this recipe has {recipe.budget!r}; use "
-            f"--lowering {'drq-split' if recipe.budget == 'split' else 'fakequant'}"
-        )
-    return recipe
 
 
 def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions) -> onnx.ModelProto:
@@ -40,7 +28,7 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
     Raises:
         ExportError: the recipe's budget is not `b-bit`, or a layer is missing.
     """
-    recipe = check_bbit_recipe(recipe)
+    recipe = check_recipe(recipe, "drq-plugin", "b-bit")
     model, ed = start(float_model, "drq-plugin", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "drq-plugin"):
         node = ed.node(node_name)

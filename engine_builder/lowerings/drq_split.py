@@ -27,6 +27,7 @@ from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
 from engine_builder.lowerings.common import (
     LoweringOptions,
     add_weight_dq,
+    check_recipe,
     cpu_output_range,
     recipe_nodes,
     start,
@@ -37,18 +38,6 @@ from engine_builder.lowerings.graph import GraphEditor, finalize
 OUTLIER_SUFFIX = "_outlier"  # name of the outlier-branch conv: the dense conv's node name + this
 
 
-def check_split_recipe(recipe: Recipe | None) -> Recipe:
-    """Raises ExportError unless the recipe uses the split budget."""
-    if recipe is None:
-        raise ExportError("drq-split: needs a recipe with the split budget")
-    if recipe.budget != "split":
-        raise ExportError(
-            f"recipe: drq-split lowers the 'split' budget, this recipe has {recipe.budget!r}; use "
-            f"--lowering {'drq-plugin' if recipe.budget == 'b-bit' else 'fakequant'}"
-        )
-    return recipe
-
-
 def _outlier_index(node: onnx.NodeProto, act: DualRegionAct, options: LoweringOptions) -> np.ndarray | None:
     """Channel indices of the restricted outlier branch, or None for the full branch."""
     if not options.outlier_channels_only or act.outlier_channels is None or node.op_type != "Conv":
@@ -57,7 +46,8 @@ def _outlier_index(node: onnx.NodeProto, act: DualRegionAct, options: LoweringOp
     return np.asarray(act.outlier_channels, dtype=np.int64) if group == 1 else None
 
 
-def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, options: LoweringOptions) -> None:
+def lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, options: LoweringOptions) -> None:
+    """One split conv input: dense and outlier branches (module docstring)."""
     act = layer.act
     g = split_grid(act)
     x = node.input[0]
@@ -95,7 +85,16 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
     outlier_range = cpu_output_range(options, node, OUTLIER_SUFFIX) if residual else None
     if dense_range is not None and (residual is None or outlier_range is not None):
         # onnxruntime CPU: two QLinearConvs, each output quantized on its own observed range
-        out = qlinear_conv(ed, node, [(dense_in, g.s_d, codes)], w_scale, w_axis, dense_range, name)
+        out = qlinear_conv(
+            ed,
+            node,
+            [(dense_in, g.s_d, codes)],
+            w_scale,
+            w_axis,
+            dense_range,
+            name,
+            weight_type=options.ort_weights,
+        )
         if residual is not None:
             outl = qlinear_conv(
                 ed,
@@ -106,6 +105,7 @@ def _lower_layer(ed: GraphEditor, node: onnx.NodeProto, name: str, layer, option
                 outlier_range,
                 f"{name}{OUTLIER_SUFFIX}",
                 with_bias=False,
+                weight_type=options.ort_weights,
             )
             out = ed.make1("Add", [out, outl], f"{name}_AddBranches", node)
         ed.replace_output(node, out)
@@ -142,9 +142,9 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
     Raises:
         ExportError: the recipe's budget is not `split`, or a layer is missing.
     """
-    recipe = check_split_recipe(recipe)
+    recipe = check_recipe(recipe, "drq-split", "split")
     model, ed = start(float_model, "drq-split", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "drq-split"):
-        _lower_layer(ed, ed.node(node_name), name, layer, options)
+        lower_layer(ed, ed.node(node_name), name, layer, options)
     ed.commit()
     return finalize(model)

@@ -27,8 +27,13 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
     """
     if recipe is None:
         raise ExportError("fakequant: needs a recipe (use --lowering fp32 for a float model)")
+    if recipe.budget == "fp8":
+        # An E4M3 cast has no exact plain-float-op form; its Q/DQ graph runs everywhere anyway.
+        raise ExportError("recipe: fakequant does not emulate fp8 recipes; use --lowering fp8")
     model, ed = start(float_model, "fakequant", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "fakequant"):
+        if recipe.plan.get(name) == "fp16":
+            continue  # a mixed plan's float layer
         node = ed.node(node_name)
         act = layer.act
         base = f"{name}.input"

@@ -28,10 +28,13 @@ def _to_fp16(tensor: onnx.TensorProto) -> onnx.TensorProto:
     return numpy_helper.from_array(value.astype(np.float16), tensor.name)
 
 
-def convert_to_fp16(model: onnx.ModelProto, io_dtype: str) -> None:
-    """Rewrite a float32 graph to float16 compute in place (see module docstring)."""
+def convert_to_fp16(model: onnx.ModelProto, io_dtype: str, keep: set[str] | None = None) -> None:
+    """Rewrite a float32 graph to float16 compute in place (see module docstring).
+
+    `keep` names further float32 initializers/constants to leave alone (e.g. plugin parameters).
+    """
     graph = model.graph
-    keep: set[str] = set()
+    keep = set(keep or ())
     for node in graph.node:
         for i, name in enumerate(node.input):
             if (node.op_type, i) in _KEEP_F32_INPUTS:

@@ -28,10 +28,13 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def observe_conv_outputs(
-    model: onnx.ModelProto, inputs: Iterable[np.ndarray], threads: int = 1, ops: tuple[str, ...] = ("Conv",)
+def observe_tensor_ranges(
+    model: onnx.ModelProto, inputs: Iterable[np.ndarray], tensors: Iterable[str], threads: int = 1
 ) -> dict[str, tuple[float, float]]:
-    """(min, max) of every `ops` node's output over `inputs` (NCHW float32 arrays), keyed by node name.
+    """(min, max) of every named float tensor over `inputs` (NCHW float32 arrays), keyed by tensor name.
+
+    A graph input's range is taken from the arrays themselves; every other tensor becomes an extra
+    graph output of a probe copy run in onnxruntime.
 
     Raises:
         ExportError: no input was given.
@@ -39,13 +42,12 @@ def observe_conv_outputs(
     ort = _import_onnxruntime()
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    nodes = [n for n in probe.graph.node if n.op_type in ops]
+    graph_inputs = [v.name for v in probe.graph.input]
+    wanted = list(dict.fromkeys(tensors))
     known = {o.name for o in probe.graph.output}
-    for node in nodes:
-        if node.output[0] not in known:
-            probe.graph.output.append(
-                onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None)
-            )
+    for name in wanted:
+        if name not in known and name not in graph_inputs:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
@@ -54,19 +56,36 @@ def observe_conv_outputs(
     seen = 0
     for x in inputs:
         seen += 1
-        outputs = sess.run(None, {sess.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})
-        values = dict(zip(names, outputs, strict=True))
-        for node in nodes:
-            v = values[node.output[0]]
+        x = np.asarray(x, dtype=np.float32)
+        values = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x}), strict=True))
+        values.update({name: x for name in graph_inputs[:1]})
+        for name in wanted:
+            v = values[name]
             lo, hi = float(v.min()), float(v.max())
-            if node.name in ranges:
-                lo, hi = min(lo, ranges[node.name][0]), max(hi, ranges[node.name][1])
-            ranges[node.name] = (lo, hi)
+            if name in ranges:
+                lo, hi = min(lo, ranges[name][0]), max(hi, ranges[name][1])
+            ranges[name] = (lo, hi)
     if not seen:
+        raise ExportError("observing tensor ranges: needs at least one calibration image")
+    return ranges
+
+
+def observe_conv_outputs(
+    model: onnx.ModelProto, inputs: Iterable[np.ndarray], threads: int = 1, ops: tuple[str, ...] = ("Conv",)
+) -> dict[str, tuple[float, float]]:
+    """(min, max) of every `ops` node's output over `inputs` (NCHW float32 arrays), keyed by node name.
+
+    Raises:
+        ExportError: no input was given.
+    """
+    nodes = [n for n in model.graph.node if n.op_type in ops]
+    try:
+        by_tensor = observe_tensor_ranges(model, inputs, [n.output[0] for n in nodes], threads)
+    except ExportError as err:
         raise ExportError(
             "ort-cpu target: needs at least one calibration image to observe conv output ranges"
-        )
-    return ranges
+        ) from err
+    return {node.name: by_tensor[node.output[0]] for node in nodes}
 
 
 def lower_for_ort_cpu(

@@ -16,43 +16,18 @@ from __future__ import annotations
 
 import onnx
 
-from drq.recipe import Recipe, UniformAct
-from engine_builder.errors import ExportError
+from drq.recipe import LayerRecipe, Recipe, UniformAct
 from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
 from engine_builder.lowerings.common import (
     LoweringOptions,
     add_weight_dq,
+    check_recipe,
     cpu_output_range,
     recipe_nodes,
     start,
     weight_codes,
 )
-from engine_builder.lowerings.graph import finalize
-
-
-def check_int8_recipe(recipe: Recipe | None, lowering: str) -> Recipe:
-    """The recipe, if every layer is 8-bit signed symmetric uniform on its input (and <= 8-bit weights).
-
-    Raises:
-        ExportError: naming the first layer that needs another lowering.
-    """
-    if recipe is None:
-        raise ExportError(f"{lowering}: needs a recipe (use --lowering fp32 or fp16 for a float model)")
-    for name, layer in recipe.layers.items():
-        act = layer.act
-        if not isinstance(act, UniformAct):
-            raise ExportError(
-                f"recipe layer {name!r}: {lowering} needs uniform activations, the recipe has the "
-                f"{act.budget!r} dual-region budget; use --lowering fakequant (or drq-split / "
-                "drq-plugin for their budgets)"
-            )
-        if act.bits != 8 or not act.symmetric:
-            raise ExportError(
-                f"recipe layer {name!r}: {lowering} needs 8-bit signed symmetric activations, got "
-                f"{act.bits}-bit {'signed' if act.signed else 'unsigned'} zero point "
-                f"{act.zero_point}; use --lowering fakequant"
-            )
-    return recipe
+from engine_builder.lowerings.graph import GraphEditor, finalize
 
 
 def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions) -> onnx.ModelProto:
@@ -61,21 +36,34 @@ def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: Lowering
     Raises:
         ExportError: the recipe is not uniform INT8 (use `fakequant`), or a layer is missing.
     """
-    recipe = check_int8_recipe(recipe, "qdq")
+    recipe = check_recipe(recipe, "qdq", "uniform", int8_layers=True)
     model, ed = start(float_model, "qdq", recipe)
     for name, layer, node_name in recipe_nodes(model, recipe, "qdq"):
-        node = ed.node(node_name)
-        act = layer.act
-        assert isinstance(act, UniformAct)
-        out_range = cpu_output_range(options, node)
-        if out_range is not None:
-            codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
-            out = qlinear_conv(
-                ed, node, [(node.input[0], act.scale, codes)], w_scale, w_axis, out_range, name
-            )
-            ed.replace_output(node, out)
-            continue
-        node.input[0] = qdq_pair(ed, node.input[0], act.scale, node, f"{name}.input")
-        node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)
+        lower_layer(ed, ed.node(node_name), name, layer, options)
     ed.commit()
     return finalize(model)
+
+
+def lower_layer(
+    ed: GraphEditor, node: onnx.NodeProto, name: str, layer: LayerRecipe, options: LoweringOptions
+) -> None:
+    """One symmetric INT8 conv input: Q/DQ (TensorRT) or the QLinearConv pattern (ort-cpu)."""
+    act = layer.act
+    assert isinstance(act, UniformAct)
+    out_range = cpu_output_range(options, node)
+    if out_range is not None:
+        codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
+        out = qlinear_conv(
+            ed,
+            node,
+            [(node.input[0], act.scale, codes)],
+            w_scale,
+            w_axis,
+            out_range,
+            name,
+            weight_type=options.ort_weights,
+        )
+        ed.replace_output(node, out)
+        return
+    node.input[0] = qdq_pair(ed, node.input[0], act.scale, node, f"{name}.input")
+    node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)

@@ -230,5 +230,13 @@ def load_cuda(binding: Binding = "auto") -> CudaApi:
 
 
 def current_device(binding: Binding = "auto") -> tuple[str, str]:
-    """(name, "major.minor") of the current CUDA device."""
-    return load_cuda(binding).device()
+    """(name, "major.minor") of the current CUDA device.
+
+    The binding is closed again: with pycuda that pops the context `PyCuda` pushed (pycuda aborts at
+    exit when its context stack is not empty, and a context left current would leak into later work).
+    """
+    cuda = load_cuda(binding)
+    try:
+        return cuda.device()
+    finally:
+        cuda.close()

@@ -64,24 +64,30 @@ def test_drq_body_relu_input_is_bounded_below():
     assert act.outlier_channels is not None
 
 
-def test_split_breakpoint_search_only_moves_split_breakpoints():
+def test_breakpoint_searches_move_split_breakpoints_and_bbit_formats():
     x = tiny_batches(1, seed=9)[0]
-    outputs = {}
     for budget in ("split", "b-bit"):
         runs = {init: _run("drq", budget, breakpoint_init=init) for init in ("mse", "percentile")}
         searched, paper = runs["mse"][2], runs["percentile"][2]
         moved = [
             n for n in searched.layers if searched.layers[n].act.breakpoint != paper.layers[n].act.breakpoint
         ]
-        if budget == "b-bit":
-            assert moved == []
-            continue
         assert moved, "the search kept every percentile breakpoint"
+        if budget == "b-bit":
+            fixed = {
+                (a.dense_limit, a.pos_tail_codes, a.neg_tail_codes)
+                for a in (l.act for l in paper.layers.values())
+            }
+            assert fixed == {(2 ** (b - 2) - 1,) * 3 for b in {l.act.bits for l in paper.layers.values()}}
+            assert any(
+                (a.dense_limit, a.pos_tail_codes, a.neg_tail_codes) != (2 ** (a.bits - 2) - 1,) * 3
+                for a in (l.act for l in searched.layers.values())
+            ), "the format search kept schema 1's split everywhere"
         fp = runs["mse"][0]
         with torch.no_grad():
             outputs = {init: float(((run[1](x) - fp(x)) ** 2).mean()) for init, run in runs.items()}
-    # Per-layer MSE-optimal breakpoints also give the lower output error on this net.
-    assert outputs["mse"] < outputs["percentile"]
+        # Per-layer MSE-optimal breakpoints (and b-bit code splits) also give the lower output error here.
+        assert outputs["mse"] < outputs["percentile"], budget
 
 
 def test_all_layers_puts_every_layer_at_b_bits():

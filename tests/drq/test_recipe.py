@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from drq.recipe import (
     WeightQuant,
     f32,
     load_recipe,
+    migrate_v1,
     recipe_from_dict,
     save_recipe,
 )
@@ -83,7 +85,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.update(schema_version=2), "schema_version: 2 is newer than this drq understands"),
+        (lambda d: d.update(schema_version=3), "schema_version: 3 is newer than this drq understands"),
         (lambda d: d.update(schema_version=0), "schema_version: 0 is not supported"),
         (lambda d: d.pop("layers"), "top level: missing field(s) layers"),
         (lambda d: d.update(extra=1), "top level: unknown field(s) extra"),
@@ -153,7 +155,54 @@ def test_bbit_grid_at_8_bits_matches_the_spec() -> None:
     assert grid.s_p == (np.float32(4.0) - np.float32(0.5)) / np.float32(63)
     assert grid.s_n == (np.float32(2.0) - np.float32(0.5)) / np.float32(63)
     params = grid.params()
-    assert params.dtype == np.float32 and params.tolist()[4] == 63.0
+    assert params.dtype == np.float32 and params.tolist()[4:] == [63.0, 63.0, 63.0]
+
+
+def test_bbit_code_split_steps_and_validation() -> None:
+    """A searched split (D, P, N) = (87, 40, 41): tail steps divide by their own code counts."""
+    act = DualRegionAct(
+        "b-bit", 8, f32(-2.0), f32(0.5), f32(4.0), dense_limit=87, pos_tail_codes=40, neg_tail_codes=41
+    )
+    grid = bbit_grid(act)
+    assert grid.s_d == np.float32(0.5) / np.float32(87)
+    assert grid.s_p == (np.float32(4.0) - np.float32(0.5)) / np.float32(40)
+    assert grid.s_n == (np.float32(2.0) - np.float32(0.5)) / np.float32(41)
+    assert grid.params().tolist()[4:] == [87.0, 40.0, 41.0]
+    # the uniform grid's range is reachable: codes -128..127 at 8 bits, -8..7 at 4 bits
+    DualRegionAct("b-bit", 4, -1.0, 0.5, 1.0, dense_limit=5, pos_tail_codes=2, neg_tail_codes=3)
+    bad = [
+        (
+            {"dense_limit": 5, "pos_tail_codes": 3},
+            "pos_tail_codes: dense_limit + pos_tail_codes must be <= 7",
+        ),
+        (
+            {"dense_limit": 5, "pos_tail_codes": 2, "neg_tail_codes": 4},
+            "neg_tail_codes: dense_limit + neg_tail_codes must be <= 8",
+        ),
+        ({"dense_limit": 0}, "dense_limit: must be a positive integer, got 0"),
+        ({"pos_tail_codes": True}, "pos_tail_codes: must be a positive integer, got True"),
+    ]
+    for fields, message in bad:
+        with pytest.raises(RecipeError, match=re.escape(message)):
+            DualRegionAct("b-bit", 4, -1.0, 0.5, 1.0, **fields)
+    with pytest.raises(RecipeError, match="dense_limit: only the b-bit budget has a code split, not 'paper'"):
+        DualRegionAct("paper", 4, -1.0, 0.5, 1.0, dense_limit=3)
+
+
+def test_schema_1_recipe_loads_with_the_fixed_split(tmp_path: Path) -> None:
+    """A version-1 b-bit recipe (no code split fields) loads unchanged: D = P = N = 2^(b-2)-1."""
+    data = _recipe("b-bit").to_dict()
+    for layer in data["layers"].values():
+        for name in ("dense_limit", "pos_tail_codes", "neg_tail_codes"):
+            del layer["act"][name]
+    data["schema_version"] = 1
+    before = json.dumps(data, sort_keys=True)
+    recipe = load_recipe(_write(tmp_path, data))
+    assert json.dumps(data, sort_keys=True) == before  # the input is not modified
+    assert recipe.schema_version == 2
+    act = recipe.layers["head"].act
+    assert (act.dense_limit, act.pos_tail_codes, act.neg_tail_codes) == (3, 3, 3)
+    assert recipe == _recipe("b-bit")
 
 
 def test_bbit_grid_without_negative_tail() -> None:
@@ -173,3 +222,65 @@ def test_split_and_paper_grids() -> None:
     assert paper.s_p == np.float32(2.5) / np.float32(7)
     relu = paper_grid(DualRegionAct("paper", 4, 0.0, 0.5, 3.0))
     assert relu.bounded_below and relu.s_n == 0 and relu.s_d == np.float32(0.5) / np.float32(15)
+
+
+def _mixed_recipe() -> Recipe:
+    split = _recipe("split")
+    act = DualRegionAct(
+        budget="split",
+        bits=8,
+        lower=f32(-0.5),
+        breakpoint=f32(0.25),
+        upper=f32(3.0),
+        outlier_scale=split_outlier_scale(-0.5, 0.25, 3.0, 8),
+    )
+    layers = {
+        "head": LayerRecipe("conv2d", split.layers["head"].weight, UniformAct(8, f32(1 / 255), -128)),
+        "body.0.c1": LayerRecipe("conv2d", split.layers["body.0.c1"].weight, act),
+    }
+    from dataclasses import replace
+
+    return replace(
+        split, a_bits=8, budget="mixed", layers=layers, plan={"head": "int8", "body.0.c1": "split"}
+    )
+
+
+def test_mixed_plan_round_trips(tmp_path: Path) -> None:
+    recipe = _mixed_recipe()
+    loaded = load_recipe(save_recipe(recipe, tmp_path / "m.json"))
+    assert loaded == recipe and loaded.plan == {"head": "int8", "body.0.c1": "split"}
+    assert loaded.sha256() == recipe.sha256()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["plan"].pop("head"), "plan: must list every layer"),
+        (lambda d: d["plan"].update({"head": "int4"}), "plan['head']: must be one of int8, split, fp16"),
+        (lambda d: d["plan"].update({"head": "split"}), "plan['head']: split needs a split dual-region act"),
+        (lambda d: d["plan"].update({"body.0.c1": "int8"}), "plan['body.0.c1']: int8 needs an 8-bit"),
+        (lambda d: d.update(a_bits=4), "a_bits: the mixed budget runs INT8 kernels and needs 8"),
+        (lambda d: d.update(plan=[]), "plan: must be an object"),
+    ],
+)
+def test_invalid_plans_are_named(tmp_path: Path, mutate, message: str) -> None:
+    data = _mixed_recipe().to_dict()
+    mutate(data)
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(_write(tmp_path, data))
+
+
+def test_plan_only_for_the_mixed_budget(tmp_path: Path) -> None:
+    data = _recipe("split").to_dict()
+    data["plan"] = {"head": "int8", "body.0.c1": "int8"}
+    with pytest.raises(RecipeError, match="plan: only the mixed budget has a per-layer plan"):
+        load_recipe(_write(tmp_path, data))
+
+
+def test_version_1_recipes_load_through_the_migration(tmp_path: Path) -> None:
+    data = _recipe("split").to_dict()
+    data["schema_version"] = 1
+    del data["plan"]
+    assert migrate_v1(data)["plan"] == {} and data["schema_version"] == 1  # input not modified
+    loaded = load_recipe(_write(tmp_path, data))
+    assert loaded.schema_version == 2 and loaded.plan == {} and loaded.layers == _recipe("split").layers

@@ -203,7 +203,7 @@ CASES: list[tuple[str, str, str]] = [
     ),
     ("eval-recipe-threads", "eval --recipe {in}/u8.json --data {SET5} --threads -1", "must be 0..256"),
     ("upscale-bad-in-folder", "upscale --onnx {in}/fp.onnx {in}/imgs -o {out}/sr", "z.png: cannot read"),
-    ("upscale-not-x4", "upscale --onnx {in}/ident_x4.onnx {in}/gray.png -o {out}/sr", "not x4 (1x3x32x32)"),
+    ("upscale-not-x4", "upscale --onnx {in}/ident_x4.onnx {in}/gray.png -o {out}/sr", "at x4; expected"),
     ("upscale-gray-model", "upscale --onnx {in}/gray1.onnx {in}/gray.png -o {out}/sr", "1 channels"),
     ("upscale-out-is-file", "upscale --onnx {in}/fp.onnx {in}/gray.png -o {in}/afile", "not a folder"),
     ("upscale-engine-onnx", "upscale --engine {in}/fp.onnx {in}/gray.png -o {out}/sr", "no such manifest"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import pytest
 from drq.errors import MissingDependency
 from drq.manifest import load_manifest
 from engine_builder.backends.base import FeatureUnavailable, import_tensorrt
-from engine_builder.build import BuildConfig, build_engine, parse_shape
+from engine_builder.build import BuildConfig, build_engine, layers_path, parse_shape
 from engine_builder.calib_cache import CalibCache, write_cache
 from engine_builder.errors import BuildError
 from serve.errors import RunnerError
@@ -353,3 +354,48 @@ def test_manifest_json_is_plain(model: Path, monkeypatch: pytest.MonkeyPatch):
     data = json.loads(result.manifest_file.read_text())
     assert data["profile"] == {"min": [1, 3, 64, 64], "opt": [1, 3, 256, 256], "max": [1, 3, 540, 960]}
     assert data["schema_version"] == 1
+
+
+def test_missing_cuda_binding_fails_before_the_build(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = fake_trt.install(monkeypatch, "10.13.0.35")  # full TensorRT, but no CUDA binding at all
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(MissingDependency, match="needs a CUDA binding"):
+        build_engine(config(model))
+    assert trt.STATE.named("build_serialized_network") == []  # no engine was built and thrown away
+    assert not model.with_suffix(".plan").exists()
+
+
+def test_device_query_through_pycuda_pops_its_context(model: Path, monkeypatch: pytest.MonkeyPatch):
+    fake_trt.install(monkeypatch, "10.13.0.35")
+    drv = fake_cuda.install_pycuda(monkeypatch)
+    result = build_engine(config(model))
+    assert (result.manifest.device, result.manifest.compute_capability) == ("NVIDIA L4", "8.9")
+    assert [c for c in drv.MEMORY.calls if c[0].startswith("Context")] == [
+        ("Context.push",),
+        ("Context.pop",),
+    ]
+
+
+def test_detailed_profiling_and_engine_inspector_json(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch, "11.4.0")
+    result = build_engine(config(model))
+    assert trt.STATE.named("profiling_verbosity")[0].args == ("DETAILED",)
+    # written beside the engine, from an inspector that had an execution context with the opt shape
+    assert trt.STATE.named("get_engine_information")[0].args == ("JSON", True)
+    info = json.loads(layers_path(result.engine).read_text())
+    layers = {layer["Name"]: layer for layer in info["Layers"]}
+    assert layers["/head/Conv"]["LayerType"] == "Conv"
+    assert layers["/head/Conv"]["Inputs"][0] == {
+        "Name": "dq",
+        "Format/Datatype": "Row major linear FP32 format",
+    }
+    assert info["Bindings"] == ["lr", "sr"]
+
+
+def test_without_a_runtime_that_loads_the_engine_no_layer_file(model: Path, monkeypatch: pytest.MonkeyPatch):
+    trt = install(monkeypatch, "11.4.0")
+    monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: None)
+    result = build_engine(config(model))
+    assert not layers_path(result.engine).exists() and result.engine.is_file()
+    assert result.warnings[-1].startswith("engine inspector unavailable on this machine")

@@ -152,7 +152,7 @@ def test_fake_paper_lands_on_the_paper_grid(lower_b: float) -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert set(LOWERINGS) == {"fp32", "fp16", "qdq", "drq-split", "fakequant", "drq-plugin"}
+    assert set(LOWERINGS) == {"fp32", "fp16", "qdq", "drq-split", "fakequant", "drq-plugin", "mixed", "fp8"}
     with pytest.raises(ExportError, match=r"lowering 'int4': unknown; choose from fp32, fp16"):
         get_lowering("int4")
 
@@ -272,6 +272,8 @@ def test_ort_cpu_target_fuses_into_qlinearconv(float_model, recipes, lr, low, bu
     for conv in (n for n in cpu.graph.node if n.op_type == "Conv"):
         x_zp = inits[prod[conv.input[0]].input[2]]
         assert x_zp.data_type == TensorProto.UINT8 and numpy_helper.to_array(x_zp) == 128  # u8 activations
+        w_zp = inits[prod[conv.input[1]].input[2]]  # u8 weights, zero point 128: no int16 saturation
+        assert w_zp.data_type == TensorProto.UINT8 and (numpy_helper.to_array(w_zp) == 128).all()
         if len(conv.input) > 2:
             assert inits[prod[conv.input[2]].input[0]].data_type == TensorProto.INT32  # int32 bias
         (q_out,) = _consumers(cpu, conv.output[0])

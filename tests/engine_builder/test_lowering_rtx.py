@@ -20,6 +20,12 @@ CASES = [
     ("drq-split", "split", LoweringOptions(outlier_channels_only=True)),
     ("fakequant", "paper", LoweringOptions()),
     ("drq-plugin", "b-bit", LoweringOptions()),
+    # FP16 glue (engine_builder.lowerings.fp16_glue): float16 scales, DQ outputs and float ops
+    ("qdq", "uniform", LoweringOptions(glue="fp16")),
+    ("qdq", "uniform", LoweringOptions(glue="fp16", io_dtype="fp16")),
+    ("drq-split", "split", LoweringOptions(glue="fp16")),
+    ("drq-split", "split", LoweringOptions(glue="fp16", outlier_channels_only=True)),
+    ("drq-plugin", "b-bit", LoweringOptions(glue="fp16")),
 ]
 
 
@@ -29,11 +35,8 @@ def net_and_graph():
     return net, export_float_onnx(net, scale=2)
 
 
-@pytest.mark.parametrize("lowering,budget,options", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_tensorrt_rtx_parses_and_builds(net_and_graph, lowering, budget, options) -> None:
+def _parse_and_build(model) -> None:
     trt = pytest.importorskip("tensorrt_rtx")
-    net, graph = net_and_graph
-    model = lower(lowering, graph, make_recipe(net, budget) if budget else None, options)
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -47,3 +50,18 @@ def test_tensorrt_rtx_parses_and_builds(net_and_graph, lowering, budget, options
     config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     assert engine is not None and engine.nbytes > 0
+
+
+@pytest.mark.parametrize("lowering,budget,options", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_tensorrt_rtx_parses_and_builds(net_and_graph, lowering, budget, options) -> None:
+    net, graph = net_and_graph
+    _parse_and_build(lower(lowering, graph, make_recipe(net, budget) if budget else None, options))
+
+
+def test_tensorrt_rtx_builds_the_mixed_plan_with_fp16_glue(net_and_graph) -> None:
+    from drq.recipe import UniformAct, f32
+    from tests.engine_builder.test_lowering_mixed import PLAN, _mixed
+
+    net, graph = net_and_graph
+    recipe = _mixed(net, PLAN, {"head": UniformAct(bits=8, scale=f32(1 / 255), zero_point=-128)})
+    _parse_and_build(lower("mixed", graph, recipe, LoweringOptions(glue="fp16")))

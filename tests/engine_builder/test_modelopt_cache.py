@@ -175,3 +175,23 @@ def test_modelopt_skips_small_channel_convs_despite_the_cache(tmp_path: Path) ->
     assert q_scale == np.float32(0.0123)
     with pytest.raises(AssertionError, match="input is not dequantized"):
         input_qdq(quantized, "/tail/Conv")
+
+
+def test_modelopt_takes_the_full_cache_with_the_recipe_scales_on_conv_inputs(
+    chain: tuple[Path, Path, Recipe, dict[str, str]], tmp_path: Path
+) -> None:
+    """The full cache (`drq calib-cache --calib`: also conv outputs, Adds, Concats, activations) is still
+    read by ModelOpt: the conv inputs keep the recipe's scales, and the extra entries break nothing."""
+    from engine_builder.calib_cache import complete_cache, int8_tensors, observe_int8_scales
+
+    float_path, _, recipe, convs = chain
+    graph = onnx.load(str(float_path))
+    partial = cache_from_recipe(recipe, input_tensor_map(graph))
+    crops = [np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32) for i in range(2)]
+    full = complete_cache(partial, observe_int8_scales(graph, crops), graph)
+    assert len(full.scales) == len(int8_tensors(graph)) > len(partial.scales)
+    quantized = modelopt_int8(float_path, tmp_path / "q.onnx", write_cache(full, tmp_path / "full.txt"))
+    for layer, node in convs.items():
+        q_scale, dq_scale, _ = input_qdq(quantized, node)
+        expected = np.float32(recipe.layers[layer].act.scale)
+        assert q_scale == expected and dq_scale == expected, (layer, q_scale, expected)

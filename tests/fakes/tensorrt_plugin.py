@@ -57,6 +57,15 @@ class ShapeExpr:
 
     __rmul__ = __mul__
 
+    # https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/tensorrt.plugin/Shape/ShapeExpr.html:
+    # `is_fake` outside shape calculations, `is_constant` for build-time constants, `constant_value()`.
+    # The descriptors run in a shape calculation and every dimension here is a concrete constant.
+    is_fake = False
+    is_constant = True
+
+    def constant_value(self) -> int:
+        return self.value
+
 
 class ShapeExprs(tuple):
     def numel(self) -> ShapeExpr:

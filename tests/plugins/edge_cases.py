@@ -8,7 +8,8 @@ from plugins.spec import pack_params
 
 
 def params_sets() -> dict[str, np.ndarray]:
-    """Representative params: 8-bit with both tails, no negative tail, 4-bit, awkward steps."""
+    """Representative params: 8-bit with both tails, no negative tail, 4-bit, awkward steps, and
+    searched code splits (D, P, N) that fill the code range (-128 and 127 used, asymmetric tails)."""
     d8, d4 = 63, 3
     bp = np.float32(0.7371)
     return {
@@ -22,14 +23,29 @@ def params_sets() -> dict[str, np.ndarray]:
         "b8_no_neg_tail": pack_params(1.0, np.float32(1.0) / np.float32(d8), 0.5, 0.0, d8),
         "b4": pack_params(0.3, np.float32(0.3) / np.float32(d4), np.float32(0.9) / np.float32(d4), 0.05, d4),
         "b8_pow2": pack_params(2.0, 0.03125, 0.25, 0.125, d8),
+        "b8_split_full": pack_params(
+            bp, np.float32(bp / np.float32(87)), np.float32((np.float32(9.25) - bp) / 40), 0.0625, 87, 40, 41
+        ),
+        "b8_split_wide_dense": pack_params(0.5, np.float32(0.5) / np.float32(126), 0.75, 0.25, 126, 1, 2),
+        "b4_split": pack_params(
+            0.3, np.float32(0.3) / np.float32(5), np.float32(0.7) / np.float32(2), 0.1, 5, 2, 3
+        ),
+        "b4_split_no_neg": pack_params(0.4, 0.1, 0.3, 0.0, 4, 3, 4),
     }
+
+
+def code_range(params: np.ndarray) -> tuple[int, int]:
+    """(lowest, highest) code the params can produce: -(D + N) (or -D without a tail), D + P."""
+    d, p, n = int(params[4]), int(params[5]), int(params[6])
+    return (-(d + n) if params[3] > 0 else -d), d + p
 
 
 def edge_values(params: np.ndarray) -> np.ndarray:
     """float32 values at every boundary: exact .5 ties and grid points on all three grids, one ulp
     either side of +-bp, NaN, +-inf, out-of-range magnitudes, subnormals, float16 extremes."""
-    bp, s_d, s_p, s_n, d = (np.float32(v) for v in params)
-    k = np.arange(-2 * int(d) - 3, 2 * int(d) + 4, dtype=np.float32)
+    bp, s_d, s_p, s_n, d, p, n = (np.float32(v) for v in params)
+    widest = int(d) + int(max(p, n))
+    k = np.arange(-widest - 3, widest + 4, dtype=np.float32)
     half = k + np.float32(0.5)
     ties = np.concatenate(
         [
@@ -52,15 +68,15 @@ def edge_values(params: np.ndarray) -> np.ndarray:
 
 def float_inputs(params: np.ndarray, n_random: int = 20000, seed: int = 0) -> np.ndarray:
     """float32 values: random bulk and outliers, then every `edge_values` entry."""
-    bp, s_p, d = np.float32(params[0]), np.float32(params[2]), np.float32(params[4])
+    bp, s_p, p = np.float32(params[0]), np.float32(params[2]), np.float32(params[5])
     rng = np.random.default_rng(seed)
     bulk = (rng.standard_normal(n_random) * bp).astype(np.float32)
-    outliers = (rng.standard_normal(2000) * (bp + d * s_p) * 2).astype(np.float32)
+    outliers = (rng.standard_normal(2000) * (bp + p * s_p) * 2).astype(np.float32)
     return np.concatenate([bulk, outliers, edge_values(params)]).astype(np.float32)
 
 
 def all_codes() -> np.ndarray:
-    """Every int8 code, including the unused ones beyond +-2D."""
+    """Every int8 code, including the unused ones beyond the code range."""
     return np.arange(-128, 128, dtype=np.int16).astype(np.int8)
 
 

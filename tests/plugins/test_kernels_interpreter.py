@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugins.edge_cases import params_sets
+
 pytest.importorskip("triton")
 pytest.importorskip("torch")
 
@@ -32,11 +34,12 @@ def interpreter_results() -> dict[str, int]:
 
 
 def test_every_case_ran(interpreter_results: dict[str, int]) -> None:
-    # kernels: 4 params sets x 5 shapes x (2 dequant dtypes + 2 quantize dtypes);
-    # JIT plugins: 4 params sets x 2 shapes x (2 + 2)
+    # kernels: every params set x 5 shapes x (2 dequant dtypes + 2 quantize dtypes);
+    # JIT plugins: every params set x 2 shapes x (2 + 2)
+    sets = len(params_sets())
     kernels = [k for k in interpreter_results if not k.startswith("jit/")]
-    assert len(kernels) == 4 * 5 * 4
-    assert len(interpreter_results) - len(kernels) == 4 * 2 * 4
+    assert len(kernels) == sets * 5 * 4
+    assert len(interpreter_results) - len(kernels) == sets * 2 * 4
 
 
 @pytest.mark.parametrize("op", ["dequant", "quantize"])
@@ -50,7 +53,7 @@ def test_jit_plugin_impl_is_bit_exact(interpreter_results: dict[str, int], op: s
     """`trtp.impl` of both plugins (TensorRT 10.6-10.8), enqueued through the stand-in like TensorRT does,
     writes exactly the reference's values into TensorRT's output buffer (interpret_check.run_jit_plugins)."""
     cases = {k: v for k, v in interpreter_results.items() if k.startswith(f"jit/{op}/")}
-    assert len(cases) == 4 * 2 * 2
+    assert len(cases) == len(params_sets()) * 2 * 2
     bad = {k: v for k, v in cases.items() if v}
     assert not bad, f"elements differing from plugins.reference: {bad}"
 
@@ -60,7 +63,7 @@ def test_wrappers_reject_bad_inputs() -> None:
     from plugins.errors import PluginError
     from plugins.kernels import dequantize_triton, quantize_triton
 
-    params = torch.tensor([1.0, 1 / 63, 0.5, 0.25, 63.0])
+    params = torch.tensor([1.0, 1 / 63, 0.5, 0.25, 63.0, 63.0, 63.0])
     with pytest.raises(PluginError, match="dequantize_triton: codes must be torch.int8, got torch.int32"):
         dequantize_triton(torch.zeros(4, dtype=torch.int32), params, torch.empty(4))
     with pytest.raises(PluginError, match=r"quantize_triton: input shape \(4,\) != output shape \(5,\)"):
@@ -69,5 +72,5 @@ def test_wrappers_reject_bad_inputs() -> None:
         quantize_triton(torch.zeros(4, 4).t(), params, torch.empty(4, 4, dtype=torch.int8))
     with pytest.raises(PluginError, match=r"must be on one device, got \['cpu', 'meta'\]"):
         quantize_triton(torch.zeros(4), params, torch.empty(4, dtype=torch.int8, device="meta"))
-    with pytest.raises(PluginError, match=r"params must have shape \(5,\)"):
-        quantize_triton(torch.zeros(4), params[:4], torch.empty(4, dtype=torch.int8))
+    with pytest.raises(PluginError, match=r"params must have shape \(7,\)"):
+        quantize_triton(torch.zeros(4), params[:5], torch.empty(4, dtype=torch.int8))  # schema-1 layout

@@ -18,6 +18,7 @@ from plugins.onnx_function import (
     strip_functions,
 )
 from plugins.reference import dequantize, quantize
+from plugins.spec import NUM_PARAMS
 from tests.plugins.edge_cases import all_codes, float_inputs, params_sets
 
 ort = pytest.importorskip("onnxruntime")
@@ -33,7 +34,7 @@ def _round_trip_model(in_type: int, out_type: int, opset: int = 17) -> onnx.Mode
         "round_trip",
         [
             helper.make_tensor_value_info("x", in_type, ["n"]),
-            helper.make_tensor_value_info("params", TensorProto.FLOAT, [5]),
+            helper.make_tensor_value_info("params", TensorProto.FLOAT, [NUM_PARAMS]),
         ],
         [
             helper.make_tensor_value_info("y", out_type, ["n"]),
@@ -49,7 +50,7 @@ def _dequant_model(out_type: int) -> onnx.ModelProto:
         "dequant",
         [
             helper.make_tensor_value_info("codes", TensorProto.INT8, [2, "n"]),
-            helper.make_tensor_value_info("params", TensorProto.FLOAT, [5]),
+            helper.make_tensor_value_info("params", TensorProto.FLOAT, [NUM_PARAMS]),
         ],
         [helper.make_tensor_value_info("y", out_type, [2, "n"])],
     )
@@ -165,7 +166,7 @@ def test_params_initializer_feeds_the_nodes() -> None:
     (codes,) = _session(model).run(None, {"x": x})
     assert np.array_equal(codes, quantize(x, params))
     with pytest.raises(PluginError, match="params: breakpoint bp must be > 0"):
-        params_initializer("p", np.array([0, 1, 1, 1, 63], np.float32))
+        params_initializer("p", np.array([0, 1, 1, 1, 63, 63, 63], np.float32))
 
 
 def test_rejects_bad_arguments() -> None:

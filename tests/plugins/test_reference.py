@@ -8,8 +8,9 @@ import pytest
 from plugins.errors import PluginError
 from plugins.reference import dequantize, quantize
 from plugins.spec import pack_params, validate_params
-from tests.plugins.edge_cases import all_codes, float_inputs, params_sets
+from tests.plugins.edge_cases import all_codes, code_range, float_inputs, params_sets
 
+POS_TAIL = "params: positive tail codes P must be an integer in"
 P8 = pack_params(1.0, 0.015625, 0.5, 0.25, 63)  # power-of-two steps: hand-checkable
 
 
@@ -21,9 +22,13 @@ P8 = pack_params(1.0, 0.015625, 0.5, 0.25, 63)  # power-of-two steps: hand-check
         ((1.0, 0.0, 1.0, 1.0, 63), "params: dense step s_d must be > 0, got 0.0"),
         ((1.0, 1.0, -1.0, 1.0, 63), "params: positive-tail step s_p must be > 0, got -1.0"),
         ((1.0, 1.0, 1.0, -0.5, 63), "params: negative-tail step s_n must be >= 0, got -0.5"),
-        ((1.0, 1.0, 1.0, 0.0, 64), "params: dense limit D must be an integer in 1..63, got 64.0"),
-        ((1.0, 1.0, 1.0, 0.0, 0), "params: dense limit D must be an integer in 1..63, got 0.0"),
-        ((1.0, 1.0, 1.0, 0.0, 2.5), "params: dense limit D must be an integer in 1..63, got 2.5"),
+        ((1.0, 1.0, 1.0, 0.0, 127, 1, 1), "params: dense limit D must be an integer in 1..126, got 127.0"),
+        ((1.0, 1.0, 1.0, 0.0, 0), "params: dense limit D must be an integer in 1..126, got 0.0"),
+        ((1.0, 1.0, 1.0, 0.0, 2.5), "params: dense limit D must be an integer in 1..126, got 2.5"),
+        ((1.0, 1.0, 1.0, 0.0, 64), f"{POS_TAIL} 1..127 - D, got 64.0"),
+        ((1.0, 1.0, 1.0, 0.0, 3, 0, 3), f"{POS_TAIL} 1..127 - D, got 0.0"),
+        ((1.0, 1.0, 1.0, 0.0, 3, 3, 1.5), "params: negative tail codes N must be an integer in 1..128 - D"),
+        ((1.0, 1.0, 1.0, 0.0, 100, 27, 29), "params: negative tail codes N must be an integer in 1..128 - D"),
     ],
 )
 def test_pack_params_rejects(args: tuple, message: str) -> None:
@@ -35,16 +40,18 @@ def test_pack_params_rejects(args: tuple, message: str) -> None:
 
 def test_validate_params_shape_and_dtype() -> None:
     with pytest.raises(PluginError, match=r"params: need float32, got float64"):
-        validate_params(np.ones(5))
-    with pytest.raises(PluginError, match=r"params: need shape \(5,\)"):
-        validate_params(np.ones(4, np.float32))
+        validate_params(np.ones(7))
+    with pytest.raises(PluginError, match=r"params: need shape \(7,\)"):
+        validate_params(np.ones(5, np.float32))  # the schema-1 layout without P and N
     assert validate_params(P8).dtype == np.float32
 
 
 def test_pack_params_layout() -> None:
     p = pack_params(0.5, 0.25, 0.125, 0.0, 3)
     assert p.dtype == np.float32
-    assert p.tolist() == [0.5, 0.25, 0.125, 0.0, 3.0]
+    assert p.tolist() == [0.5, 0.25, 0.125, 0.0, 3.0, 3.0, 3.0]  # tails default to D codes each
+    assert pack_params(0.5, 0.25, 0.125, 0.0, 3, 4, 5).tolist()[4:] == [3.0, 4.0, 5.0]
+    assert pack_params(0.5, 0.25, 0.125, 0.0, 1, 126, 127).tolist()[4:] == [1.0, 126.0, 127.0]
 
 
 def test_quantize_hand_values() -> None:
@@ -99,10 +106,8 @@ def test_dequantize_float16_rounds_once_to_nearest_even() -> None:
 def test_codes_round_trip(name: str) -> None:
     """Decoding a produced code and encoding it again gives the same code (the grids are consistent)."""
     p = params_sets()[name]
-    d = int(p[4])
-    codes = np.arange(-2 * d, 2 * d + 1, dtype=np.int16).astype(np.int8)
-    if p[3] == 0:
-        codes = codes[codes >= -d]
+    lo, hi = code_range(p)
+    codes = np.arange(lo, hi + 1, dtype=np.int16).astype(np.int8)
     assert np.array_equal(quantize(dequantize(codes, p), p), codes)
 
 
@@ -111,8 +116,8 @@ def test_quantize_range_and_nan(name: str) -> None:
     p = params_sets()[name]
     x = float_inputs(p, n_random=2000)
     q = quantize(x, p).astype(int)
-    d = int(p[4])
-    assert q.min() >= -2 * d and q.max() <= 2 * d
+    lo, hi = code_range(p)
+    assert q.min() == lo and q.max() == hi  # the inputs reach both ends of the code range
     assert np.all(q[np.isnan(x)] == 0)
     # monotone: sorting the finite inputs sorts the codes
     finite = np.sort(x[np.isfinite(x)])
@@ -126,3 +131,17 @@ def test_rejects_wrong_dtypes() -> None:
         dequantize(np.zeros(3, np.int32), P8)
     with pytest.raises(PluginError, match="dequantize: out_dtype must be float32 or float16, got float64"):
         dequantize(np.zeros(3, np.int8), P8, np.float64)
+
+
+def test_searched_split_hand_values() -> None:
+    """D = 5, P = 2, N = 3 (a searched 4-bit split): codes -8..7, the int8 ends of the 4-bit range."""
+    p = pack_params(0.5, 0.1, 0.25, 0.5, 5, 2, 3)
+    x = np.array([0.0, 0.26, 0.5, 0.62, 0.63, 0.75, 0.9, 99.0, -0.5, -0.74, -0.76, -1.6, -99.0], np.float32)
+    # 0.62: (0.62 - 0.5) / 0.25 = 0.48 -> 0 -> code 5; 0.63 -> 0.52 -> 6; 0.9 -> 1.6 -> 7; 99 saturates
+    # at D + P = 7;
+    # -0.74 -> 0.48 -> -5; -0.76 -> 0.52 -> -6; -1.6 -> 2.2 -> -7; -99 saturates at -(D + N) = -8
+    expect = [0, 3, 5, 5, 6, 6, 7, 7, -5, -5, -6, -7, -8]
+    assert quantize(x, p).tolist() == expect
+    codes = np.array([-128, -9, -8, -7, -6, -5, 0, 5, 6, 7, 8, 127], np.int8)
+    values = [-2.0, -2.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert dequantize(codes, p).tolist() == values  # beyond the range: saturate at -(D + N) and D + P

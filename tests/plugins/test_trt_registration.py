@@ -63,7 +63,7 @@ def test_descriptors_give_output_dtype_and_shape(monkeypatch: pytest.MonkeyPatch
     trtp = fake.install(monkeypatch)
     register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
     codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
-    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    params = fake.TensorDesc((7,), fake.DataType.FLOAT)
     for out_dtype, want in ((1, fake.DataType.FLOAT), (10, fake.DataType.HALF)):
         out = trtp.REGISTRY[DEQUANT_ID].register_func(codes, params, out_dtype)
         assert out.dtype == want and [e.value for e in out.shape_expr] == list(N_SHAPE)
@@ -77,7 +77,7 @@ def test_autotune_combinations(monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
     trtp = fake.install(monkeypatch)
     register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
     codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
-    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    params = fake.TensorDesc((7,), fake.DataType.FLOAT)
     out = fake.TensorDesc(N_SHAPE, fake.DataType.HALF)
     (combo,) = trtp.REGISTRY[DEQUANT_ID].autotune_func(codes, params, 10, (out,))
     assert (combo.type_combinations(), combo.layouts) == ([["INT8", "FP32", "FP16"]], ["LINEAR"] * 3)
@@ -105,7 +105,7 @@ def test_aot_impl_returns_manifest_kernel(
     float_type = fake.DataType.FLOAT if dtype == "fp32" else fake.DataType.HALF
     codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
     floats = fake.TensorDesc(N_SHAPE, float_type)
-    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    params = fake.TensorDesc((7,), fake.DataType.FLOAT)
     inp, out = (codes, floats) if op == "DualRegionDequant" else (floats, codes)
     attrs = {"out_dtype": 1 if dtype == "fp32" else 10} if op == "DualRegionDequant" else {}
     # run_aot_impl also checks the PTX .entry against what TensorRT's launcher passes:
@@ -182,7 +182,7 @@ def test_stand_in_rejects_a_wrong_aot_kernel_signature(
 
     trtp.REGISTRY[DEQUANT_ID].aot_impl_func = widened
     codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
-    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    params = fake.TensorDesc((7,), fake.DataType.FLOAT)
     out = fake.TensorDesc(N_SHAPE, fake.DataType.FLOAT)
     with pytest.raises(ValueError, match=r"PTX entry parameters \['u64', 'u64', 'u64', 'u64'\], TensorRT"):
         fake.run_aot_impl(DEQUANT_ID, [codes, params], [out], {"out_dtype": 1})
@@ -274,7 +274,7 @@ def test_jit_impl_launches_the_wrapper_on_tensorrts_buffers(monkeypatch: pytest.
     monkeypatch.setattr(kernels, "dequantize_triton", record("dequantize_triton"))
     monkeypatch.setattr(kernels, "quantize_triton", record("quantize_triton"))
     codes = np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
-    params = np.array([1.0, 1 / 63, 0.5, 0.25, 63.0], np.float32)
+    params = np.array([1.0, 1 / 63, 0.5, 0.25, 63.0, 63.0, 63.0], np.float32)
     out = np.zeros((3, 4), np.float16)
     fake.run_impl(
         DEQUANT_ID,
@@ -305,7 +305,7 @@ def test_aot_impl_compiles_for_the_given_arch_without_a_kernel_dir(monkeypatch: 
     fake.install(monkeypatch)
     register_dual_region_plugins(arch=90)
     x = fake.TensorDesc(N_SHAPE, fake.DataType.HALF)
-    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    params = fake.TensorDesc((7,), fake.DataType.FLOAT)
     codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
     name, ptx, launch, extra = fake.run_aot_impl(QUANTIZE_ID, [x, params], [codes], {})
     assert name == "dual_region_quantize_kernel" and ".target sm_90a" in ptx and "ld.global" in ptx
@@ -320,7 +320,22 @@ def test_aot_impl_without_gpu_or_arch_says_what_to_pass(monkeypatch: pytest.Monk
     fake.install(monkeypatch)
     register_dual_region_plugins()
     codes = fake.TensorDesc(N_SHAPE, fake.DataType.INT8)
-    params = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    params = fake.TensorDesc((7,), fake.DataType.FLOAT)
     out = fake.TensorDesc(N_SHAPE, fake.DataType.FLOAT)
     with pytest.raises(PluginError, match=r"no CUDA GPU to compile the kernels for; register with arch="):
         fake.run_aot_impl(DEQUANT_ID, [codes, params], [out], {"out_dtype": 1})
+
+
+def test_descriptors_refuse_the_schema_1_params_layout(
+    monkeypatch: pytest.MonkeyPatch, kernel_dir: Path
+) -> None:
+    """An ONNX file exported before the code split carries float32[5] params: refused at build time."""
+    trtp = fake.install(monkeypatch)
+    register_dual_region_plugins(kernel_dir=kernel_dir, arch=90)
+    old = fake.TensorDesc((5,), fake.DataType.FLOAT)
+    with pytest.raises(
+        PluginError, match=r"drq::DualRegionDequant: params must be float32\[7\] .* got shape \[5\]"
+    ):
+        trtp.REGISTRY[DEQUANT_ID].register_func(fake.TensorDesc(N_SHAPE, fake.DataType.INT8), old, 1)
+    with pytest.raises(PluginError, match=r"drq::DualRegionQuantize: params must be float32\[7\]"):
+        trtp.REGISTRY[QUANTIZE_ID].register_func(fake.TensorDesc(N_SHAPE, fake.DataType.FLOAT), old)

@@ -73,8 +73,8 @@ def test_upscale_refuses_an_output_that_is_not_the_declared_scale(
     out = tmp_path / "out"
     assert main(["upscale", "--onnx", str(tmp_path / "x2_says_x4.onnx"), str(image), "-o", str(out)]) == 2
     assert capsys.readouterr().err == (
-        f"drq upscale: {tmp_path / 'x2_says_x4.onnx'}: gave 1x3x12x10 for 1x3x6x5, not x4 (1x3x24x20); "
-        "is this the model for this scale?\n"
+        f"drq upscale: {tmp_path / 'x2_says_x4.onnx'}: returned shape (1, 3, 12, 10) for 1 tiles of 5x6 "
+        "at x4; expected (1, 3, 24, 20)\n"
     )
     assert not out.exists() or not list(out.iterdir())
 
