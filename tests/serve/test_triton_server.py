@@ -212,12 +212,16 @@ def test_overload_at_twice_capacity_gets_only_successes_and_503s(server: TritonS
     assert 0 < executions < requests, (executions, requests)
 
 
-def test_killing_the_server_mid_request_gives_a_clear_error_not_a_hang(repo: Path, tmp_path: Path) -> None:
+def test_a_slow_answer_or_a_server_killed_mid_request_gives_a_clear_error_not_a_hang(
+    repo: Path, tmp_path: Path
+) -> None:
     running = _start(repo, tmp_path / "killed.log")
     try:
         payload = _png(440, 440, 5)  # 100 tiles: several seconds on two cores
         for url in (running.grpc_url, running.http_url):
             ImageClient(url, timeout_s=30).upscale(_png(8, 8, 6))  # connected and served
+            with pytest.raises(ClientError, match=rf"^{url}: no answer within 0.3 s \("):
+                ImageClient(url, timeout_s=0.3).upscale(payload)  # slower than that: the client gives up
         errors: dict[str, BaseException] = {}
 
         def call(url: str) -> None:
