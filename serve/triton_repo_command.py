@@ -11,10 +11,11 @@ onnxruntime_onnx` uses Triton's onnxruntime backend instead), and a `tensorrt_pl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from drq.cli_args import CommandParser
-from drq.manifest import load_manifest, manifest_path
+from drq.manifest import Profile, load_manifest, manifest_path
 from serve.tile_options import add_tiling_arguments, resolve_tiling
 from serve.triton.errors import RepositoryError
 from serve.triton.repository import (
@@ -84,8 +85,8 @@ def _onnx_facts(path: Path) -> tuple[str, str, int | None]:
     )
 
 
-def _engines(specs: list[str]) -> tuple[dict[str, Path], Path, tuple[int, ...], str]:
-    """plans by compute capability, the ONNX file named by the manifests, profile max, input name."""
+def _engines(specs: list[str]) -> tuple[dict[str, Path], Path, Profile, str]:
+    """plans by compute capability, the ONNX file named by the manifests, their profile, input name."""
     plans: dict[str, Path] = {}
     profiles, onnx_names, inputs = set(), set(), set()
     for spec in specs:
@@ -96,13 +97,19 @@ def _engines(specs: list[str]) -> tuple[dict[str, Path], Path, tuple[int, ...], 
                 f"{path}: a second engine for compute capability {manifest.compute_capability}"
             )
         plans[manifest.compute_capability] = path
-        profiles.add(manifest.profile.max)
+        profiles.add(manifest.profile)
         onnx_names.add(manifest.onnx)
         inputs.add(manifest.input_name)
     if len(profiles) != 1 or len(onnx_names) != 1 or len(inputs) != 1:
-        raise RepositoryError("--engine: the engines must share one ONNX model, input name and profile max")
+        raise RepositoryError("--engine: the engines must share one ONNX model, input name and profile")
     first = next(iter(plans.values()))
     return plans, first.parent / onnx_names.pop(), profiles.pop(), inputs.pop()
+
+
+def _profile_dims(profile: Profile) -> tuple[int, int, int]:
+    """Per-sample dims (C, H, W) of a profile: fixed where min == max, else -1."""
+    c, h, w = (lo if lo == hi else -1 for lo, hi in zip(profile.min[1:], profile.max[1:], strict=True))
+    return c, h, w
 
 
 def _engine_files(engines: dict[str, Path], kind: str) -> tuple[dict[str, str], dict[str, Path]]:
@@ -156,7 +163,8 @@ def main(argv: list[str]) -> int:
             raise RepositoryError("--tile-backend tensorrt_plan: needs --engine (build one with drq build)")
         onnx_path, profile_max, plans, files = args.onnx, None, {}, {"model.onnx": args.onnx}
     else:
-        engines, onnx_path, profile_max, _ = _engines(args.engine)
+        engines, onnx_path, profile, _ = _engines(args.engine)
+        profile_max = profile.max
         kind = args.tile_backend or "tensorrt_plan"
         plans, files = _engine_files(engines, kind)
     if not onnx_path.is_file():
@@ -169,6 +177,8 @@ def main(argv: list[str]) -> int:
     if tiling.note:
         print(tiling.note)
     tile = _tile_spec(args, kind, (input_name, output_name), plans, profile_max)
+    if args.engine is not None:  # the profile's H and W where it fixes them, -1 where it ranges
+        tile = dataclasses.replace(tile, dims=_profile_dims(profile))
     image = ImageModelSpec(
         scale=scale,
         tile=min(tiling.tile),

@@ -7,6 +7,7 @@ checks that torch does not import there, runs `drq upscale` on an ONNX model and
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,24 @@ REPO = Path(__file__).resolve().parents[1]
 LANE = REPO / "tests" / "torch_free_lane.sh"
 
 
+def _lane_environment(base_python: str) -> dict[str, str]:
+    """This environment (pip settings included) without the current venv, so nothing of it leaks in."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "/usr/bin:/bin").split(os.pathsep) if p != venv_bin
+    )
+    env["PYTHON"] = base_python
+    return env
+
+
 @pytest.mark.slow
 def test_the_runtime_install_has_no_torch_and_passes_the_torch_free_tests() -> None:
     base = getattr(sys, "_base_executable", sys.executable)  # the interpreter this venv was made from
     result = subprocess.run(
         ["bash", str(LANE), str(REPO / "build" / "torch_free_lane")],  # reused while pyproject is unchanged
         cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHON": base},
+        env=_lane_environment(base),
         capture_output=True,
         text=True,
         timeout=1200,

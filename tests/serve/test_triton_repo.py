@@ -129,6 +129,7 @@ def test_tensorrt_plan_repository_one_plan_per_compute_capability(model: Path, t
     configs = _configs(repo)
     tile = configs[TILE_MODEL]
     assert tile.platform == "tensorrt_plan"  # type: ignore[attr-defined]
+    assert [list(t.dims) for t in (*tile.input, *tile.output)] == [[3, -1, -1]] * 2  # profile: H, W range
     assert dict(tile.cc_model_filenames) == {"8.9": "model_sm89.plan", "9.0": "model_sm90.plan"}  # type: ignore[attr-defined]
     assert tile.instance_group[0].kind == 1  # type: ignore[attr-defined]
     assert (repo / TILE_MODEL / "1" / "model_sm90.plan").read_bytes() == b"engine bytes 9.0"
@@ -235,3 +236,10 @@ def test_the_tile_backend_opens_the_runner_for_its_version_folder(model: Path, t
     (tmp_path / "model.plan").write_bytes(b"not an engine")
     with pytest.raises(Exception, match="model.plan"):  # TrtRunner: manifest missing, named
         open_runner(tmp_path, threads=1)
+
+
+def test_engine_dims_follow_the_profile() -> None:
+    from serve.triton_repo_command import _profile_dims
+
+    assert _profile_dims(Profile((1, 3, 64, 64), (2, 3, 64, 80), (4, 3, 64, 96))) == (3, 64, -1)
+    assert _profile_dims(Profile((1, 3, 16, 16), (1, 3, 64, 64), (8, 3, 96, 128))) == (3, -1, -1)
