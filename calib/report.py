@@ -46,6 +46,7 @@ from drq.recipe import (
     BREAKPOINT_INITS,
     DUAL_BUDGETS,
     METHODS,
+    ModelIdentity,
     searches_bbit_format,
     searches_split_breakpoint,
 )
@@ -278,10 +279,7 @@ def _run_job(
         )
         recipe, stats = quantize(
             model,
-            job.arch,
-            job.scale,
-            loaded.checkpoint_sha256,
-            "",
+            ModelIdentity(job.arch, job.scale, loaded.checkpoint_sha256),
             make_batches(crops_cache[key], BATCH),
             config,
             progress,
@@ -315,6 +313,13 @@ STORAGE = {
 def storage(row: dict[str, Any]) -> tuple[str, str]:
     """(bits per activation value, convs per quantized layer) of a row, as the table states them."""
     return STORAGE["fp" if row["method"] == "fp" else row["budget"]]
+
+
+def _storage_words(budget: str, bits: int) -> str:
+    """ "8 bits/value, 2 convs" for a budget at `bits` (the baselines store `bits` bits, 1 conv)."""
+    per_value = {"split": 2 * bits, "paper": bits + 1}.get(budget, bits)
+    convs = 2 if budget == "split" else 1
+    return f"{per_value} bits/value, {convs} conv{'s' if convs > 1 else ''}"
 
 
 def _row_label(row: dict[str, Any]) -> str:
@@ -354,8 +359,8 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
                     else "no baseline rows in this table to compare with"
                 )
                 lines.append(
-                    f"- {arch} W4A4 drq+saft ({budget}): {versus}; Set5 gap to FP {gap:.2f} dB "
-                    f"({'within' if gap <= 0.6 else 'OUTSIDE'} 0.6 dB)"
+                    f"- {arch} W4A4 drq+saft ({budget}, {_storage_words(budget, 4)}): {versus}; "
+                    f"Set5 gap to FP {gap:.2f} dB ({'within' if gap <= 0.6 else 'OUTSIDE'} 0.6 dB)"
                 )
             saft8 = by.get((arch, "drq+saft", budget, 8))
             if saft8 is not None and budget in ("split", "b-bit"):
@@ -364,7 +369,8 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
                 }
                 worst = max(gaps.values()) if gaps else float("nan")
                 lines.append(
-                    f"- {arch} W8A8 drq+saft ({budget}): largest gap to FP {worst:.3f} dB "
+                    f"- {arch} W8A8 drq+saft ({budget}, {_storage_words(budget, 8)}): "
+                    f"largest gap to FP {worst:.3f} dB "
                     f"({'within' if worst <= 0.05 else 'OUTSIDE'} 0.05 dB)"
                 )
     return lines

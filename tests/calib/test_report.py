@@ -72,16 +72,19 @@ def test_markdown_has_command_table_and_targets():
     )
     assert "| minmax | b (one code) | 1 | 22.00 / 0.9000 |" in md
     assert (
-        "- imdn W4A4 drq+saft (split): better than all 1 baselines on every set: yes; "
+        "- imdn W4A4 drq+saft (split, 8 bits/value, 2 convs): better than all 1 baselines on every set: yes; "
         "Set5 gap to FP 0.50 dB (within 0.6 dB)" in md
     )
-    assert "- imdn W8A8 drq+saft (split): largest gap to FP 0.020 dB (within 0.05 dB)" in md
+    assert (
+        "- imdn W8A8 drq+saft (split, 16 bits/value, 2 convs): largest gap to FP 0.020 dB (within 0.05 dB)"
+        in md
+    )
     assert "20 images x 2 epochs" in md
     # Without baseline rows (e.g. a table of the full schedule only) nothing is claimed either way.
     alone = render_markdown("drq report --out x", [rows[0], rows[2]], args, 60.0)
     assert (
-        "- imdn W4A4 drq+saft (split): no baseline rows in this table to compare with; "
-        "Set5 gap to FP 0.50 dB (within 0.6 dB)" in alone
+        "- imdn W4A4 drq+saft (split, 8 bits/value, 2 convs): no baseline rows in this table to compare "
+        "with; Set5 gap to FP 0.50 dB (within 0.6 dB)" in alone
     )
 
 
