@@ -28,7 +28,9 @@ def _run(fn, x_np: np.ndarray, weight: torch.Tensor, bits: int, lower: float, fi
     x = torch.tensor(x_np, requires_grad=True)
     out = fn(x, quant)
     (out * weight).sum().backward()
-    grads = [p.grad.item() if p.grad is not None else 0.0 for p in (quant.lower, quant.breakpoint, quant.upper)]
+    grads = [
+        p.grad.item() if p.grad is not None else 0.0 for p in (quant.lower, quant.breakpoint, quant.upper)
+    ]
     return out.detach().numpy(), x.grad.numpy(), grads
 
 

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from calib.calibrate import QuantizeConfig, make_batches, quantize
 from calib.quantizers import apply_recipe
 from calib.quantizers.fp8 import FP8WeightQuantizer, fake_e4m3
-from drq.recipe import Recipe, WeightQuant
+from drq.recipe import ModelIdentity, Recipe, WeightQuant
 from engine_builder.errors import ExportError
 from engine_builder.export.torch_export import export_float_onnx
 from engine_builder.lowerings.fp8 import FP8_OPSET, fp8_weight_codes
@@ -31,7 +31,7 @@ def _recipe(net: torch.nn.Module, method: str = "fp8", all_layers: bool = True) 
     crops = [np.random.default_rng(i).random((3, 16, 16), dtype=np.float32) * 1.5 for i in range(4)]
     budget = "fp8" if method == "fp8" else "uniform"
     config = QuantizeConfig(method=method, w_bits=8, a_bits=8, budget=budget, all_layers=all_layers, crop=16)
-    recipe, _ = quantize(copy.deepcopy(net), "tiny", 2, "", "", make_batches(crops, 2), config)
+    recipe, _ = quantize(copy.deepcopy(net), ModelIdentity("tiny", 2, ""), make_batches(crops, 2), config)
     return recipe
 
 
