@@ -452,7 +452,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (tuples become lists; key order is the schema's)."""
         out = asdict(self)
-        out["layers"] = {name: asdict(layer) for name, layer in self.layers.items()}
+        out["layers"] = {name: _layer_dict(layer) for name, layer in self.layers.items()}
         # Tuples become lists, exactly as a JSON load would give them back.
         return json.loads(json.dumps(out, allow_nan=False))
 
@@ -463,6 +463,15 @@ class Recipe:
 
 # ----------------------------------------------------------------------------------------------------
 # Loading: every field validated, every error names the file and the field path.
+
+
+def _layer_dict(layer: LayerRecipe) -> dict[str, Any]:
+    """A layer's JSON form; weight `codes` only when stored, so recipes without learned rounding keep
+    the JSON (and sha256) they had before the field existed."""
+    out = asdict(layer)
+    if not out["weight"].get("codes"):
+        out["weight"].pop("codes", None)
+    return out
 
 
 def _join(path: str, message: str, fields: set[str]) -> str:
