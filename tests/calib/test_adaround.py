@@ -4,6 +4,7 @@ and the fakequant ONNX graph (onnxruntime) reproduces the torch simulation with 
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -109,4 +110,4 @@ def test_codes_are_validated() -> None:
     with pytest.raises(CalibError, match="adaround iters"):
         AdaRoundConfig(iters=0)
     with pytest.raises(CalibError, match="integer weight quantizer"):
-        adaround(TinyShuffle(), {"head": object()}, [torch.rand(1, 3, 8, 8)])  # type: ignore[dict-item]
+        adaround(TinyShuffle(), {"head": SimpleNamespace(w_quant=None)}, [torch.rand(1, 3, 8, 8)])  # type: ignore[dict-item]
