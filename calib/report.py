@@ -59,6 +59,11 @@ RESULTS_MD = "ptq_results.md"
 RESULTS_PNG = "ptq_psnr_vs_bits.png"
 
 
+def finetunes(method: str) -> bool:
+    """Methods whose rows use the finetuning schedule (--ft-images, --epochs): drq+vft, *saft."""
+    return method.endswith(("+vft", "+saft"))
+
+
 @dataclass(frozen=True)
 class Job:
     """One row cell group: a model, a method/budget and a bit width (bits 32 = the FP model)."""
@@ -78,9 +83,7 @@ class Job:
         """The readable part of the cache key (`calib.report_cache.row_key` adds the config digest)."""
         if self.method == "fp":
             return f"{self.arch}_x{self.scale}/fp"
-        sched = f"i{self.images}c{self.crop}" + (
-            f"e{self.epochs}" if self.method in ("drq+vft", "drq+saft") else ""
-        )
+        sched = f"i{self.images}c{self.crop}" + (f"e{self.epochs}" if finetunes(self.method) else "")
         # Rows cached before the split breakpoint search existed used the percentile: their keys stay valid.
         init = "/bp-mse" if self.searches_breakpoint else ("/fmt-mse" if self.searches_format else "")
         return f"{self.arch}_x{self.scale}/{self.method}/{self.budget}/W{self.bits}A{self.bits}/{sched}{init}"
@@ -174,7 +177,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs.append(Job(arch, args.scale, "fp", "-", 32, 0, 0, crop))
         for bits in args.bits:
             for method in args.methods:
-                finetuned = method in ("drq+vft", "drq+saft")
+                finetuned = finetunes(method)
                 if method == "fp8" and bits != 8:
                     continue  # FP8 (E4M3) exists at 8 bits only
                 budgets = (

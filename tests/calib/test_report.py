@@ -10,6 +10,7 @@ import pytest
 from calib.errors import CalibError
 from calib.report import _parser, plan, render_markdown
 from calib.report_cache import RowConfig, load_results, merge_results, row_key
+from drq.recipe import METHODS
 
 
 def test_plan_covers_the_grid():
@@ -32,8 +33,9 @@ def test_plan_covers_the_grid():
         ]
     )
     jobs = plan(args)
-    # per arch: 1 FP + 2 bits x (4 baselines + 3 drq methods x 3 budgets) + fp8 at 8 bits only
-    assert len(jobs) == 2 * (1 + 2 * (4 + 3 * 3) + 1)
+    # per arch: 1 FP + 2 bits x (4 baselines + every drq method x 3 budgets) + fp8 at 8 bits only
+    dual = [m for m in METHODS if m.startswith("drq")]
+    assert len(jobs) == 2 * (1 + 2 * (4 + len(dual) * 3) + 1)
     assert {(j.budget, j.bits) for j in jobs if j.method == "fp8"} == {("fp8", 8)}
     saft = [j for j in jobs if j.method == "drq+saft"]
     assert {(j.images, j.epochs, j.crop) for j in saft} == {(10, 2, 80)}
