@@ -35,6 +35,8 @@ TORCH_MODULES = {
     "calib.policy",
     "calib.calibrate",
     "calib.finetune",
+    "calib.saft_loss",
+    "calib.adaround",
     "calib.simulate",
     "calib.quantize_command",
     "calib.report",
