@@ -37,6 +37,7 @@ TORCH_MODULES = {
     "calib.finetune",
     "calib.saft_loss",
     "calib.adaround",
+    "calib.bbit_format",
     "calib.simulate",
     "calib.quantize_command",
     "calib.report",
