@@ -165,7 +165,7 @@ def quantize_model(
     )
     work = copy.deepcopy(model).float().cpu().eval()
     batches = make_batches(calibration_crops(calib_images, scale, config), config.batch)
-    recipe, _ = quantize(work, CUSTOM_ARCH, scale, "", "", batches, config, progress)
+    recipe, _ = quantize(work, identity, batches, config, progress)
     return replace(recipe, model=identity)
 
 

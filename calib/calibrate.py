@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from calib.adaround import AdaRoundConfig, adaround
 from calib.bbit_format import SignedHistogram, clips_tails, search_bbit_format
 from calib.errors import CalibError
 from calib.finetune import FinetuneConfig, FinetuneStats, ProgressFactory, finetune, saft_weights
@@ -47,7 +48,7 @@ from calib.observers import (
     weight_scale_minmax,
     weight_scale_mse,
 )
-from calib.policy import fp8_policy, policy_bits, probe_layers
+from calib.policy import LayerGraph, fp8_policy, policy_bits, probe_layers
 from calib.quantizers import (
     DualRegionActQuantizer,
     FP8ActQuantizer,
@@ -62,6 +63,7 @@ from calib.quantizers import (
 from drq.recipe import (
     BREAKPOINT_INITS,
     BUDGETS,
+    DRQ_METHOD_NAMES,
     DUAL_BUDGETS,
     METHODS,
     WEIGHT_MODES,
@@ -77,7 +79,9 @@ from drq.recipe import (
 )
 
 BASELINE_METHODS = ("minmax", "percentile", "mse", "entropy")
-DRQ_METHODS = ("drq", "drq+vft", "drq+saft")
+DRQ_METHODS = DRQ_METHOD_NAMES
+SAFT_METHODS = ("drq+saft", "drq+adaround+saft")
+ADAROUND_METHODS = ("drq+adaround", "drq+adaround+saft")
 PROTECTED_BITS = 8
 
 
@@ -129,6 +133,8 @@ class QuantizeConfig:
     ema_beta: float = 0.9
     source: str = ""
     probe_size: int = 32
+    ar_iters: int = 200
+    ar_batches: int = 16
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -173,6 +179,8 @@ class QuantizeConfig:
             raise CalibError(
                 f"breakpoint_init: must be one of {', '.join(BREAKPOINT_INITS)}, got {self.breakpoint_init!r}"
             )
+        if self.adarounds:
+            self.adaround_config()
         if self.finetunes:
             FinetuneConfig(self.epochs, self.lr, self.lr_decay, self.rec_weight)
 
@@ -188,7 +196,15 @@ class QuantizeConfig:
 
     @property
     def finetunes(self) -> bool:
-        return self.method in ("drq+vft", "drq+saft")
+        return self.method in ("drq+vft", *SAFT_METHODS)
+
+    @property
+    def adarounds(self) -> bool:
+        """Whether the weights' rounding is learned (`calib.adaround`) before any finetuning."""
+        return self.method in ADAROUND_METHODS
+
+    def adaround_config(self) -> AdaRoundConfig:
+        return AdaRoundConfig(iters=self.ar_iters, batches=self.ar_batches)
 
     def finetune_config(self) -> FinetuneConfig:
         return FinetuneConfig(self.epochs, self.lr, self.lr_decay, self.rec_weight)
@@ -213,6 +229,7 @@ class QuantizeStats:
             "sensitivity": dict(self.sensitivity),
             "calibrate_s": self.calibrate_s,
             "finetune": None if self.finetune is None else self.finetune.to_dict(),
+            "adaround": self.extra.get("adaround"),
             "wall_s": self.wall_s,
         }
 
@@ -326,54 +343,56 @@ def _act_quantizer(
     return DualRegionActQuantizer(config.budget, bits, init.lower, bp, max(init.upper, bp * 1.01))
 
 
-def quantize(
-    model: nn.Module,
-    arch: str,
-    scale: int,
-    checkpoint_sha256: str,
-    checkpoint_path: str,
-    calib_batches: Sequence[torch.Tensor],
-    config: QuantizeConfig,
-    progress: ProgressFactory | None = None,
-) -> tuple[Recipe, QuantizeStats]:
-    """Quantize `model` in place (its layers become QuantLayers) and return the recipe.
+@dataclass(frozen=True)
+class _Plan:
+    """Which layers a run quantizes, at which input and weight bits (`calib.policy`)."""
 
-    Args:
-        model: FP SR network taking and returning [0, 1] NCHW float32 images.
-        arch, scale, checkpoint_sha256, checkpoint_path: the model identity written to the recipe.
-        calib_batches: LR batches (N, 3, h, w) in [0, 1] (`make_batches`), used in this order.
-        config: method, bits, budget and schedule.
-        progress: optional factory `(total, label) -> bar` with `update(n=1, **postfix)` / `close()`.
+    graph: LayerGraph
+    act_bits: dict[str, int]
+    weight_bits: dict[str, int]
 
-    Raises:
-        CalibError: no calibration data, a layer never runs on it, or the model has no layer to quantize.
-    """
-    started = time.perf_counter()
-    batches = list(calib_batches)
-    if not batches:
-        raise CalibError("calibration data: no batches")
-    torch.manual_seed(config.seed)
-    model.eval()
+
+def _plan(model: nn.Module, batches: Sequence[torch.Tensor], config: QuantizeConfig) -> _Plan:
     graph = probe_layers(model, config.probe_size, int(batches[0].shape[1]))
-    layer_bits = policy_bits(graph, config.a_bits, config.all_layers, PROTECTED_BITS)
+    act_bits = policy_bits(graph, config.a_bits, config.all_layers, PROTECTED_BITS)
     if config.method == "fp8":
-        layer_bits = fp8_policy(graph, config.all_layers)
-    w_bits = policy_bits(graph, config.w_bits, config.all_layers, PROTECTED_BITS)
-    layers = wrap_model(model, list(layer_bits))
-    observed = _observe(model, layers, batches, config, progress)
+        act_bits = fp8_policy(graph, config.all_layers)
+    weight_bits = policy_bits(graph, config.w_bits, config.all_layers, PROTECTED_BITS)
+    return _Plan(graph, act_bits, weight_bits)
+
+
+def _initialise(
+    layers: dict[str, QuantLayer], observed: dict[str, _Observed], plan: _Plan, config: QuantizeConfig
+) -> None:
+    """Every layer's weight and input quantizer from the calibration statistics."""
     for name, layer in layers.items():
-        layer.w_quant = _weight_quantizer(layer, w_bits[name], config)
-        layer.a_quant = _act_quantizer(observed[name], layer_bits[name], config)
-    set_quant_enabled(model, True)
-    calibrate_s = time.perf_counter() - started
-    stds = {name: obs.minmax.mean_std for name, obs in observed.items()}
-    sensitivity: dict[str, float] = {}
-    ft_stats = None
-    if config.finetunes:
-        sensitivity = saft_weights(stds) if config.method == "drq+saft" else {name: 1.0 for name in layers}
-        ft_stats = finetune(
-            model, layers, batches, sensitivity, config.finetune_config(), progress, label=config.method
-        )
+        layer.w_quant = _weight_quantizer(layer, plan.weight_bits[name], config)
+        layer.a_quant = _act_quantizer(observed[name], plan.act_bits[name], config)
+
+
+def _refine(
+    model: nn.Module,
+    layers: dict[str, QuantLayer],
+    batches: list[torch.Tensor],
+    stds: dict[str, float],
+    config: QuantizeConfig,
+    progress: ProgressFactory | None,
+) -> tuple[dict[str, float], FinetuneStats | None, dict[str, Any]]:
+    """Learned weight rounding and SAFT / VFT where the method asks for them: (s_k per layer, stats)."""
+    extra: dict[str, Any] = {}
+    if config.adarounds:
+        extra["adaround"] = adaround(model, layers, batches, config.adaround_config(), progress).to_dict()
+    if not config.finetunes:
+        return {}, None, extra
+    sensitivity = saft_weights(stds) if config.method in SAFT_METHODS else {name: 1.0 for name in layers}
+    stats = finetune(
+        model, layers, batches, sensitivity, config.finetune_config(), progress, label=config.method
+    )
+    return sensitivity, stats, extra
+
+
+def _layer_entries(layers: dict[str, QuantLayer], observed: dict[str, _Observed]) -> dict[str, LayerRecipe]:
+    """Recipe entries; dual-region layers also list the input channels that reach the outlier region."""
     entries: dict[str, LayerRecipe] = {}
     for name, layer in layers.items():
         chans = None
@@ -381,19 +400,25 @@ def quantize(
             bp = float(layer.a_quant.bounds()[1].detach())
             chans = outlier_channels(observed[name].minmax.channel_absmax, bp)
         entries[name] = layer.to_recipe(chans)
-    wall = time.perf_counter() - started
-    images = sum(int(b.shape[0]) for b in batches)
-    recipe = Recipe(
-        model=ModelIdentity(
-            arch=arch, scale=scale, checkpoint_sha256=checkpoint_sha256, checkpoint=checkpoint_path
-        ),
+    return entries
+
+
+def _recipe(
+    identity: ModelIdentity,
+    config: QuantizeConfig,
+    batches: list[torch.Tensor],
+    entries: dict[str, LayerRecipe],
+    wall: float,
+) -> Recipe:
+    return Recipe(
+        model=identity,
         method=config.method,
         w_bits=config.w_bits,
         a_bits=config.a_bits,
         budget=config.budget,
         weight_mode=config.weight_mode,
         calibration=CalibrationInfo(
-            images=images,
+            images=sum(int(b.shape[0]) for b in batches),
             crop=int(batches[0].shape[-1]),
             seed=config.seed,
             source=config.source,
@@ -402,14 +427,52 @@ def quantize(
         ),
         layers=entries,
     )
-    skipped = graph.skipped + tuple(n for n in graph.executed if n not in layers)
+
+
+def quantize(
+    model: nn.Module,
+    identity: ModelIdentity,
+    calib_batches: Sequence[torch.Tensor],
+    config: QuantizeConfig,
+    progress: ProgressFactory | None = None,
+) -> tuple[Recipe, QuantizeStats]:
+    """Quantize `model` in place (its layers become QuantLayers) and return the recipe.
+
+    Args:
+        model: FP SR network taking and returning [0, 1] NCHW float32 images.
+        identity: the model identity written to the recipe (arch, scale, checkpoint hash and path).
+        calib_batches: LR batches (N, 3, h, w) in [0, 1] (`make_batches`), used in this order.
+        config: method, bits, budget and schedule.
+        progress: optional factory `(total, label) -> bar` with `update(n=1, **postfix)` / `close()`.
+
+    Raises:
+        CalibError: no calibration data, a layer never runs on it, or the model has no layer to quantize.
+    """
+    if not isinstance(identity, ModelIdentity):
+        raise CalibError(f"identity: expected a drq.recipe.ModelIdentity, got {type(identity).__name__}")
+    started = time.perf_counter()
+    batches = list(calib_batches)
+    if not batches:
+        raise CalibError("calibration data: no batches")
+    torch.manual_seed(config.seed)
+    model.eval()
+    plan = _plan(model, batches, config)
+    layers = wrap_model(model, list(plan.act_bits))
+    observed = _observe(model, layers, batches, config, progress)
+    _initialise(layers, observed, plan, config)
+    set_quant_enabled(model, True)
+    calibrate_s = time.perf_counter() - started
+    stds = {name: obs.minmax.mean_std for name, obs in observed.items()}
+    sensitivity, ft_stats, refine_extra = _refine(model, layers, batches, stds, config, progress)
+    entries = _layer_entries(layers, observed)
+    wall = time.perf_counter() - started
     stats = QuantizeStats(
-        layer_bits={n: layer_bits[n] for n in layers},
-        skipped=skipped,
+        layer_bits={n: plan.act_bits[n] for n in layers},
+        skipped=plan.graph.skipped + tuple(n for n in plan.graph.executed if n not in layers),
         sensitivity=sensitivity,
         calibrate_s=calibrate_s,
         finetune=ft_stats,
         wall_s=wall,
-        extra={"mean_std": stds, "weight_bits": w_bits},
+        extra={"mean_std": stds, "weight_bits": plan.weight_bits, **refine_extra},
     )
-    return recipe, stats
+    return _recipe(identity, config, batches, entries, wall), stats

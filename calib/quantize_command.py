@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from calib.errors import CalibError
 from drq.artifacts import check_writable
 from drq.cli_args import CommandParser, thread_count
-from drq.recipe import BREAKPOINT_INITS, DUAL_BUDGETS, METHODS, WEIGHT_MODES, Recipe, checkpoint_field
+from drq.recipe import (
+    BREAKPOINT_INITS,
+    DUAL_BUDGETS,
+    METHODS,
+    WEIGHT_MODES,
+    ModelIdentity,
+    Recipe,
+    checkpoint_field,
+)
 
 if TYPE_CHECKING:
     from calib.calibrate import QuantizeConfig, QuantizeStats
@@ -87,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--ar-iters",
+        type=int,
+        default=200,
+        help="learned weight rounding (drq+adaround*): reconstruction iterations per block",
+    )
+    p.add_argument(
+        "--ar-batches",
+        type=int,
+        default=16,
+        help="learned weight rounding: calibration batches it reconstructs on",
+    )
     p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0: library default)")
     p.add_argument(
         "--stats", type=Path, default=None, help="also write per-layer bits, losses and timings here (JSON)"
@@ -198,6 +218,8 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
         lr=args.lr,
         seed=args.seed,
         source=args.calib.name,
+        ar_iters=args.ar_iters,
+        ar_batches=args.ar_batches,
     )
 
 
@@ -277,16 +299,13 @@ def run(
     holdout = args.holdout if mixed else 0
     crops = calib_crops(args.calib, args.scale, crop, args.images + holdout, args.seed)
     batches = make_batches(crops[: args.images], args.batch)
-    recipe, stats = quantize(
-        loaded.model,
-        args.arch,
-        args.scale,
-        loaded.checkpoint_sha256,
-        str(args.weights),
-        batches,
-        config,
-        progress,
+    identity = ModelIdentity(
+        arch=args.arch,
+        scale=args.scale,
+        checkpoint_sha256=loaded.checkpoint_sha256,
+        checkpoint=str(args.weights),
     )
+    recipe, stats = quantize(loaded.model, identity, batches, config, progress)
     if mixed:
         from calib.plan import make_plan
         from calib.quantizers import quant_layers

@@ -46,6 +46,7 @@ from drq.recipe import (
     BREAKPOINT_INITS,
     DUAL_BUDGETS,
     METHODS,
+    ModelIdentity,
     searches_bbit_format,
     searches_split_breakpoint,
 )
@@ -56,6 +57,11 @@ BUDGET_OF = {"fp8": "fp8"}
 RESULTS_JSON = "ptq_results.json"
 RESULTS_MD = "ptq_results.md"
 RESULTS_PNG = "ptq_psnr_vs_bits.png"
+
+
+def finetunes(method: str) -> bool:
+    """Methods whose rows use the finetuning schedule (--ft-images, --epochs): drq+vft, *saft."""
+    return method.endswith(("+vft", "+saft"))
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,7 @@ class Job:
         """The readable part of the cache key (`calib.report_cache.row_key` adds the config digest)."""
         if self.method == "fp":
             return f"{self.arch}_x{self.scale}/fp"
-        sched = f"i{self.images}c{self.crop}" + (
-            f"e{self.epochs}" if self.method in ("drq+vft", "drq+saft") else ""
-        )
+        sched = f"i{self.images}c{self.crop}" + (f"e{self.epochs}" if finetunes(self.method) else "")
         # Rows cached before the split breakpoint search existed used the percentile: their keys stay valid.
         init = "/bp-mse" if self.searches_breakpoint else ("/fmt-mse" if self.searches_format else "")
         return f"{self.arch}_x{self.scale}/{self.method}/{self.budget}/W{self.bits}A{self.bits}/{sched}{init}"
@@ -173,7 +177,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs.append(Job(arch, args.scale, "fp", "-", 32, 0, 0, crop))
         for bits in args.bits:
             for method in args.methods:
-                finetuned = method in ("drq+vft", "drq+saft")
+                finetuned = finetunes(method)
                 if method == "fp8" and bits != 8:
                     continue  # FP8 (E4M3) exists at 8 bits only
                 budgets = (
@@ -277,10 +281,7 @@ def _run_job(
         )
         recipe, stats = quantize(
             model,
-            job.arch,
-            job.scale,
-            loaded.checkpoint_sha256,
-            "",
+            ModelIdentity(job.arch, job.scale, loaded.checkpoint_sha256),
             make_batches(crops_cache[key], BATCH),
             config,
             progress,
@@ -314,6 +315,13 @@ STORAGE = {
 def storage(row: dict[str, Any]) -> tuple[str, str]:
     """(bits per activation value, convs per quantized layer) of a row, as the table states them."""
     return STORAGE["fp" if row["method"] == "fp" else row["budget"]]
+
+
+def _storage_words(budget: str, bits: int) -> str:
+    """ "8 bits/value, 2 convs" for a budget at `bits` (the baselines store `bits` bits, 1 conv)."""
+    per_value = {"split": 2 * bits, "paper": bits + 1}.get(budget, bits)
+    convs = 2 if budget == "split" else 1
+    return f"{per_value} bits/value, {convs} conv{'s' if convs > 1 else ''}"
 
 
 def _row_label(row: dict[str, Any]) -> str:
@@ -353,8 +361,8 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
                     else "no baseline rows in this table to compare with"
                 )
                 lines.append(
-                    f"- {arch} W4A4 drq+saft ({budget}): {versus}; Set5 gap to FP {gap:.2f} dB "
-                    f"({'within' if gap <= 0.6 else 'OUTSIDE'} 0.6 dB)"
+                    f"- {arch} W4A4 drq+saft ({budget}, {_storage_words(budget, 4)}): {versus}; "
+                    f"Set5 gap to FP {gap:.2f} dB ({'within' if gap <= 0.6 else 'OUTSIDE'} 0.6 dB)"
                 )
             saft8 = by.get((arch, "drq+saft", budget, 8))
             if saft8 is not None and budget in ("split", "b-bit"):
@@ -363,7 +371,8 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
                 }
                 worst = max(gaps.values()) if gaps else float("nan")
                 lines.append(
-                    f"- {arch} W8A8 drq+saft ({budget}): largest gap to FP {worst:.3f} dB "
+                    f"- {arch} W8A8 drq+saft ({budget}, {_storage_words(budget, 8)}): "
+                    f"largest gap to FP {worst:.3f} dB "
                     f"({'within' if worst <= 0.05 else 'OUTSIDE'} 0.05 dB)"
                 )
     return lines

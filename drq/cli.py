@@ -37,6 +37,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "calib.zoo_command:main", "evaluate every pretrained model of the zoo (FP32) into a results table"
     ),
     "report": Subcommand("calib.report:main", "the PTQ results grid: methods x bits x budgets x datasets"),
+    "ablate": Subcommand(
+        "calib.ablate_command:main", "single-layer and W/A ablations of a low-bit model: where the PSNR goes"
+    ),
     "export": Subcommand("engine_builder.export_command:main", "lower a recipe (or FP model) to ONNX"),
     "build": Subcommand(
         "engine_builder.build_command:main", "build a TensorRT / TensorRT-RTX engine from ONNX"

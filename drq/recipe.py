@@ -36,6 +36,7 @@ Version-1 files load through `migrate_v1`.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -53,7 +54,18 @@ SCHEMA_VERSION = 2
 # the mixed plan, FP8 activations/weights and custom-model identity, all with defaults.
 PRODUCER = "drq 0.1.0"
 
-Method = Literal["minmax", "percentile", "mse", "entropy", "drq", "drq+vft", "drq+saft", "fp8"]
+Method = Literal[
+    "minmax",
+    "percentile",
+    "mse",
+    "entropy",
+    "drq",
+    "drq+vft",
+    "drq+saft",
+    "fp8",
+    "drq+adaround",
+    "drq+adaround+saft",
+]
 Budget = Literal["uniform", "paper", "b-bit", "split", "mixed", "fp8"]
 DualBudget = Literal["paper", "b-bit", "split"]
 WeightMode = Literal["per-channel", "paper"]
@@ -71,14 +83,19 @@ WEIGHT_MODES: tuple[str, ...] = get_args(WeightMode)
 BREAKPOINT_INITS: tuple[str, ...] = ("mse", "percentile")
 
 
+# Dual-region methods: the paper's (drq, drq+vft, drq+saft) and, beyond it, learned weight rounding
+# (`calib.adaround`) alone or followed by SAFT.
+DRQ_METHOD_NAMES: tuple[str, ...] = ("drq", "drq+vft", "drq+saft", "drq+adaround", "drq+adaround+saft")
+
+
 def searches_split_breakpoint(method: str, budget: str, breakpoint_init: str) -> bool:
     """Whether a run's split breakpoints come from the MSE search (drq methods, split budget, "mse")."""
-    return method in ("drq", "drq+vft", "drq+saft") and budget == "split" and breakpoint_init == "mse"
+    return method in DRQ_METHOD_NAMES and budget == "split" and breakpoint_init == "mse"
 
 
 def searches_bbit_format(method: str, budget: str, breakpoint_init: str) -> bool:
     """Whether a run's b-bit code split and breakpoint come from the MSE search (`calib.bbit_format`)."""
-    return method in ("drq", "drq+vft", "drq+saft") and budget == "b-bit" and breakpoint_init == "mse"
+    return method in DRQ_METHOD_NAMES and budget == "b-bit" and breakpoint_init == "mse"
 
 
 CODE_SPLIT_FIELDS: tuple[str, str, str] = ("dense_limit", "pos_tail_codes", "neg_tail_codes")
@@ -167,12 +184,17 @@ class WeightQuant:
     output-channel axis of the weight is 1; `axis` records the axis actually used.
 
     `format` "e4m3fn" stores FP8 E4M3 codes instead: w_hat = e4m3(clamp(w / s, -448, 448)) * s (8 bits).
+
+    `codes` (int format only): the integer weight codes themselves, base64 of int8 in the weight's C order
+    (`encode_weight_codes`), for learned rounding (`calib.adaround`), where the code is not round(w / s);
+    empty means round(w / s). Every lowering takes them as they are (w_hat = codes * s).
     """
 
     bits: int
     scale: tuple[float, ...]
     axis: int | None = 0
     format: WeightFormat = "int"
+    codes: str = ""
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, "bits")
@@ -188,10 +210,36 @@ class WeightQuant:
             raise RecipeError(f"scale: per-tensor (axis null) needs one scale, got {len(self.scale)}")
         for i, s in enumerate(self.scale):
             _check_finite(s, f"scale[{i}]", positive=True)
+        if self.codes:
+            if self.format != "int":
+                raise RecipeError(f"codes: only int weights store codes, not {self.format!r}")
+            codes = decode_weight_codes(self)
+            if codes.size == 0 or int(np.abs(codes.astype(np.int16)).max()) > self.qmax:
+                raise RecipeError(f"codes: must be non-empty and within +-{self.qmax} for {self.bits} bits")
 
     @property
     def qmax(self) -> int:
         return 2 ** (self.bits - 1) - 1
+
+
+def encode_weight_codes(codes: np.ndarray) -> str:
+    """int8 weight codes (any shape, C order) as the base64 text of `WeightQuant.codes`."""
+    return base64.b64encode(np.ascontiguousarray(codes, dtype=np.int8).tobytes()).decode("ascii")
+
+
+def decode_weight_codes(wq: WeightQuant) -> np.ndarray:
+    """`wq.codes` as a flat int8 array (empty when the recipe stores none).
+
+    Raises:
+        RecipeError: the text is not base64.
+    """
+    if not isinstance(wq.codes, str):
+        raise RecipeError(f"codes: must be a base64 string, got {type(wq.codes).__name__}")
+    try:
+        raw = base64.b64decode(wq.codes.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as err:
+        raise RecipeError(f"codes: not base64 ({err})") from err
+    return np.frombuffer(raw, dtype=np.int8).copy()
 
 
 @dataclass(frozen=True)
@@ -440,7 +488,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (tuples become lists; key order is the schema's)."""
         out = asdict(self)
-        out["layers"] = {name: asdict(layer) for name, layer in self.layers.items()}
+        out["layers"] = {name: _layer_dict(layer) for name, layer in self.layers.items()}
         out["plan"] = dict(self.plan)
         # Tuples become lists, exactly as a JSON load would give them back.
         return json.loads(json.dumps(out, allow_nan=False))
@@ -476,6 +524,15 @@ def check_plan(plan: dict[str, str], layers: dict[str, LayerRecipe], a_bits: int
 
 # ----------------------------------------------------------------------------------------------------
 # Loading: every field validated, every error names the file and the field path.
+
+
+def _layer_dict(layer: LayerRecipe) -> dict[str, Any]:
+    """A layer's JSON form; weight `codes` only when stored, so recipes without learned rounding keep
+    the JSON (and sha256) they had before the field existed."""
+    out = asdict(layer)
+    if not out["weight"].get("codes"):
+        out["weight"].pop("codes", None)
+    return out
 
 
 def _join(path: str, message: str, fields: set[str]) -> str:

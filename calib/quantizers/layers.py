@@ -18,7 +18,15 @@ from calib.quantizers.dual_region import DualRegionActQuantizer
 from calib.quantizers.fp8 import FP8ActQuantizer, FP8WeightQuantizer
 from calib.quantizers.uniform import UniformActQuantizer, WeightQuantizer
 from drq.errors import RecipeError
-from drq.recipe import DualRegionAct, FP8Act, LayerRecipe, Recipe, UniformAct, WeightQuant
+from drq.recipe import (
+    DualRegionAct,
+    FP8Act,
+    LayerRecipe,
+    Recipe,
+    UniformAct,
+    WeightQuant,
+    decode_weight_codes,
+)
 
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 _OPS = {nn.Conv2d: "conv2d", nn.ConvTranspose2d: "conv_transpose2d", nn.Linear: "linear"}
@@ -230,6 +238,11 @@ def apply_recipe(model: nn.Module, recipe: Recipe) -> dict[str, QuantLayer]:
                 raise RecipeError(
                     f"{where}.weight.scale: {len(wq.scale)} scales for {channels} channels on axis {wq.axis}"
                 )
+        if wq.codes and decode_weight_codes(wq).size != weight.numel():
+            raise RecipeError(
+                f"{where}.weight.codes: {decode_weight_codes(wq).size} codes for a weight of "
+                f"shape {tuple(weight.shape)}"
+            )
     wrapped = wrap_model(model, list(recipe.layers))
     for name, entry in recipe.layers.items():
         layer = wrapped[name]

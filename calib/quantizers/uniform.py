@@ -16,7 +16,7 @@ from torch import nn
 from calib.errors import CalibError
 from calib.quantizers.ste import round_ste, valid_or
 from drq.errors import RecipeError
-from drq.recipe import UniformAct, WeightQuant, f32
+from drq.recipe import UniformAct, WeightQuant, decode_weight_codes, encode_weight_codes, f32
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -105,9 +105,18 @@ class WeightQuantizer(nn.Module):
 
     Gradients (LSQ): identity for weights with |w/s| <= qmax, 0 beyond; d w_hat / d s =
     round(w/s) - w/s inside, +-qmax outside (summed over each channel).
+
+    Fixed codes (`set_codes`, learned rounding): w_hat = codes * s, whatever the weight; d w_hat / d s =
+    codes, and the weight gets no gradient.
     """
 
-    def __init__(self, bits: int, scale: torch.Tensor | Sequence[float] | float, axis: int | None) -> None:
+    def __init__(
+        self,
+        bits: int,
+        scale: torch.Tensor | Sequence[float] | float,
+        axis: int | None,
+        codes: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         values = torch.as_tensor(scale, dtype=torch.float32).detach().clone().reshape(-1)
         try:
@@ -118,6 +127,21 @@ class WeightQuantizer(nn.Module):
         self.axis = spec.axis
         self.qmax = spec.qmax
         self.scale = nn.Parameter(values)
+        self.codes: torch.Tensor | None
+        self.register_buffer("codes", None)
+        if codes is not None:
+            self.set_codes(codes)
+
+    def set_codes(self, codes: torch.Tensor) -> None:
+        """Fix the integer codes (any integer or integral float tensor within +-qmax).
+
+        Raises:
+            CalibError: a code outside the narrow range.
+        """
+        fixed = torch.as_tensor(codes).detach().to(torch.int8 if self.bits <= 8 else torch.int16)
+        if fixed.numel() == 0 or int(fixed.abs().max()) > self.qmax:
+            raise CalibError(f"WeightQuantizer: codes must be non-empty and within +-{self.qmax}")
+        self.codes = fixed.clone()
 
     def _broadcast_scale(self, weight: torch.Tensor) -> torch.Tensor:
         s = positive_scale(self.scale)
@@ -136,6 +160,12 @@ class WeightQuantizer(nn.Module):
         """Fake-quantize a weight tensor; returns float32 of the same shape."""
         weight = as_float32(weight)
         s = self._broadcast_scale(weight)
+        if self.codes is not None:
+            if self.codes.numel() != weight.numel():
+                raise CalibError(
+                    f"WeightQuantizer: {self.codes.numel()} codes for a weight shaped {tuple(weight.shape)}"
+                )
+            return self.codes.reshape(weight.shape).to(torch.float32) * s
         q = round_ste(torch.clamp(weight / s, float(-self.qmax), float(self.qmax))) + 0.0
         return q * s
 
@@ -143,7 +173,8 @@ class WeightQuantizer(nn.Module):
         """The recipe entry reproducing this quantizer's forward exactly."""
         with torch.no_grad():
             scale = tuple(f32(v) for v in positive_scale(self.scale).tolist())
-        return WeightQuant(bits=self.bits, scale=scale, axis=self.axis)
+        codes = "" if self.codes is None else encode_weight_codes(self.codes.cpu().numpy())
+        return WeightQuant(bits=self.bits, scale=scale, axis=self.axis, codes=codes)
 
     @classmethod
     def from_recipe(cls, wq: WeightQuant) -> WeightQuantizer:
@@ -154,7 +185,8 @@ class WeightQuantizer(nn.Module):
         """
         if not isinstance(wq, WeightQuant):
             raise CalibError(f"WeightQuantizer.from_recipe: expected a weight quant, got {type(wq).__name__}")
-        return cls(wq.bits, torch.tensor(wq.scale, dtype=torch.float32), wq.axis)
+        codes = torch.from_numpy(decode_weight_codes(wq)) if wq.codes else None
+        return cls(wq.bits, torch.tensor(wq.scale, dtype=torch.float32), wq.axis, codes)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, axis={self.axis}, channels={self.scale.numel()}"

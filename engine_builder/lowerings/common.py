@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from drq.recipe import LayerRecipe, Recipe, UniformAct, WeightQuant
+from drq.recipe import LayerRecipe, Recipe, UniformAct, WeightQuant, decode_weight_codes
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.graph import (
     LOWERING_KEY,
@@ -181,12 +181,21 @@ def _broadcast(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
 def weight_codes(
     weight: np.ndarray, wq: WeightQuant, layer: str
 ) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """Offline symmetric narrow-range weight codes: clamp(rint(w / s), -qmax, qmax) as int8.
+    """Offline symmetric narrow-range weight codes: clamp(rint(w / s), -qmax, qmax) as int8, or the
+    recipe's stored codes (learned rounding).
 
     Returns:
         (codes int8 with the weight's shape, scales float32 (C,) or (), axis or None).
     """
     scale, axis = weight_scale_array(weight, wq, layer)
+    if wq.codes:  # learned rounding (calib.adaround): the recipe's codes, not round(w / s)
+        stored = decode_weight_codes(wq)
+        if stored.size != weight.size:
+            raise ExportError(
+                f"recipe layer {layer!r}: weight.codes has {stored.size} codes for a weight of "
+                f"shape {tuple(weight.shape)}"
+            )
+        return stored.reshape(weight.shape), scale, axis
     s = _broadcast(scale, axis, weight.ndim)
     codes = np.clip(np.rint(weight.astype(_F32) / s), -wq.qmax, wq.qmax)
     return codes.astype(np.int8), scale, axis

@@ -3,7 +3,8 @@
 # (the paper schedule: 100 images x 10 epochs unless IMAGES / EPOCHS say otherwise), run back to back
 # at LEGACY (a commit before the speed work, checked out in a temporary git worktree) and at this
 # checkout, then both recipes evaluated on Set5 with `drq eval --recipe`. Writes results/ptq_speed/:
-# {legacy,current}_stats.json (wall, peak RSS, losses), {legacy,current}_set5.json, summary.json.
+# {legacy,current}_stats.json (wall, peak RSS, losses), {legacy,current}_time.json (CPU seconds),
+# {legacy,current}_set5.json, summary.json.
 #
 # usage: results/ptq_speed/bench.sh [LEGACY_COMMIT]   (run from the repository root, venv active)
 set -euo pipefail
@@ -20,7 +21,10 @@ trap 'git -C "$root" worktree remove --force "$work/legacy"; rm -rf "$work"' EXI
 
 run_side() {  # side tree
   local side=$1 tree=$2
-  (cd "$tree" && PYTHONPATH="$tree" python -c 'import sys; from drq.cli import main; sys.exit(main())' \
+  # /usr/bin/time: CPU seconds (user + system) and peak RSS, which a shared machine distorts far less
+  # than the wall time.
+  (cd "$tree" && PYTHONPATH="$tree" /usr/bin/time -f '{"wall_s": %e, "user_s": %U, "sys_s": %S, "max_rss_kib": %M}' \
+    -o "$out/${side}_time.json" python -c 'import sys; from drq.cli import main; sys.exit(main())' \
     quantize --arch imdn --weights "$shared/sr_weights/imdn_x4.pth" --scale 4 \
     --calib "$shared/sr_calib/bsd200" -o "$work/$side.recipe.json" --method drq+saft --budget split \
     --w-bits 4 --a-bits 4 --images "$images" --epochs "$epochs" --threads "$threads" --quiet \

@@ -14,7 +14,9 @@ def _side(out: Path, side: str) -> dict[str, object]:
     stats = json.loads((out / f"{side}_stats.json").read_text())
     evaluation = json.loads((out / f"{side}_set5.json").read_text())
     finetune = stats["finetune"]
+    timing = json.loads((out / f"{side}_time.json").read_text())
     return {
+        "cpu_s": round(timing["user_s"] + timing["sys_s"], 1),
         "wall_s": round(stats["wall_s"], 1),
         "calibrate_s": round(stats["calibrate_s"], 1),
         "finetune_s": round(finetune["seconds"], 1),
@@ -37,6 +39,7 @@ def main(argv: list[str]) -> int:
         "load_after_run": load.strip(),
         "legacy": legacy,
         "current": current,
+        "cpu_ratio": round(current["cpu_s"] / legacy["cpu_s"], 3),  # type: ignore[operator]
         "wall_ratio": round(current["wall_s"] / legacy["wall_s"], 3),  # type: ignore[operator]
         "step_ratio": round(current["s_per_step"] / legacy["s_per_step"], 3),  # type: ignore[operator]
         "psnr_delta_db": round(current["set5_psnr_y"] - legacy["set5_psnr_y"], 4),  # type: ignore[operator]

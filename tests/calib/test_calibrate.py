@@ -10,7 +10,7 @@ import torch
 from calib.calibrate import QuantizeConfig, make_batches, quantize
 from calib.errors import CalibError
 from calib.quantizers import apply_recipe
-from drq.recipe import DualRegionAct, UniformAct, recipe_from_dict
+from drq.recipe import DualRegionAct, ModelIdentity, UniformAct, recipe_from_dict
 from tests.calib.nets import TinyShuffle, tiny_batches
 
 COMBOS = [
@@ -31,7 +31,7 @@ def _run(method: str, budget: str, **kw):
     model = TinyShuffle()
     fp = copy.deepcopy(model)
     config = QuantizeConfig(method=method, budget=budget, epochs=kw.pop("epochs", 1), probe_size=16, **kw)
-    recipe, stats = quantize(model, "tiny", 2, "", "", tiny_batches(), config)
+    recipe, stats = quantize(model, ModelIdentity("tiny", 2, ""), tiny_batches(), config)
     return fp, model, recipe, stats
 
 
@@ -137,7 +137,9 @@ def test_invalid_configs(kwargs, message):
 
 def test_no_calibration_data_is_an_error():
     with pytest.raises(CalibError, match="no batches"):
-        quantize(TinyShuffle(), "tiny", 2, "", "", [], QuantizeConfig(method="drq", budget="split"))
+        quantize(
+            TinyShuffle(), ModelIdentity("tiny", 2, ""), [], QuantizeConfig(method="drq", budget="split")
+        )
     with pytest.raises(CalibError, match="no crops"):
         make_batches([], 2)
 
@@ -147,3 +149,12 @@ def test_make_batches_keeps_order():
     batches = make_batches(crops, 2)
     assert [b.shape[0] for b in batches] == [2, 2, 1]
     assert [float(b[i, 0, 0, 0]) for b in batches for i in range(b.shape[0])] == [0, 1, 2, 3, 4]
+
+
+def test_model_identity_travels_as_one_dataclass():
+    identity = ModelIdentity("tiny", 2, "", checkpoint="weights/tiny.pth")
+    model = TinyShuffle()
+    recipe, _ = quantize(model, identity, tiny_batches(), QuantizeConfig(method="minmax", budget="uniform"))
+    assert recipe.model == identity
+    with pytest.raises(CalibError, match="identity: expected a drq.recipe.ModelIdentity"):
+        quantize(TinyShuffle(), "tiny", tiny_batches(), QuantizeConfig(method="minmax", budget="uniform"))  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import torch
 from calib.calibrate import QuantizeConfig, quantize
 from calib.finetune import FinetuneConfig, finetune, saft_weights, sensitivity_loss
 from calib.quantizers import quant_layers
+from drq.recipe import ModelIdentity
 from tests.calib.nets import TinyShuffle, tiny_batches
 
 
@@ -35,10 +36,7 @@ def test_saft_loss_falls_and_only_quantizers_change():
     # Initialise with drq (no finetuning), then finetune for a few epochs by hand.
     quantize(
         model,
-        "tiny",
-        2,
-        "",
-        "",
+        ModelIdentity("tiny", 2, ""),
         batches,
         QuantizeConfig(method="drq", budget="split", probe_size=16, a_bits=3, w_bits=3, all_layers=True),
     )
@@ -69,10 +67,7 @@ def test_saft_improves_over_drq_init_on_tiny_net():
         model = copy.deepcopy(base)
         quantize(
             model,
-            "tiny",
-            2,
-            "",
-            "",
+            ModelIdentity("tiny", 2, ""),
             batches,
             QuantizeConfig(
                 method=method,

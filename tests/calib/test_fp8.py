@@ -17,7 +17,7 @@ from calib.quantize_command import _parser, make_config
 from calib.quantizers import FP8ActQuantizer, FP8WeightQuantizer, apply_recipe
 from calib.quantizers.fp8 import fake_e4m3
 from drq.errors import RecipeError
-from drq.recipe import FP8Act, WeightQuant, recipe_from_dict
+from drq.recipe import FP8Act, ModelIdentity, WeightQuant, recipe_from_dict
 from tests.calib.nets import TinyShuffle, TinyTranspose
 
 
@@ -106,7 +106,9 @@ def _crops(count: int = 4, size: int = 16) -> list[np.ndarray]:
 def test_fp8_quantize_keeps_head_upsampler_and_tail_in_float_unless_all_layers(all_layers: bool) -> None:
     net = TinyShuffle().eval()
     config = QuantizeConfig(method="fp8", w_bits=8, a_bits=8, budget="fp8", all_layers=all_layers, crop=16)
-    recipe, stats = quantize(copy.deepcopy(net), "tiny", 2, "", "", make_batches(_crops(), 2), config)
+    recipe, stats = quantize(
+        copy.deepcopy(net), ModelIdentity("tiny", 2, ""), make_batches(_crops(), 2), config
+    )
     expected = (
         ["head", "body.0", "body.2", "fuse", "up", "tail"] if all_layers else ["body.0", "body.2", "fuse"]
     )
@@ -121,7 +123,7 @@ def test_fp8_activation_scale_is_the_calibration_max_over_448() -> None:
     net = TinyTranspose().eval()
     batches = make_batches(_crops(), 2)
     config = QuantizeConfig(method="fp8", w_bits=8, a_bits=8, budget="fp8", all_layers=True, crop=16)
-    recipe, _ = quantize(copy.deepcopy(net), "tiny", 2, "", "", batches, config)
+    recipe, _ = quantize(copy.deepcopy(net), ModelIdentity("tiny", 2, ""), batches, config)
     seen: dict[str, float] = {}
     hooks = [
         getattr(net, name).register_forward_pre_hook(
@@ -145,7 +147,7 @@ def test_fp8_recipe_json_round_trip_rebuilds_the_same_simulation() -> None:
     net = TinyShuffle().eval()
     config = QuantizeConfig(method="fp8", w_bits=8, a_bits=8, budget="fp8", crop=16)
     work = copy.deepcopy(net)
-    recipe, _ = quantize(work, "tiny", 2, "", "", make_batches(_crops(), 2), config)
+    recipe, _ = quantize(work, ModelIdentity("tiny", 2, ""), make_batches(_crops(), 2), config)
     loaded = recipe_from_dict(json.loads(json.dumps(recipe.to_dict())))
     assert loaded == recipe and loaded.sha256() == recipe.sha256()
     rebuilt = copy.deepcopy(net)

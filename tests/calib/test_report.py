@@ -10,6 +10,7 @@ import pytest
 from calib.errors import CalibError
 from calib.report import _parser, plan, render_markdown
 from calib.report_cache import RowConfig, load_results, merge_results, row_key
+from drq.recipe import METHODS
 
 
 def test_plan_covers_the_grid():
@@ -32,8 +33,9 @@ def test_plan_covers_the_grid():
         ]
     )
     jobs = plan(args)
-    # per arch: 1 FP + 2 bits x (4 baselines + 3 drq methods x 3 budgets) + fp8 at 8 bits only
-    assert len(jobs) == 2 * (1 + 2 * (4 + 3 * 3) + 1)
+    # per arch: 1 FP + 2 bits x (4 baselines + every drq method x 3 budgets) + fp8 at 8 bits only
+    dual = [m for m in METHODS if m.startswith("drq")]
+    assert len(jobs) == 2 * (1 + 2 * (4 + len(dual) * 3) + 1)
     assert {(j.budget, j.bits) for j in jobs if j.method == "fp8"} == {("fp8", 8)}
     saft = [j for j in jobs if j.method == "drq+saft"]
     assert {(j.images, j.epochs, j.crop) for j in saft} == {(10, 2, 80)}
@@ -72,16 +74,19 @@ def test_markdown_has_command_table_and_targets():
     )
     assert "| minmax | b (one code) | 1 | 22.00 / 0.9000 |" in md
     assert (
-        "- imdn W4A4 drq+saft (split): better than all 1 baselines on every set: yes; "
+        "- imdn W4A4 drq+saft (split, 8 bits/value, 2 convs): better than all 1 baselines on every set: yes; "
         "Set5 gap to FP 0.50 dB (within 0.6 dB)" in md
     )
-    assert "- imdn W8A8 drq+saft (split): largest gap to FP 0.020 dB (within 0.05 dB)" in md
+    assert (
+        "- imdn W8A8 drq+saft (split, 16 bits/value, 2 convs): largest gap to FP 0.020 dB (within 0.05 dB)"
+        in md
+    )
     assert "20 images x 2 epochs" in md
     # Without baseline rows (e.g. a table of the full schedule only) nothing is claimed either way.
     alone = render_markdown("drq report --out x", [rows[0], rows[2]], args, 60.0)
     assert (
-        "- imdn W4A4 drq+saft (split): no baseline rows in this table to compare with; "
-        "Set5 gap to FP 0.50 dB (within 0.6 dB)" in alone
+        "- imdn W4A4 drq+saft (split, 8 bits/value, 2 convs): no baseline rows in this table to compare "
+        "with; Set5 gap to FP 0.50 dB (within 0.6 dB)" in alone
     )
 
 

@@ -24,6 +24,7 @@ from engine_builder.api import export_model, quantize_model
 from engine_builder.errors import ExportError
 from engine_builder.lowerings.registry import LOWERINGS
 from serve.runtime.ort import OrtRunner
+from tests.engine_builder.rtx_engine import build_rtx_engine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -179,26 +180,12 @@ def test_drq_export_names_the_api_for_custom_recipes(recipes, tmp_path, capsys) 
 
 
 @pytest.mark.rtx
-@pytest.mark.parametrize("lowering", ["qdq", "fp8"])
+@pytest.mark.parametrize("lowering", ["fp32", "fp16", "qdq", "drq-split", "fakequant", "fp8"])
 def test_tensorrt_rtx_builds_the_exported_graph(net, recipes, lowering) -> None:
-    trt = pytest.importorskip("tensorrt_rtx")
-    graph = export_model(net, recipes[LOWERING_RECIPES[lowering]], lowering)
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(graph.SerializeToString()), [
-        str(parser.get_error(i)) for i in range(parser.num_errors)
-    ]
-    config = builder.create_builder_config()
-    if lowering == "fp8":  # FP8 needs compute capability 8.9+
-        config.num_compute_capabilities = 1
-        config.set_compute_capability(trt.ComputeCapability.SM89, 0)
-    profile = builder.create_optimization_profile()
-    profile.set_shape("lr", (1, 3, 8, 8), (1, 3, 32, 32), (1, 3, 48, 48))
-    config.add_optimization_profile(profile)
-    engine = builder.build_serialized_network(network, config)
-    assert engine is not None and engine.nbytes > 0
+    """Every lowering but drq-plugin, whose TensorRT plugins need full TensorRT (>= 10.6)."""
+    recipe = recipes[LOWERING_RECIPES[lowering]] if LOWERING_RECIPES[lowering] else None
+    targets = ("SM89",) if lowering == "fp8" else ()  # FP8 needs compute capability 8.9+
+    assert build_rtx_engine(export_model(net, recipe, lowering), targets) > 0
 
 
 def _readme_example() -> str:

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from calib.calibrate import QuantizeConfig, make_batches, quantize
 from calib.quantizers import apply_recipe
 from calib.quantizers.fp8 import FP8WeightQuantizer, fake_e4m3
-from drq.recipe import Recipe, WeightQuant
+from drq.recipe import ModelIdentity, Recipe, WeightQuant
 from engine_builder.errors import ExportError
 from engine_builder.export.torch_export import export_float_onnx
 from engine_builder.lowerings.fp8 import FP8_OPSET, fp8_weight_codes
@@ -23,6 +23,7 @@ from engine_builder.lowerings.graph import opset_of
 from engine_builder.lowerings.registry import default_lowering, lower
 from serve.runtime.ort import FP8_UNSAFE_REWRITES, OrtRunner
 from tests.calib.nets import TinyShuffle, TinyTranspose
+from tests.engine_builder.rtx_engine import build_rtx_engine
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -31,7 +32,7 @@ def _recipe(net: torch.nn.Module, method: str = "fp8", all_layers: bool = True) 
     crops = [np.random.default_rng(i).random((3, 16, 16), dtype=np.float32) * 1.5 for i in range(4)]
     budget = "fp8" if method == "fp8" else "uniform"
     config = QuantizeConfig(method=method, w_bits=8, a_bits=8, budget=budget, all_layers=all_layers, crop=16)
-    recipe, _ = quantize(copy.deepcopy(net), "tiny", 2, "", "", make_batches(crops, 2), config)
+    recipe, _ = quantize(copy.deepcopy(net), ModelIdentity("tiny", 2, ""), make_batches(crops, 2), config)
     return recipe
 
 
@@ -176,27 +177,11 @@ def test_lowerings_refuse_the_other_precision() -> None:
 
 @pytest.mark.rtx
 def test_tensorrt_rtx_builds_the_fp8_graph_for_ada_and_blackwell() -> None:
-    trt = pytest.importorskip("tensorrt_rtx")
     net = TinyShuffle(nf=16).eval()
     model = lower("fp8", export_float_onnx(net, scale=2), _recipe(net))
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(model.SerializeToString()), [
-        str(parser.get_error(i)) for i in range(parser.num_errors)
-    ]
-    config = builder.create_builder_config()
     # FP8 needs compute capability 8.9+ (TensorRT-RTX "Working with Quantized Types"); an sm80 target is
     # refused by the builder ("the model contains HW-specific datatypes: fp8_e4m3", measured with 1.7.1).
-    config.num_compute_capabilities = 2
-    config.set_compute_capability(trt.ComputeCapability.SM89, 0)
-    config.set_compute_capability(trt.ComputeCapability.SM120, 1)
-    profile = builder.create_optimization_profile()
-    profile.set_shape("lr", (1, 3, 8, 8), (1, 3, 32, 32), (2, 3, 48, 48))
-    config.add_optimization_profile(profile)
-    engine = builder.build_serialized_network(network, config)
-    assert engine is not None and engine.nbytes > 0
+    assert build_rtx_engine(model, ("SM89", "SM120")) > 0
 
 
 def test_calibration_cache_refuses_an_fp8_recipe() -> None:
