@@ -458,33 +458,47 @@ def make_plan(
         layer.a_quant = search.int8[name] if plan[name] == "int8" else split[name]
         layer.quant_enabled = plan[name] != "fp16"
     recipe = _plan_recipe(split_recipe, layers, plan)
-    report = {
-        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
-        "held_out_crops": int(held_out.shape[0]),
-        "proxy": {
-            label: {"mse": m, "psnr_db": proxy_psnr_db(m), "predicted_drop_db": search.drop(m)}
-            for label, m in (
-                ("all_split", all_split),
-                ("all_int8_mse", all_int8_mse),
-                ("all_int8_best_variant", search.mse(dict.fromkeys(layers, "int8"))),
-                ("plan", final),
-            )
-        },
-        "int8_variants": variants,
-        "gains_mse": {f"{n}/{f}": g for (n, f), g in gains.items()},
-        "steps": search.steps,
-        "plan": plan,
-        "totals": plan_totals(plan, costs, config.fp16_mac_cost),
-        "totals_all_split": plan_totals(dict.fromkeys(layers, "split"), costs, config.fp16_mac_cost),
-        "evaluations": search.proxy.evaluations,
-        "target_met": search.drop(final) <= config.max_drop_db,
+    proxies = {
+        "all_split": all_split,
+        "all_int8_mse": all_int8_mse,
+        "all_int8_best_variant": search.mse(dict.fromkeys(layers, "int8")),
+        "plan": final,
     }
+    report = _report(search, proxies, variants, gains, plan, int(held_out.shape[0]))
     int8_plan = dict.fromkeys(layers, "int8")
     search.mse(int8_plan)
     all_int8 = _plan_recipe(split_recipe, layers, int8_plan)
     search.mse(plan)  # the model ends in the plan's state (the report's evaluations changed it)
     table = format_costs(plan, costs, config.fp16_mac_cost, config.cost_lr_size)
     return PlanResult(recipe, plan, costs, report, table, all_int8)
+
+
+def _report(
+    search: _Search,
+    proxies: dict[str, float],
+    variants: dict[str, str],
+    gains: dict[tuple[str, str], float],
+    plan: dict[str, str],
+    held_out: int,
+) -> dict[str, Any]:
+    """What the search measured, for `drq quantize --stats` (JSON-ready)."""
+    config, costs = search.config, search.costs
+    return {
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "held_out_crops": held_out,
+        "proxy": {
+            label: {"mse": m, "psnr_db": proxy_psnr_db(m), "predicted_drop_db": search.drop(m)}
+            for label, m in proxies.items()
+        },
+        "int8_variants": variants,
+        "gains_mse": {f"{n}/{f}": g for (n, f), g in gains.items()},
+        "steps": search.steps,
+        "plan": plan,
+        "totals": plan_totals(plan, costs, config.fp16_mac_cost),
+        "totals_all_split": plan_totals(dict.fromkeys(plan, "split"), costs, config.fp16_mac_cost),
+        "evaluations": search.proxy.evaluations,
+        "target_met": search.drop(proxies["plan"]) <= config.max_drop_db,
+    }
 
 
 def _plan_recipe(split_recipe: Recipe, layers: dict[str, QuantLayer], plan: dict[str, str]) -> Recipe:

@@ -170,6 +170,7 @@ class BuildResult:
     manifest: Manifest
     timing_cache_saved: bool
     warnings: tuple[str, ...] = field(default=())
+    layers_note: str = ""  # why no MODEL.plan.layers.json was written ("" when it was)
 
 
 def _has_plugin_nodes(model: onnx.ModelProto) -> bool:
@@ -521,13 +522,13 @@ def build_engine(config: BuildConfig, backend: EngineBackend | None = None) -> B
     manifest = _manifest(config, backend, session, engine_bytes, extra)
     atomic_write_bytes(config.output, engine_bytes)
     manifest_file = save_manifest(manifest, manifest_path(config.output))
-    warnings = list(session.logger.warnings)
     layers, why = engine_layers(trt, engine_bytes, session.input_name, session.shapes[1])
+    note = ""
     if layers is not None:
         atomic_write_text(layers_path(config.output), layers)
     else:
-        warnings.append(f"engine inspector unavailable on this machine ({why}); drq inspect reads the ONNX")
-    return BuildResult(config.output, manifest_file, manifest, saved, tuple(warnings))
+        note = f"engine inspector unavailable on this machine ({why}); drq inspect reads the ONNX"
+    return BuildResult(config.output, manifest_file, manifest, saved, tuple(session.logger.warnings), note)
 
 
 def layers_path(engine: Path) -> Path:

@@ -191,4 +191,6 @@ def main(argv: list[str]) -> int:
         + (f"; timing cache {config.timing_cache}" if result.timing_cache_saved else "")
     )
     print(json.dumps({"profile": m.profile.describe(), "lowering": m.lowering or "?"}))
+    if result.layers_note:
+        print(f"note: {result.layers_note}")
     return 0

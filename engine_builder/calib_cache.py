@@ -350,7 +350,8 @@ INT8_ELIGIBLE_OPS: frozenset[str] = frozenset(
 elementwise, concatenation, pooling, activation, shuffle, resize, slice). In implicit INT8 TensorRT keeps
 a layer in INT8 only when every tensor it reads and writes has a scale, and otherwise falls back to float
 ("Missing scale and zero-point for tensor ..., expect fall back to non-int8 implementation for any layer
-consuming or producing given tensor"), so the cache needs every input and output of these layers."""
+consuming or producing given tensor", TensorRT's build warning as quoted in NVIDIA/TensorRT issues #2462
+and #4058), so the cache needs every input and output of these layers."""
 
 
 def _float_tensors(model: onnx.ModelProto) -> set[str]:

@@ -136,6 +136,7 @@ def main(argv: list[str]) -> int:
     from drq.artifacts import atomic_write_bytes
 
     atomic_write_bytes(args.output, model.SerializeToString())
-    lowering = next((p.value for p in model.metadata_props if p.key == "drq.lowering"), "?")
-    print(f"wrote {args.output} ({lowering}, {args.output.stat().st_size / 1e6:.2f} MB)")
+    meta = {p.key: p.value for p in model.metadata_props}
+    what = meta.get("drq.lowering", "?") + (", fp16 glue" if meta.get("drq.glue") == "fp16" else "")
+    print(f"wrote {args.output} ({what}, {args.output.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -70,14 +70,15 @@ def plan_overrides(model: onnx.ModelProto, recipe: Recipe) -> tuple[dict[str, li
             overrides[node.input[0]] = [
                 {
                     "quant_type": q.QuantType.QUInt8,
-                    "scale": np.float32(act.scale),
-                    "zero_point": np.uint8(128 + act.zero_point),
+                    "scale": np.array(act.scale, dtype=np.float32),
+                    "zero_point": np.array(128 + act.zero_point, dtype=np.uint8),
                 }
             ]
             weight = onnx.numpy_helper.to_array(inits[node.input[1]])
             scale, _ = weight_scale_array(weight, layer.weight, name)
             overrides[node.input[1]] = [
-                {"scale": np.float32(s), "zero_point": np.int8(0)} for s in np.atleast_1d(scale)
+                {"scale": np.array(s, dtype=np.float32), "zero_point": np.array(0, dtype=np.int8)}
+                for s in np.atleast_1d(scale)
             ]
     return overrides, exclude
 
@@ -112,7 +113,9 @@ def static_quantize(
     if weight_type == "uint8":
         for key, value in overrides.items():
             if "quant_type" not in value[0]:  # weights: the same scales, codes + 128
-                overrides[key] = [{"scale": v["scale"], "zero_point": np.uint8(128)} for v in value]
+                overrides[key] = [
+                    {"scale": v["scale"], "zero_point": np.array(128, dtype=np.uint8)} for v in value
+                ]
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
         onnx.save(model, str(src))

@@ -45,7 +45,7 @@ def lower_module(
     """
     options = options or LoweringOptions()
     float_model = export_float_onnx(model, scale=scale)
-    if options.target == "ort-cpu" and lowering in ("qdq", "drq-split"):
+    if options.target == "ort-cpu" and lowering in ("qdq", "drq-split", "mixed"):
         if not calib_inputs:
             raise ExportError(
                 f"--target ort-cpu: {lowering} needs calibration images (--calib DIR) to observe "

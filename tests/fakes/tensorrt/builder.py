@@ -254,9 +254,10 @@ def _int8_fallbacks(fake: Fake, network: INetworkDefinition, cache: bytes, logge
     """Implicit INT8: a layer runs in INT8 only when every tensor it reads and writes has a scale.
 
     TensorRT logs, per tensor without one, "Missing scale and zero-point for tensor <name>, expect
-    fall back to non-int8 implementation for any layer consuming or producing given tensor"
-    (developer guide, "Explicit vs Implicit Quantization": implicit quantization needs dynamic ranges
-    on the inputs and outputs of a layer for it to run in INT8). Recorded as ("int8_fallback", node).
+    fall back to non-int8 implementation for any layer consuming or producing given tensor" (the
+    warning of TensorRT 8.x-10.x implicit INT8 builds as quoted in NVIDIA/TensorRT issues #2462 and
+    #4058; the developer guide's implicit quantization needs a dynamic range on every tensor a layer
+    reads and writes for an INT8 implementation). Recorded as ("int8_fallback", node).
     """
     lines = bytes(cache).decode().splitlines()[1:]
     scaled = {line.rpartition(": ")[0] for line in lines}
