@@ -29,6 +29,7 @@ from torch import nn
 from calib.calibrate import QuantizeConfig, make_batches, quantize
 from calib.errors import CalibError
 from calib.finetune import ProgressFactory
+from calib.plan import PlanConfig
 from calib.quantizers import apply_recipe
 from drq.errors import RecipeError
 from drq.recipe import ModelIdentity, Recipe
@@ -137,6 +138,8 @@ def quantize_model(
     *,
     scale: int | None = None,
     progress: ProgressFactory | None = None,
+    plan: PlanConfig | None = None,
+    holdout: int = 8,
 ) -> Recipe:
     """Calibrate a copy of `model` (the module passed in is left as it is) and return its recipe.
 
@@ -146,6 +149,9 @@ def quantize_model(
         config: method, bits, budget and schedule (default: the paper's drq+saft W4A4 split).
         scale: upscaling factor; inferred from one forward pass when None.
         progress: optional progress-bar factory, as `calib.calibrate.quantize` takes.
+        plan: make the `mixed` budget's per-layer plan (`calib.plan`, as `drq quantize --budget mixed`):
+            `config` must then be a W8A8 drq method with the split budget, and `holdout` further
+            calibration images, never used to fit the quantizers, check the plan's quality.
 
     Raises:
         CalibError: bad calibration data, an invalid config, or a model with no layer to quantize.
@@ -164,9 +170,42 @@ def quantize_model(
         module_class=module_class(model),
     )
     work = copy.deepcopy(model).float().cpu().eval()
-    batches = make_batches(calibration_crops(calib_images, scale, config), config.batch)
+    if plan is None:
+        batches = make_batches(calibration_crops(calib_images, scale, config), config.batch)
+        recipe, _ = quantize(work, identity, batches, config, progress)
+        return replace(recipe, model=identity)
+    return _quantize_mixed(work, identity, calib_images, config, plan, holdout, progress)
+
+
+def _quantize_mixed(
+    work: nn.Module,
+    identity: ModelIdentity,
+    calib_images: CalibImages,
+    config: QuantizeConfig,
+    plan: PlanConfig,
+    holdout: int,
+    progress: ProgressFactory | None,
+) -> Recipe:
+    """Split calibration on `config.images` crops, then the mixed plan checked on `holdout` more."""
+    from calib.plan import make_plan
+    from calib.quantizers import quant_layers
+
+    if config.budget != "split" or not config.method.startswith("drq") or config.a_bits != 8:
+        raise CalibError(
+            f"plan: the mixed plan starts from a W8A8 drq split calibration, got {config.method} "
+            f"A{config.a_bits} {config.budget}"
+        )
+    if holdout < 1:
+        raise CalibError(f"holdout: must be >= 1, got {holdout}")
+    crops = calibration_crops(calib_images, identity.scale, replace(config, images=config.images + holdout))
+    if len(crops) <= config.images:
+        raise CalibError(f"calib_images: {len(crops)} crops leave none held out for the plan")
+    batches = make_batches(crops[: config.images], config.batch)
     recipe, _ = quantize(work, identity, batches, config, progress)
-    return replace(recipe, model=identity)
+    layers = quant_layers(work)
+    held = torch.stack([torch.as_tensor(c) for c in crops[config.images :]])
+    result = make_plan(work, {n: layers[n] for n in recipe.layers}, recipe, batches, held, plan)
+    return replace(result.recipe, model=identity)
 
 
 def check_model_identity(model: nn.Module, recipe: Recipe) -> None:

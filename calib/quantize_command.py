@@ -201,11 +201,10 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     from calib.calibrate import QuantizeConfig
 
     crop = args.crop if args.crop is not None else default_crop(args.scale)
-    default_bits = 8 if args.method == "fp8" else 4
     return QuantizeConfig(
         method=args.method,
-        w_bits=args.w_bits if args.w_bits is not None else default_bits,
-        a_bits=args.a_bits if args.a_bits is not None else default_bits,
+        w_bits=args.w_bits,
+        a_bits=args.a_bits,
         # mixed starts from a split calibration (calib.plan then chooses each layer's form)
         budget="split" if args.budget == "mixed" else args.budget or default_budget(args.method),
         weight_mode=args.weight_mode,
@@ -345,6 +344,9 @@ def _threads() -> int:
 def main(argv: list[str]) -> int:
     """Entry point of `drq quantize`; returns the exit code (user errors raise CalibError)."""
     args = _parser().parse_args(argv)
+    default_bits = 8 if args.method == "fp8" else 4  # --w-bits / --a-bits default by method
+    args.w_bits = default_bits if args.w_bits is None else args.w_bits
+    args.a_bits = default_bits if args.a_bits is None else args.a_bits
     _check_paths(args)
     if args.scale < 1 or args.threads < 0:
         raise CalibError(f"--scale must be >= 1 and --threads >= 0, got {args.scale} and {args.threads}")

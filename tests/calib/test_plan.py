@@ -20,7 +20,7 @@ from calib.plan import (
     shifted_int8,
 )
 from calib.quantizers import apply_recipe, quant_layers
-from drq.recipe import UniformAct, recipe_from_dict
+from drq.recipe import ModelIdentity, UniformAct, recipe_from_dict
 from tests.calib.nets import TinyShuffle, tiny_batches
 
 
@@ -28,7 +28,7 @@ def _split_model():
     torch.manual_seed(0)
     model = TinyShuffle()
     config = QuantizeConfig(method="drq", budget="split", w_bits=8, a_bits=8, probe_size=16)
-    recipe, _ = quantize(model, "tiny", 2, "", "", tiny_batches(), config)
+    recipe, _ = quantize(model, ModelIdentity("tiny", 2, ""), tiny_batches(), config)
     layers = quant_layers(model)
     return model, {n: layers[n] for n in recipe.layers}, recipe
 
@@ -104,7 +104,7 @@ def test_plan_needs_split_quantizers() -> None:
     torch.manual_seed(0)
     model = TinyShuffle()
     config = QuantizeConfig(method="minmax", budget="uniform", w_bits=8, a_bits=8, probe_size=16)
-    recipe, _ = quantize(model, "tiny", 2, "", "", tiny_batches(), config)
+    recipe, _ = quantize(model, ModelIdentity("tiny", 2, ""), tiny_batches(), config)
     layers = quant_layers(model)
     with pytest.raises(CalibError, match="has no split quantizer to start from"):
         make_plan(model, layers, recipe, tiny_batches(), _held_out(), PlanConfig())

@@ -18,6 +18,7 @@ from torch import nn
 from calib.api import CUSTOM_ARCH, infer_scale, module_class, simulate_model, state_dict_sha256
 from calib.calibrate import QuantizeConfig
 from calib.errors import CalibError
+from calib.plan import PlanConfig
 from drq.errors import RecipeError
 from drq.recipe import load_recipe, save_recipe
 from engine_builder.api import export_model, quantize_model
@@ -55,6 +56,8 @@ CONFIGS = {
     "split": QuantizeConfig(method="drq", w_bits=8, a_bits=8, budget="split", images=4, crop=16),
     "b-bit": QuantizeConfig(method="drq", w_bits=8, a_bits=8, budget="b-bit", images=4, crop=16),
     "fp8": QuantizeConfig(method="fp8", w_bits=8, a_bits=8, budget="fp8", images=4, crop=16, all_layers=True),
+    # the mixed plan starts from a split calibration and checks itself on held-out images
+    "mixed": QuantizeConfig(method="drq", w_bits=8, a_bits=8, budget="split", images=4, crop=16),
 }
 # Which recipe each lowering exports (None: the float model).
 LOWERING_RECIPES = {
@@ -65,6 +68,7 @@ LOWERING_RECIPES = {
     "drq-split": "split",
     "drq-plugin": "b-bit",
     "fp8": "fp8",
+    "mixed": "mixed",
 }
 
 
@@ -86,7 +90,11 @@ def net() -> CompactSR:
 
 @pytest.fixture(scope="module")
 def recipes(net: CompactSR) -> dict:
-    return {name: quantize_model(net, _lr_images(), config) for name, config in CONFIGS.items()}
+    out = {
+        name: quantize_model(net, _lr_images(), config) for name, config in CONFIGS.items() if name != "mixed"
+    }
+    out["mixed"] = quantize_model(net, _lr_images(), CONFIGS["mixed"], plan=PlanConfig(), holdout=2)
+    return out
 
 
 def test_every_lowering_is_covered() -> None:
