@@ -192,6 +192,18 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise CalibError(f"{args.stats}: --stats must differ from -o")
 
 
+def resolve_bit_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """`--w-bits` / `--a-bits` when not given: 8 for fp8, else the paper's 4 (a copy of `args`)."""
+    default_bits = 8 if args.method == "fp8" else 4
+    return argparse.Namespace(
+        **{
+            **vars(args),
+            "w_bits": default_bits if args.w_bits is None else args.w_bits,
+            "a_bits": default_bits if args.a_bits is None else args.a_bits,
+        }
+    )
+
+
 def make_config(args: argparse.Namespace) -> QuantizeConfig:
     """The validated QuantizeConfig of the command line (before any model or image is loaded).
 
@@ -200,6 +212,7 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
     """
     from calib.calibrate import QuantizeConfig
 
+    args = resolve_bit_defaults(args)
     crop = args.crop if args.crop is not None else default_crop(args.scale)
     return QuantizeConfig(
         method=args.method,
@@ -343,10 +356,7 @@ def _threads() -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of `drq quantize`; returns the exit code (user errors raise CalibError)."""
-    args = _parser().parse_args(argv)
-    default_bits = 8 if args.method == "fp8" else 4  # --w-bits / --a-bits default by method
-    args.w_bits = default_bits if args.w_bits is None else args.w_bits
-    args.a_bits = default_bits if args.a_bits is None else args.a_bits
+    args = resolve_bit_defaults(_parser().parse_args(argv))
     _check_paths(args)
     if args.scale < 1 or args.threads < 0:
         raise CalibError(f"--scale must be >= 1 and --threads >= 0, got {args.scale} and {args.threads}")
