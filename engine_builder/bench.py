@@ -58,6 +58,13 @@ def parse_size(text: str) -> tuple[int, int]:
         raise BenchError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from err
     if width < 1 or height < 1:
         raise BenchError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720")
+    from drq.imaging.io import pixel_limit
+
+    if width * height > pixel_limit():  # the same bound as every image drq reads (memory)
+        raise BenchError(
+            f"--size {text!r}: {width * height} pixels, over the pixel limit of {pixel_limit()} "
+            "(DRQ_MAX_PIXELS)"
+        )
     return height, width
 
 

@@ -85,6 +85,11 @@ def _options(args: argparse.Namespace, lowering: str):
     from engine_builder.lowerings.registry import takes_fp16_glue
 
     glue = args.glue or ("fp16" if args.target == "tensorrt" and takes_fp16_glue(lowering) else "fp32")
+    if args.io_dtype == "fp16" and glue != "fp16" and lowering != "fp16":
+        raise ExportError(
+            f"--io-dtype fp16: the {lowering} lowering with {glue} glue has float32 I/O; use --lowering fp16 "
+            "or --glue fp16"
+        )
     return LoweringOptions(
         io_dtype=args.io_dtype,
         target=args.target,
