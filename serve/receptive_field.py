@@ -167,6 +167,10 @@ def _step(node: onnx.NodeProto, walk: _Walk) -> _Map | _ShapeOf | None:
         return _Map(first.reach + Fraction(block - 1) / first.factor, first.factor / block)
     if op == "Resize":
         return _resize(node, first, walk)
+    if op == "Pad":
+        # Border values only (the mixed lowering pads explicitly before an unpadded conv, whose full
+        # kernel extent then counts): the reach of every inner pixel is unchanged.
+        return _Map(first.reach, first.factor)
     if op in GLOBAL_POOLS or (op in REDUCTIONS and _spatial_axes(node, walk)):
         walk.notes.append(f"{op} {node.name!r}: statistics of the whole feature map")
         return _Map(first.reach, None)

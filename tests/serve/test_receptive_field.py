@@ -96,3 +96,18 @@ def test_the_computed_radius_is_exactly_the_overlap_tiling_needs() -> None:
     whole = from_nchw_float(run(to_nchw_float(image)))
     assert np.array_equal(upscale_tiled(run, image, 2, 2 * r + 6, r), whole)
     assert not np.array_equal(upscale_tiled(run, image, 2, 2 * r + 6, r - 1), whole)
+
+
+def test_an_explicit_pad_before_an_unpadded_conv_counts_the_conv_s_full_extent() -> None:
+    # The mixed lowering's shifted-grid fold: Pad(c) then a conv without pads (a 3x3 reaches 2 pixels
+    # one way once its padding is explicit), so the radius is at least what the padded conv needed.
+    pads = np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)
+    nodes = [
+        helper.make_node("Pad", ["lr", "pads", "value"], ["p"], mode="constant"),
+        helper.make_node("Conv", ["p", "w"], ["c"]),
+        helper.make_node("Conv", ["c", "up.w"], ["u"], pads=[1, 1, 1, 1]),
+        helper.make_node("DepthToSpace", ["u"], ["sr"], blocksize=2),
+    ]
+    inits = {"pads": pads, "value": np.array(0.5, np.float32), "w": _w(3, 3, 3), "up.w": _w(12, 3, 3)}
+    field = receptive_field(_model(nodes, inits))
+    assert field.radius == 3 and field.exact
