@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from drq.errors import ArtifactError
+from drq.errors import ArtifactError, DrqError
 
 TEMP_MARK = ".drq-tmp-"
 
@@ -217,3 +217,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def schema_version_of(data: Any, current: int, error: type[DrqError]) -> int:
+    """The integer `schema_version` of a parsed artifact, refused when it is not one or is newer.
+
+    Raises:
+        error: not a JSON object, no integer version, or a version newer than `current`.
+    """
+    if not isinstance(data, dict):
+        raise error("top level: must be a JSON object")
+    version = data.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise error(f"schema_version: must be an integer, got {version!r}")
+    if version > current:
+        raise error(f"schema_version: {version} is newer than this drq understands ({current}); upgrade drq")
+    return version

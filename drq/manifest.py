@@ -20,7 +20,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from drq.artifacts import atomic_write_text
+from drq.artifacts import atomic_write_text, schema_version_of
 from drq.errors import ManifestError
 
 SCHEMA_VERSION = 1
@@ -154,15 +154,7 @@ def manifest_from_dict(data: Any) -> Manifest:
     Raises:
         ManifestError: naming the first offending field.
     """
-    if not isinstance(data, dict):
-        raise ManifestError("top level: must be a JSON object")
-    version = data.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ManifestError(f"schema_version: must be an integer, got {version!r}")
-    if version > SCHEMA_VERSION:
-        raise ManifestError(
-            f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq"
-        )
+    schema_version_of(data, SCHEMA_VERSION, ManifestError)
     known = {f.name for f in fields(Manifest)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -46,7 +46,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from drq.artifacts import atomic_write_text, canonical_json, sha256_json
+from drq.artifacts import atomic_write_text, canonical_json, schema_version_of, sha256_json
 from drq.errors import RecipeError
 
 SCHEMA_VERSION = 2
@@ -592,15 +592,7 @@ def recipe_from_dict(data: Any) -> Recipe:
     Raises:
         RecipeError: naming the first offending field.
     """
-    if not isinstance(data, dict):
-        raise RecipeError("top level: must be a JSON object")
-    version = data.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise RecipeError(f"schema_version: must be an integer, got {version!r}")
-    if version > SCHEMA_VERSION:
-        raise RecipeError(
-            f"schema_version: {version} is newer than this drq understands ({SCHEMA_VERSION}); upgrade drq"
-        )
+    version = schema_version_of(data, SCHEMA_VERSION, RecipeError)
     if version == 1:
         data = migrate_v1(data)
         version = SCHEMA_VERSION
