@@ -26,7 +26,7 @@ import onnx
 from drq.recipe import LayerRecipe, Recipe, UniformAct
 from engine_builder.errors import ExportError
 from engine_builder.lowerings import drq_split, qdq
-from engine_builder.lowerings.act_graphs import qdq_pair, qlinear_conv
+from engine_builder.lowerings.act_graphs import qdq_pair
 from engine_builder.lowerings.common import (
     LoweringOptions,
     add_weight_dq,
@@ -34,7 +34,6 @@ from engine_builder.lowerings.common import (
     fake_quant_weight,
     recipe_nodes,
     start,
-    weight_codes,
 )
 from engine_builder.lowerings.graph import GraphEditor, finalize
 
@@ -109,19 +108,7 @@ def _lower_int8(
     if out_range is None:
         _lower_shifted(ed, node, name, layer)
         return
-    codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
-    out = qlinear_conv(
-        ed,
-        node,
-        [(node.input[0], act.scale, codes)],
-        w_scale,
-        w_axis,
-        out_range,
-        name,
-        input_zero_point=act.zero_point,
-        weight_type=options.ort_weights,
-    )
-    ed.replace_output(node, out)
+    qdq.lower_qlinear(ed, node, name, layer, options, out_range)
 
 
 def lower(float_model: onnx.ModelProto, recipe: Recipe | None, options: LoweringOptions) -> onnx.ModelProto:

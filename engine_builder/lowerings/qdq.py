@@ -52,18 +52,34 @@ def lower_layer(
     assert isinstance(act, UniformAct)
     out_range = cpu_output_range(options, node)
     if out_range is not None:
-        codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
-        out = qlinear_conv(
-            ed,
-            node,
-            [(node.input[0], act.scale, codes)],
-            w_scale,
-            w_axis,
-            out_range,
-            name,
-            weight_type=options.ort_weights,
-        )
-        ed.replace_output(node, out)
+        lower_qlinear(ed, node, name, layer, options, out_range)
         return
     node.input[0] = qdq_pair(ed, node.input[0], act.scale, node, f"{name}.input")
     node.input[1] = add_weight_dq(ed, node, ed.array(node.input[1]), layer.weight, name)
+
+
+def lower_qlinear(
+    ed: GraphEditor,
+    node: onnx.NodeProto,
+    name: str,
+    layer: LayerRecipe,
+    options: LoweringOptions,
+    out_range: tuple[float, float],
+) -> None:
+    """A uniform INT8 conv input as the QLinearConv pattern (ort-cpu); its zero point (a shifted grid
+    for inputs bounded below) becomes the input's zero point."""
+    act = layer.act
+    assert isinstance(act, UniformAct)
+    codes, w_scale, w_axis = weight_codes(ed.array(node.input[1]), layer.weight, name)
+    out = qlinear_conv(
+        ed,
+        node,
+        [(node.input[0], act.scale, codes)],
+        w_scale,
+        w_axis,
+        out_range,
+        name,
+        input_zero_point=act.zero_point,
+        weight_type=options.ort_weights,
+    )
+    ed.replace_output(node, out)
