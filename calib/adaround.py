@@ -124,7 +124,7 @@ class _Stop(Exception):
     """Ends a forward pass once the block of interest has run (the rest of the model is not needed)."""
 
 
-def _blocks(
+def model_blocks(
     model: nn.Module, layers: dict[str, QuantLayer], batch: torch.Tensor
 ) -> list[tuple[str, nn.Module]]:
     """Top-level children holding quantized layers, in the order the FP forward first runs them."""
@@ -150,7 +150,7 @@ def _blocks(
     return [(name, holders[name]) for name in order]
 
 
-def _block_io(
+def block_io(
     model: nn.Module, block: nn.Module, batches: Sequence[torch.Tensor], quantized: bool, want: str
 ) -> list[torch.Tensor] | None:
     """The block's single input ('input', quantized model) or output ('output') per batch; None when the
@@ -275,15 +275,15 @@ def adaround(
     for p, _ in frozen:
         p.requires_grad_(False)
     model.eval()
-    blocks = _blocks(model, layers, data[0])
+    blocks = model_blocks(model, layers, data[0])
     bar = progress(len(blocks), "adaround") if progress is not None else None
     logs: list[BlockLog] = []
     skipped: list[str] = []
     try:
         for name, block in blocks:
             block_layers = [m for m in block.modules() if isinstance(m, QuantLayer)]
-            inputs = _block_io(model, block, data, True, "input")
-            targets = _block_io(model, block, data, False, "output")
+            inputs = block_io(model, block, data, True, "input")
+            targets = block_io(model, block, data, False, "output")
             if inputs is None or targets is None:
                 skipped.append(name)
             else:

@@ -9,6 +9,8 @@ Methods (budget in brackets):
 * `drq` [paper | b-bit | split]: dual-region activations initialised from EMA'd min / max and the 99th
   percentile of |x|; weights from the MSE clip search (per channel, or per tensor in `paper` mode).
 * `drq+vft`, `drq+saft`: `drq`, then finetuning of the quantizer parameters (`calib.finetune`).
+* `drq+adaround`, `drq+gptq` (beyond the paper): `drq`, then the weights' integer codes from learned
+  rounding (`calib.adaround`) or GPTQ (`calib.gptq`); `+saft` then finetunes with those codes fixed.
 * `fp8` [fp8]: FP8 E4M3 activations (per tensor, scale = calibration amax / 448) and weights (per output
   channel, amax / 448), `calib.quantizers.fp8`; head, upsampler and tail stay in float
   (`calib.policy.fp8_policy`).
@@ -33,6 +35,7 @@ from calib.adaround import AdaRoundConfig, adaround
 from calib.bbit_format import SignedHistogram, clips_tails, search_bbit_format
 from calib.errors import CalibError
 from calib.finetune import FinetuneConfig, FinetuneStats, ProgressFactory, finetune, saft_weights
+from calib.gptq import GPTQConfig, gptq
 from calib.observers import (
     AbsHistogram,
     DualRegionObserver,
@@ -80,8 +83,9 @@ from drq.recipe import (
 
 BASELINE_METHODS = ("minmax", "percentile", "mse", "entropy")
 DRQ_METHODS = DRQ_METHOD_NAMES
-SAFT_METHODS = ("drq+saft", "drq+adaround+saft")
+SAFT_METHODS = ("drq+saft", "drq+adaround+saft", "drq+gptq+saft")
 ADAROUND_METHODS = ("drq+adaround", "drq+adaround+saft")
+GPTQ_METHODS = ("drq+gptq", "drq+gptq+saft")
 PROTECTED_BITS = 8
 
 
@@ -135,6 +139,10 @@ class QuantizeConfig:
     probe_size: int = 32
     ar_iters: int = 200
     ar_batches: int = 16
+    gptq_batches: int = 16
+    gptq_damp: float = 0.01
+    gptq_target: str = "fp"
+    gptq_steps: str = "search"  # "search": GPTQ also tries clipped weight steps (`GPTQConfig.clips`); "keep"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -181,6 +189,8 @@ class QuantizeConfig:
             )
         if self.adarounds:
             self.adaround_config()
+        if self.gptqs:
+            self.gptq_config()
         if self.finetunes:
             FinetuneConfig(self.epochs, self.lr, self.lr_decay, self.rec_weight)
 
@@ -206,6 +216,19 @@ class QuantizeConfig:
     def adaround_config(self) -> AdaRoundConfig:
         return AdaRoundConfig(iters=self.ar_iters, batches=self.ar_batches)
 
+    @property
+    def gptqs(self) -> bool:
+        """Whether the weights are rounded by GPTQ (`calib.gptq`) before any finetuning."""
+        return self.method in GPTQ_METHODS
+
+    def gptq_config(self) -> GPTQConfig:
+        if self.gptq_steps not in ("search", "keep"):
+            raise CalibError(f"gptq_steps: must be 'search' or 'keep', got {self.gptq_steps!r}")
+        clips = GPTQConfig.clips if self.gptq_steps == "search" else ()
+        return GPTQConfig(
+            batches=self.gptq_batches, damp=self.gptq_damp, target=self.gptq_target, clips=clips
+        )
+
     def finetune_config(self) -> FinetuneConfig:
         return FinetuneConfig(self.epochs, self.lr, self.lr_decay, self.rec_weight)
 
@@ -230,6 +253,7 @@ class QuantizeStats:
             "calibrate_s": self.calibrate_s,
             "finetune": None if self.finetune is None else self.finetune.to_dict(),
             "adaround": self.extra.get("adaround"),
+            "gptq": self.extra.get("gptq"),
             "wall_s": self.wall_s,
         }
 
@@ -378,10 +402,12 @@ def _refine(
     config: QuantizeConfig,
     progress: ProgressFactory | None,
 ) -> tuple[dict[str, float], FinetuneStats | None, dict[str, Any]]:
-    """Learned weight rounding and SAFT / VFT where the method asks for them: (s_k per layer, stats)."""
+    """Learned or GPTQ weight rounding and SAFT / VFT where the method asks for them: (s_k, stats)."""
     extra: dict[str, Any] = {}
     if config.adarounds:
         extra["adaround"] = adaround(model, layers, batches, config.adaround_config(), progress).to_dict()
+    if config.gptqs:
+        extra["gptq"] = gptq(model, layers, batches, config.gptq_config(), progress).to_dict()
     if not config.finetunes:
         return {}, None, extra
     sensitivity = saft_weights(stds) if config.method in SAFT_METHODS else {name: 1.0 for name in layers}

@@ -107,6 +107,24 @@ def _parser() -> argparse.ArgumentParser:
         default=16,
         help="learned weight rounding: calibration batches it reconstructs on",
     )
+    p.add_argument(
+        "--gptq-batches",
+        type=int,
+        default=16,
+        help="GPTQ weight rounding (drq+gptq*): calibration batches its layer Hessians are gathered on",
+    )
+    p.add_argument(
+        "--gptq-target",
+        choices=("fp", "quantized"),
+        default="fp",
+        help="GPTQ: match the FP layer on the FP input (default) or the FP weights on the quantized input",
+    )
+    p.add_argument(
+        "--gptq-steps",
+        choices=("search", "keep"),
+        default="search",
+        help="GPTQ: also try clipped weight steps per channel (default) or keep the MSE-searched ones",
+    )
     p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0: library default)")
     p.add_argument(
         "--stats", type=Path, default=None, help="also write per-layer bits, losses and timings here (JSON)"
@@ -232,6 +250,9 @@ def make_config(args: argparse.Namespace) -> QuantizeConfig:
         source=args.calib.name,
         ar_iters=args.ar_iters,
         ar_batches=args.ar_batches,
+        gptq_batches=args.gptq_batches,
+        gptq_target=args.gptq_target,
+        gptq_steps=args.gptq_steps,
     )
 
 

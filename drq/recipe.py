@@ -65,6 +65,8 @@ Method = Literal[
     "fp8",
     "drq+adaround",
     "drq+adaround+saft",
+    "drq+gptq",
+    "drq+gptq+saft",
 ]
 Budget = Literal["uniform", "paper", "b-bit", "split", "mixed", "fp8"]
 DualBudget = Literal["paper", "b-bit", "split"]
@@ -84,8 +86,16 @@ BREAKPOINT_INITS: tuple[str, ...] = ("mse", "percentile")
 
 
 # Dual-region methods: the paper's (drq, drq+vft, drq+saft) and, beyond it, learned weight rounding
-# (`calib.adaround`) alone or followed by SAFT.
-DRQ_METHOD_NAMES: tuple[str, ...] = ("drq", "drq+vft", "drq+saft", "drq+adaround", "drq+adaround+saft")
+# (`calib.adaround`) or second-order rounding (`calib.gptq`), alone or followed by SAFT.
+DRQ_METHOD_NAMES: tuple[str, ...] = (
+    "drq",
+    "drq+vft",
+    "drq+saft",
+    "drq+adaround",
+    "drq+adaround+saft",
+    "drq+gptq",
+    "drq+gptq+saft",
+)
 
 
 def searches_split_breakpoint(method: str, budget: str, breakpoint_init: str) -> bool:

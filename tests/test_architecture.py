@@ -38,6 +38,7 @@ TORCH_MODULES = {
     "calib.plan",
     "calib.saft_loss",
     "calib.adaround",
+    "calib.gptq",
     "calib.bbit_format",
     "calib.simulate",
     "calib.quantize_command",

@@ -62,3 +62,27 @@ class TinyTranspose(nn.Module):
 def tiny_batches(count: int = 4, batch: int = 2, size: int = 16, seed: int = 0) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return [torch.rand(batch, 3, size, size, generator=gen) for _ in range(count)]
+
+
+def assert_recipe_reproduces(net: nn.Module, quantized: nn.Module, recipe) -> None:  # noqa: ANN001
+    """`net` with `recipe` applied (after a JSON round trip) computes exactly what `quantized` does, and
+    every layer carries the recipe's fixed weight codes."""
+    import copy
+
+    import numpy as np
+
+    from calib.quantizers import apply_recipe, quant_layers
+    from drq.recipe import decode_weight_codes, recipe_from_dict
+
+    again = recipe_from_dict(recipe.to_dict())
+    assert again == recipe
+    fresh = copy.deepcopy(net)
+    apply_recipe(fresh, again)
+    x = torch.rand(1, 3, 12, 20)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), quantized(x))
+    for name, layer in quant_layers(fresh).items():
+        assert np.array_equal(
+            layer.w_quant.codes.numpy().reshape(-1), decode_weight_codes(recipe.layers[name].weight)
+        )
+        assert layer.w_quant.codes.numel() == layer.layer.weight.numel()

@@ -1,5 +1,6 @@
 """Learned weight rounding: it lowers each block's reconstruction error, its codes travel in the recipe,
-and the fakequant ONNX graph (onnxruntime) reproduces the torch simulation with those codes."""
+and the fakequant ONNX graph (onnxruntime) reproduces the torch simulation with those codes (also for
+GPTQ's codes and re-searched steps)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from calib.calibrate import QuantizeConfig, make_batches, quantize
 from calib.errors import CalibError
 from calib.quantizers import WeightQuantizer, apply_recipe, quant_layers
 from drq.errors import RecipeError
-from drq.recipe import ModelIdentity, WeightQuant, decode_weight_codes, encode_weight_codes, recipe_from_dict
-from tests.calib.nets import TinyShuffle
+from drq.recipe import ModelIdentity, WeightQuant, decode_weight_codes, encode_weight_codes
+from tests.calib.nets import TinyShuffle, assert_recipe_reproduces
 
 IDENTITY = ModelIdentity("tiny", 2, "")
 
@@ -59,27 +60,17 @@ def test_adaround_codes_survive_the_recipe_and_reproduce_the_simulation() -> Non
     net = TinyShuffle().eval()
     work = copy.deepcopy(net)
     recipe, _ = quantize(work, IDENTITY, make_batches(_crops(), 2), _config("drq+adaround+saft"))
-    again = recipe_from_dict(recipe.to_dict())
-    assert again == recipe
-    fresh = copy.deepcopy(net)
-    apply_recipe(fresh, again)
-    x = torch.rand(1, 3, 12, 20)
-    with torch.no_grad():
-        assert torch.equal(fresh(x), work(x))
-    for name, layer in quant_layers(fresh).items():
-        assert np.array_equal(
-            layer.w_quant.codes.numpy().reshape(-1), decode_weight_codes(recipe.layers[name].weight)
-        )
-        assert layer.w_quant.codes.numel() == layer.layer.weight.numel()
+    assert_recipe_reproduces(net, work, recipe)
 
 
-def test_fakequant_onnx_uses_the_stored_codes(tmp_path) -> None:
+@pytest.mark.parametrize("method", ["drq+adaround", "drq+gptq"])
+def test_fakequant_onnx_uses_the_stored_codes(tmp_path, method: str) -> None:
     ort = pytest.importorskip("onnxruntime")
     from engine_builder.export.torch_export import export_float_onnx
     from engine_builder.lowerings.registry import lower
 
     net = TinyShuffle().eval()
-    recipe, _ = quantize(copy.deepcopy(net), IDENTITY, make_batches(_crops(), 2), _config("drq+adaround"))
+    recipe, _ = quantize(copy.deepcopy(net), IDENTITY, make_batches(_crops(), 2), _config(method))
     model = lower("fakequant", export_float_onnx(net, scale=2), recipe)
     simulated = copy.deepcopy(net)
     apply_recipe(simulated, recipe)
