@@ -125,15 +125,27 @@ class _Stop(Exception):
 
 
 def model_blocks(
-    model: nn.Module, layers: dict[str, QuantLayer], batch: torch.Tensor
+    model: nn.Module, layers: dict[str, QuantLayer], batch: torch.Tensor, expand_sequential: bool = False
 ) -> list[tuple[str, nn.Module]]:
-    """Top-level children holding quantized layers, in the order the FP forward first runs them."""
+    """Top-level children holding quantized layers, in the order the FP forward first runs them.
+
+    With `expand_sequential`, an nn.Sequential child is replaced by its own children (recursively), so a
+    trunk of repeated blocks gives one block per element.
+    """
     wrapped = {id(layer) for layer in layers.values()}
-    holders = {
-        name: child
-        for name, child in model.named_children()
-        if id(child) in wrapped or any(id(m) in wrapped for m in child.modules())
-    }
+    holders: dict[str, nn.Module] = {}
+
+    def collect(parent: nn.Module, prefix: str) -> None:
+        for name, child in parent.named_children():
+            full = f"{prefix}{name}"
+            if not (id(child) in wrapped or any(id(m) in wrapped for m in child.modules())):
+                continue
+            if expand_sequential and isinstance(child, nn.Sequential):
+                collect(child, f"{full}.")
+            else:
+                holders[full] = child
+
+    collect(model, "")
     order: list[str] = []
     handles = [
         child.register_forward_pre_hook(lambda _m, _a, _n=name: order.append(_n) if _n not in order else None)

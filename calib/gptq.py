@@ -17,11 +17,12 @@ quantized, weighted by the inverse of H = X X^T:
   the initial steps (it always should; the check guards a badly conditioned H).
 
 Layers run in execution order: each one's H comes from the model quantized so far (earlier layers
-already on their GPTQ codes), so later layers see, and absorb, the earlier layers' errors. Each top-level
-block's inputs are computed once; its layers are measured by running the block alone, stopped at the
-layer being measured. The codes go into the recipe (`WeightQuant.codes`), as for
-learned rounding, so every lowering exports them. Grouped convolutions, transposed convolutions and
-non-zero padding modes keep nearest rounding (listed in the stats as skipped).
+already on their GPTQ codes), so later layers see, and absorb, the earlier layers' errors. Each block's
+(top-level child's, or a top-level Sequential's element's) inputs are computed once; its layers are
+measured by running the block alone, stopped at the layer being measured. The codes go into the recipe
+(`WeightQuant.codes`), as for learned rounding, so every lowering exports them. Grouped convolutions,
+transposed convolutions and non-zero padding modes keep nearest rounding (listed in the stats as
+skipped).
 """
 
 from __future__ import annotations
@@ -327,8 +328,9 @@ def gptq(
     """GPTQ-round every supported integer-weight QuantLayer of `model`, in execution order.
 
     The weight scales stay as they are; each rounded layer's WeightQuantizer ends with fixed codes.
-    Each top-level block's quantized and FP inputs are computed once; its layers are then measured by
-    running the block alone (the whole model for a block taking several tensors or running twice).
+    Each block's (top-level child's, or a top-level Sequential's element's) quantized and FP inputs are
+    computed once; its layers are then measured by running the block alone (the whole model for a block
+    taking several tensors or running twice).
 
     Raises:
         CalibError: no batches.
@@ -344,7 +346,7 @@ def gptq(
     logs: list[LayerLog] = []
     skipped: list[str] = [name for name in layers if name not in order]
     try:
-        for _, block in model_blocks(model, layers, data[0]):
+        for _, block in model_blocks(model, layers, data[0], expand_sequential=True):
             runner, inputs, fp_inputs = _block_inputs(model, block, data, config.target == "fp")
             inside = {id(m) for m in block.modules()}
             for name in [n for n in order if id(layers[n]) in inside]:
