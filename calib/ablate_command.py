@@ -4,8 +4,9 @@ Calibrates the model with `drq quantize`'s calibration (no finetuning; `--method
 budget unless told otherwise) at W{w}A{a}, W{w}A8 and W8A{a}, and evaluates on one benchmark set:
 
 * FP, the whole model at W{w}A{a}, W{w}A8 (weights alone) and W8A{a} (activations alone);
-* for every quantized layer k, the FP model with only layer k's weights quantized, and with only its
-  input quantized (the policy's bits: head, upsampler and tail at 8), as the PSNR drop from FP.
+* for every quantized layer k (unless --whole-model-only), the FP model with only layer k's weights
+  quantized, and with only its input quantized (the policy's bits: head, upsampler and tail at 8), as
+  the PSNR drop from FP.
 
 Example::
 
@@ -35,7 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", type=Path, required=True, help="output stem: writes STEM.json and STEM.md"
     )
-    p.add_argument("--method", default="drq", choices=("drq", "minmax", "mse", "percentile", "entropy"))
+    p.add_argument(
+        "--method",
+        default="drq",
+        choices=("drq", "drq+gptq", "drq+adaround", "minmax", "mse", "percentile", "entropy"),
+        help="calibration method (no finetuning); drq+gptq / drq+adaround also round the weights",
+    )
+    p.add_argument(
+        "--whole-model-only",
+        action="store_true",
+        help="only the whole-model rows (FP, W{w}A{a}, W{w}A8, W8A{a}), not the single-layer ones",
+    )
     p.add_argument("--budget", default=None, help="activation budget (default: split for drq, else uniform)")
     p.add_argument("--bp-init", default="mse", choices=("mse", "percentile"))
     p.add_argument("--w-bits", type=int, default=4)
@@ -123,6 +134,8 @@ def _markdown(payload: dict[str, Any]) -> str:
     ]
     for key, value in whole.items():
         lines.append(f"| {key} | {value:.3f} | {value - whole['FP']:+.3f} |")
+    if not payload["layers"]:
+        return "\n".join(lines + [""])
     lines += [
         "",
         "| layer | w bits | weights alone (dB) | a bits | input alone (dB) |",
@@ -181,7 +194,11 @@ def main(argv: list[str]) -> int:
         whole[key] = _psnr(model, dataset, args.scale)
         models[key] = (model, stats)
     low_model, low_stats = models[f"W{args.w_bits}A{args.a_bits}"]
-    rows = _layer_rows(low_model, dataset, args.scale, whole["FP"], low_stats.to_dict() | low_stats.extra)
+    rows = (
+        []
+        if args.whole_model_only
+        else _layer_rows(low_model, dataset, args.scale, whole["FP"], low_stats.to_dict() | low_stats.extra)
+    )
     payload = {
         "command": "drq ablate " + " ".join(argv),
         "arch": args.arch,

@@ -58,3 +58,20 @@ def test_layer_rows_measure_each_layer_against_fp(dataset) -> None:
     assert all(r["weight_drop_db"] <= 0.05 and r["act_drop_db"] <= 0.05 for r in rows)
     assert any(r["weight_drop_db"] < 0 for r in rows) and any(r["act_drop_db"] < 0 for r in rows)
     assert {r["w_bits"] for r in rows} >= {2, 8} and {r["a_bits"] for r in rows} >= {3, 8}
+
+
+def test_whole_model_only_report_has_no_layer_table() -> None:
+    from calib.ablate_command import _markdown, _parser
+
+    line = "--arch imdn --weights w --scale 4 --calib c --data d -o o --method drq+gptq --whole-model-only"
+    args = _parser().parse_args(line.split())
+    assert args.method == "drq+gptq" and args.whole_model_only
+    payload = {
+        "arch": "imdn", "scale": 4, "data": "Set5", "command": "drq ablate ...", "layers": [],
+        "whole_model": {"FP": 32.0, "W4A4": 31.0, "W4A8": 31.5, "W8A4": 31.2},
+        "sums": {"weight": 0, "act": 0},
+    }  # fmt: skip
+    text = _markdown(payload)
+    assert (
+        "| W4A8 | 31.500 | -0.500 |" in text and "| layer |" not in text and "Sum of single-layer" not in text
+    )
