@@ -378,6 +378,31 @@ def _targets(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
     return lines
 
 
+W4A4_GAP_TARGETS = {
+    ("imdn", "split"): 0.6,
+    ("pan", "split"): 0.3,
+    ("imdn", "b-bit"): 1.5,
+    ("pan", "b-bit"): 0.8,
+}
+"""Issue 11 item 3: the largest W4A4 Set5 gap to FP allowed for IMDN / PAN x4, two codes and one code."""
+
+
+def _w4a4_gap_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per W4A4 dual-region row of a network and budget with a gap target (every drq method)."""
+    fp = {r["arch"]: r for r in rows if r["method"] == "fp" and "Set5" in r["sets"]}
+    lines = []
+    for row in rows:
+        limit = W4A4_GAP_TARGETS.get((row["arch"], row["budget"]))
+        if limit is None or row["bits"] != 4 or row["arch"] not in fp or "Set5" not in row["sets"]:
+            continue
+        gap = fp[row["arch"]]["sets"]["Set5"]["psnr"] - row["sets"]["Set5"]["psnr"]
+        lines.append(
+            f"- {row['arch']} W4A4 {row['method']} ({row['budget']}, {_storage_words(row['budget'], 4)}): "
+            f"Set5 gap to FP {gap:.2f} dB (target <= {limit}: {'met' if gap <= limit else 'missed'})"
+        )
+    return lines
+
+
 BBIT_SEARCHED = "code split and breakpoint from the MSE search over the signed histogram (calib.bbit_format)"
 BBIT_FIXED = "the fixed split D = P = N = 2^(b-2)-1 and the 99th percentile"
 
@@ -394,8 +419,9 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
         f"Calibration: {args.calib.name}, seed {args.seed}, LR crops {rows[0]['crop'] if rows else '-'} px, "
         f"batch 2. Baselines and drq: {args.images} images. "
         f"drq+vft / drq+saft: {ft_images} images x {args.epochs} epochs "
-        f"(the paper: 100 x 10). Head, upsampler and tail convs at 8 bits. Weights per-channel "
-        f"(minmax for baselines, MSE search for drq). Breakpoint of the split rows: "
+        f"(the paper: 100 x 10; the same for every +saft row). Head, upsampler and tail convs at 8 bits. "
+        f"Weights per-channel (minmax for baselines, MSE search for drq; drq+gptq* and drq+adaround* "
+        f"then choose the integer codes, calib/gptq.py and calib/adaround.py). Breakpoint of the split rows: "
         f"{'MSE search over the |x| histogram' if args.bp_init == 'mse' else 'the 99th percentile'}; "
         f"b-bit rows: "
         f"{BBIT_SEARCHED if args.bp_init == 'mse' else BBIT_FIXED}; "
@@ -431,7 +457,7 @@ def render_markdown(command: str, rows: list[dict[str, Any]], args: argparse.Nam
             out.append(f"| {label} | {act_bits} | {convs} |" + "".join(cells))
         out.append("")
     out += equal_storage_section(rows, sets)
-    lines = _targets(rows, sets)
+    lines = _targets(rows, sets) + _w4a4_gap_targets(rows)
     if lines:
         out += ["## Targets", ""] + lines + [""]
     out += [f"Plot: `{RESULTS_PNG}`; every number with its schedule and timings: `{RESULTS_JSON}`.", ""]

@@ -175,3 +175,24 @@ def test_merging_refuses_a_disagreeing_row_of_the_same_configuration(tmp_path: P
     merge_results(cache, first, tmp_path / "a.json")  # the same row again is fine
     with pytest.raises(CalibError, match="differs from the cached result of the same configuration"):
         merge_results(cache, second, tmp_path / "b.json")
+
+
+def test_w4a4_gap_targets_cover_every_dual_region_method_per_network_and_budget():
+    args = _parser().parse_args(["--out", "x", "--sets", "Set5"])
+    rows = [
+        _row("fp", "-", 32, 32.2, 28.6),
+        _row("drq+gptq", "split", 4, 31.7, 28.0),
+        _row("drq+gptq+saft", "b-bit", 4, 30.6, 27.0),
+        _row("drq+gptq", "split", 8, 32.1, 28.5),  # not W4A4: no gap target
+        _row("minmax", "uniform", 4, 22.0, 21.0),  # not dual-region: no gap target
+    ]
+    md = render_markdown("drq report --out x", rows, args, 1.0)
+    assert (
+        "- imdn W4A4 drq+gptq (split, 8 bits/value, 2 convs): Set5 gap to FP 0.50 dB (target <= 0.6: met)"
+        in md
+    )
+    assert (
+        "- imdn W4A4 drq+gptq+saft (b-bit, 4 bits/value, 1 conv): Set5 gap to FP 1.60 dB "
+        "(target <= 1.5: missed)" in md
+    )
+    assert md.count("(target <=") == 2
