@@ -170,15 +170,43 @@ def _accumulate(total: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) ->
     return part if total is None else total + part
 
 
+def capture_fp_inputs(
+    runner: nn.Module, layers: dict[str, QuantLayer], inputs: Sequence[torch.Tensor]
+) -> dict[str, list[torch.Tensor]] | None:
+    """Each of `layers`' raw FP input (its first call) per batch, from one FP pass of `runner` per batch
+    (the FP model does not change while the weights are rounded); None when one of them does not run."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    for batch_index, batch in enumerate(inputs):
+        for name, layer in layers.items():
+
+            def hook(x: torch.Tensor, _n: str = name, _i: int = batch_index) -> None:
+                if len(seen[_n]) == _i:  # first call of this batch only
+                    seen[_n].append(x.float())
+
+            layer.input_hook = hook
+        set_quant_enabled(runner, False)
+        try:
+            with torch.no_grad():
+                runner(batch)
+        finally:
+            for layer in layers.values():
+                layer.input_hook = None
+            set_quant_enabled(runner, True)
+    return seen if all(len(v) == len(inputs) for v in seen.values()) else None
+
+
 def layer_statistics(
     runner: nn.Module,
     layer: QuantLayer,
     inputs: Sequence[torch.Tensor],
     fp_inputs: Sequence[torch.Tensor] | None,
+    fp_layer_inputs: Sequence[torch.Tensor] | None = None,
 ) -> LayerStatistics | None:
     """The layer's input moments, running `runner` (the model, or the block holding the layer) on
-    `inputs` (quantized) and `fp_inputs` (FP, for the FP target). A layer that runs more than once per
-    forward pass contributes its first input. None when the layer does not run on some batch."""
+    `inputs` (quantized) and, for the FP target, either taking the layer's own FP inputs
+    (`fp_layer_inputs`) or running `runner` on `fp_inputs` with quantization off. A layer that runs
+    more than once per forward pass contributes its first input. None when the layer does not run on
+    some batch."""
     quantized = cross = fp = None
     rows = 0
     for i, batch in enumerate(inputs):
@@ -187,11 +215,16 @@ def layer_statistics(
             return None
         quantized = _accumulate(quantized, xq, xq)
         rows += xq.shape[0]
-        if fp_inputs is not None:
-            x = _layer_input(runner, layer, fp_inputs[i], False)
-            if x is None or x.shape != xq.shape:
-                return None
-            cross, fp = _accumulate(cross, x, xq), _accumulate(fp, x, x)
+        if fp_layer_inputs is None and fp_inputs is None:
+            continue
+        x = (
+            input_columns(layer, fp_layer_inputs[i])
+            if fp_layer_inputs is not None
+            else _layer_input(runner, layer, fp_inputs[i], False)  # type: ignore[index]
+        )
+        if x is None or x.shape != xq.shape:
+            return None
+        cross, fp = _accumulate(cross, x, xq), _accumulate(fp, x, x)
     assert quantized is not None
     return LayerStatistics(quantized, rows, cross, fp)
 
@@ -349,9 +382,18 @@ def gptq(
         for _, block in model_blocks(model, layers, data[0], expand_sequential=True):
             runner, inputs, fp_inputs = _block_inputs(model, block, data, config.target == "fp")
             inside = {id(m) for m in block.modules()}
-            for name in [n for n in order if id(layers[n]) in inside]:
+            names = [n for n in order if id(layers[n]) in inside]
+            own_fp = (
+                capture_fp_inputs(block, {n: layers[n] for n in names}, fp_inputs)
+                if runner is block and fp_inputs is not None
+                else None
+            )
+            for name in names:
                 layer = layers[name]
-                stats = layer_statistics(runner, layer, inputs, fp_inputs) if supports(layer) else None
+                fp_layer = own_fp[name] if own_fp is not None else None
+                stats = (
+                    layer_statistics(runner, layer, inputs, fp_inputs, fp_layer) if supports(layer) else None
+                )
                 if stats is None:
                     skipped.append(name)
                 else:

@@ -129,3 +129,15 @@ def test_transposed_convolutions_keep_nearest_rounding() -> None:
 def test_config_is_validated(kw: dict, message: str) -> None:
     with pytest.raises(CalibError, match=message):
         GPTQConfig(**kw)
+
+
+def test_measuring_inside_blocks_gives_the_codes_of_whole_model_passes(monkeypatch) -> None:
+    import calib.gptq as gptq_module
+
+    net = TinyShuffle().eval()  # its body is a Sequential: measured element by element
+    blockwise, _ = quantize(copy.deepcopy(net), IDENTITY, make_batches(_crops(), 2), _config("drq+gptq"))
+    monkeypatch.setattr(
+        gptq_module, "_block_inputs", lambda model, _b, data, fp: (model, data, data if fp else None)
+    )
+    whole, _ = quantize(copy.deepcopy(net), IDENTITY, make_batches(_crops(), 2), _config("drq+gptq"))
+    assert blockwise.layers == whole.layers
