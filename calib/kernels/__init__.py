@@ -1,0 +1,66 @@
+"""Fused one-pass CPU kernels (numba) for the elementwise work of a finetuning step.
+
+A SAFT step on IMDN spent about as long in elementwise torch ops (the split quantizer's forward and
+backward, L_sen's normalised distance: ~20 full passes over each feature map) as in its convolutions
+(results/ptq_speed/README.md). These kernels do each in one or two passes. The torch implementations stay
+as the reference: they run where numba is missing (with a one-time note), for tensors the kernels do not
+take (not float32 CPU, or needing autograd through the kernel's inputs), and when the environment sets
+`DRQ_FUSED_KERNELS=0`. tests/calib/test_fused_kernels.py checks one against the other.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from types import ModuleType
+
+import torch
+
+ENV_SWITCH = "DRQ_FUSED_KERNELS"
+
+
+@functools.cache
+def _numba() -> ModuleType | None:
+    try:
+        import numba
+    except ImportError:
+        warnings.warn(
+            "numba is not installed: finetuning uses the slower torch reference kernels "
+            "(pip install numba, or the drq[calib] extra)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # numba's OpenMP layer shares torch's libgomp and resets its thread count when it starts (a
+        # `--threads 1` run then convolved on every core); the workqueue layer has threads of its own.
+        numba.config.THREADING_LAYER = "workqueue"
+    return numba
+
+
+def enabled() -> bool:
+    """True when the fused kernels are used: numba importable and `DRQ_FUSED_KERNELS` not "0"."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return False
+    return _numba() is not None
+
+
+def takes(*tensors: torch.Tensor) -> bool:
+    """The kernels run on contiguous float32 CPU tensors only (others take the torch reference)."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+
+
+def match_threads() -> None:
+    """Run numba's parallel loops on as many threads as torch (what `--threads` set)."""
+    numba = _numba()
+    if numba is None:
+        return
+    wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)
+
+
+def flat(t: torch.Tensor):  # type: ignore[no-untyped-def]
+    """A 1-D NumPy view of a contiguous float32 CPU tensor (no copy; writes go to the tensor)."""
+    return t.detach().reshape(-1).numpy()

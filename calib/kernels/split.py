@@ -1,0 +1,46 @@
+"""Torch-facing wrappers of the `split` fake quantizer's numba kernels (`calib.kernels.split_numba`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from calib.kernels import flat, match_threads
+from calib.kernels.chunks import CHUNK
+
+
+def _scalars(bp: float, s_d: float, s_o: float, q: int) -> tuple[np.float32, ...]:
+    """The kernels' float32 scalars: bp, s_d, s_o, Q and the outlier code minimum -(Q + 1)."""
+    return np.float32(bp), np.float32(s_d), np.float32(s_o), np.float32(q), np.float32(-(q + 1))
+
+
+def split_forward(x: torch.Tensor, bp: float, s_d: float, s_o: float, q: int) -> torch.Tensor:
+    """x_hat of contiguous float32 CPU `x` (bit for bit `SplitFakeQuant`'s torch forward)."""
+    from calib.kernels import split_numba
+
+    match_threads()
+    out = torch.empty_like(x)
+    split_numba.split_forward(flat(x), flat(out), *_scalars(bp, s_d, s_o, q))
+    return out
+
+
+def split_backward(
+    x: torch.Tensor, grad: torch.Tensor, bp: float, s_d: float, s_o: float, q: int
+) -> tuple[torch.Tensor, float, float, float]:
+    """(grad_x, d/dbp, d/ds_d, d/ds_o) of contiguous float32 CPU `x` and `grad` (same shape)."""
+    from calib.kernels import split_numba
+
+    match_threads()
+    grad_x = torch.empty_like(x)
+    partial = np.empty(((x.numel() + CHUNK - 1) // CHUNK, 3), dtype=np.float64)
+    split_numba.split_backward(flat(x), flat(grad), flat(grad_x), partial, *_scalars(bp, s_d, s_o, q))
+    g_bp, g_sd, g_so = reduce_chunks(partial)
+    return grad_x, g_bp, g_sd, g_so
+
+
+def reduce_chunks(partial: np.ndarray) -> tuple[float, ...]:
+    """Column sums of per-chunk partial sums, added in chunk order (fixed for any thread count)."""
+    totals = [0.0] * partial.shape[1]
+    for row in partial.tolist():
+        totals = [t + v for t, v in zip(totals, row, strict=True)]
+    return tuple(totals)

@@ -1,0 +1,104 @@
+"""numba kernels of the `split` fake quantizer: one pass over memory for the forward and the backward.
+
+Same float32 arithmetic as `calib.quantizers.split_node`'s torch reference (true float32 divisions,
+round half to even, + 0.0 on each code, each product and sum rounded separately; no fastmath), so the
+forward is bit for bit the reference's. The backward writes grad_x and, per fixed chunk of `CHUNK`
+values, float64 partial sums of the three parameter gradients; `calib.kernels.reduce_chunks` adds them
+in chunk order, so the sums do not depend on the thread count.
+
+Only imported through `calib.kernels.split_kernels` (numba is optional).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from calib.kernels.chunks import CHUNK, LANES
+
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+
+
+@numba.njit(inline="always")
+def _clip(v, lo, hi):  # type: ignore[no-untyped-def]
+    # torch.clamp's semantics: NaN stays NaN (both comparisons are false)
+    if v > hi:
+        return hi
+    if v < lo:
+        return lo
+    return v
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward_chunk(x, out, chunk, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    n_bp = -bp
+    q_lo = -q_hi
+    for i in range(chunk * CHUNK, min((chunk + 1) * CHUNK, x.size)):
+        xi = x[i]
+        c = _clip(xi, n_bp, bp)
+        dense = (np.rint(_clip(c / s_d, q_lo, q_hi)) + _F0) * s_d
+        outlier = (np.rint(_clip((xi - c) / s_o, o_lo, q_hi)) + _F0) * s_o
+        out[i] = dense + outlier
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def split_forward(x, out, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    """out = round(clip(c / s_d, -Q, Q)) s_d + round(clip((x - c) / s_o, o_lo, Q)) s_o, c = clip(x, +-bp)."""
+    for chunk in numba.prange((x.size + CHUNK - 1) // CHUNK):
+        _forward_chunk(x, out, chunk, bp, s_d, s_o, q_hi, o_lo)
+
+
+@numba.njit(inline="always")
+def _backward_terms(xi, gi, bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    """(d/dx, g, and the float32 terms of d/dbp, d/ds_d, d/ds_o before their g factor) of one value."""
+    if xi != xi:  # NaN gets no gradient and adds nothing to the parameter sums
+        return _F0, _F0, _F0, _F0, _F0
+    c = _clip(xi, n_bp, bp)
+    res = xi - c
+    v_d = c / s_d
+    vc_d = _clip(v_d, q_lo, q_hi)
+    r_d = _F1 if vc_d == v_d else _F0
+    v_o = res / s_o
+    vc_o = _clip(v_o, o_lo, q_hi)
+    r_o = _F1 if vc_o == v_o else _F0
+    outer = _F1 if res > _F0 else (-_F1 if res < _F0 else _F0)
+    err_d = np.rint(vc_d) - vc_d * r_d
+    err_o = np.rint(vc_o) - vc_o * r_o
+    return gi * (r_d if res == _F0 else r_o), gi, (r_d - r_o) * outer, err_d, err_o
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward_chunk(x, g, grad_x, partial, chunk, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    # Value i adds its float64 terms to lane (i - block start) of a (3, LANES) accumulator: a loop
+    # without a reduction, which LLVM vectorises (a running sum it may not reorder without fastmath).
+    n_bp = -bp
+    q_lo = -q_hi
+    acc = np.zeros((3, LANES), dtype=np.float64)
+    stop = min((chunk + 1) * CHUNK, x.size)
+    for start in range(chunk * CHUNK, stop, LANES):
+        for j in range(min(LANES, stop - start)):
+            i = start + j
+            gx, gi, t_bp, t_sd, t_so = _backward_terms(x[i], g[i], bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo)
+            grad_x[i] = gx
+            g64 = np.float64(gi)
+            acc[0, j] += g64 * np.float64(t_bp)
+            acc[1, j] += g64 * np.float64(t_sd)
+            acc[2, j] += g64 * np.float64(t_so)
+    for k in range(3):
+        total = 0.0
+        for lane in range(LANES):
+            total += acc[k, lane]
+        partial[chunk, k] = total
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def split_backward(x, g, grad_x, partial, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    """grad_x and per-chunk float64 sums partial[chunk] = (d/dbp, d/ds_d, d/ds_o).
+
+    The STE rules of `calib.quantizers.split_node`, in a fixed order of additions per chunk, so the
+    sums do not depend on the thread count. (Chunks are separate functions: the loops inside a prange
+    body are not vectorised.)
+    """
+    for chunk in numba.prange((x.size + CHUNK - 1) // CHUNK):
+        _backward_chunk(x, g, grad_x, partial, chunk, bp, s_d, s_o, q_hi, o_lo)
