@@ -106,7 +106,7 @@ def fp_target(feature: torch.Tensor) -> torch.Tensor:
     `fp_is_normalised()` says which."""
     if fp_is_normalised():
         return normalise_rows(feature)
-    rows = feature.detach().reshape(feature.shape[0], -1)
+    rows = feature.detach().reshape(feature.shape[0], -1).contiguous()  # a copy only for a channel slice
     rows._drq_captured_version = rows._version  # type: ignore[attr-defined]
     return rows
 
