@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from calib.kernels.chunks import CHUNK, LANES
+from calib.kernels.chunks import CHUNK, FLUSH, LANES
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -69,22 +69,36 @@ def _backward_terms(xi, gi, bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo):  # type: igno
 
 
 @numba.njit(cache=True, nogil=True)
-def _backward_chunk(x, g, grad_x, partial, chunk, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
-    # Value i adds its float64 terms to lane (i - block start) of a (3, LANES) accumulator: a loop
-    # without a reduction, which LLVM vectorises (a running sum it may not reorder without fastmath).
+def _backward_block(x, g, grad_x, lanes, start, count, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    # value start + j adds its float32 terms to lane j: a loop without a reduction, which LLVM
+    # vectorises (a running sum it may not reorder without fastmath)
     n_bp = -bp
     q_lo = -q_hi
+    for j in range(count):
+        i = start + j
+        gx, gi, t_bp, t_sd, t_so = _backward_terms(x[i], g[i], bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo)
+        grad_x[i] = gx
+        lanes[0, j] += gi * t_bp
+        lanes[1, j] += gi * t_sd
+        lanes[2, j] += gi * t_so
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward_chunk(x, g, grad_x, partial, chunk, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    # float32 lanes sum FLUSH blocks, then move into float64 lanes; the float64 lanes are added in
+    # order at the end. A fixed order for any thread count.
     acc = np.zeros((3, LANES), dtype=np.float64)
-    stop = min((chunk + 1) * CHUNK, x.size)
-    for start in range(chunk * CHUNK, stop, LANES):
-        for j in range(min(LANES, stop - start)):
-            i = start + j
-            gx, gi, t_bp, t_sd, t_so = _backward_terms(x[i], g[i], bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo)
-            grad_x[i] = gx
-            g64 = np.float64(gi)
-            acc[0, j] += g64 * np.float64(t_bp)
-            acc[1, j] += g64 * np.float64(t_sd)
-            acc[2, j] += g64 * np.float64(t_so)
+    lanes = np.zeros((3, LANES), dtype=np.float32)
+    start = chunk * CHUNK
+    stop = min(start + CHUNK, x.size)
+    while start < stop:
+        span = min(FLUSH * LANES, stop - start)
+        for block in range(start, start + span, LANES):
+            count = min(LANES, start + span - block)
+            _backward_block(x, g, grad_x, lanes, block, count, bp, s_d, s_o, q_hi, o_lo)
+        acc += lanes
+        lanes[:] = _F0
+        start += span
     for k in range(3):
         total = 0.0
         for lane in range(LANES):
