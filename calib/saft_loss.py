@@ -106,7 +106,7 @@ def fp_target(feature: torch.Tensor) -> torch.Tensor:
     `fp_is_normalised()` says which."""
     if fp_is_normalised():
         return normalise_rows(feature)
-    rows = feature.detach().reshape(feature.shape[0], -1).contiguous()  # a copy only for a channel slice
+    rows = feature.detach().reshape(feature.shape[0], -1)  # a view (row-strided for a channel slice)
     rows._drq_captured_version = rows._version  # type: ignore[attr-defined]
     return rows
 
@@ -138,8 +138,8 @@ def layer_distance(
     `fp_rows`: the FP feature as (N, C*H*W) rows, already normalised when `fp_normalised`.
     """
     flat = quantized.reshape(quantized.shape[0], -1).float()
-    if kernels.enabled() and kernels.takes(fp_rows) and flat.dtype == torch.float32:
-        return FusedNormalisedDistance.apply(fp_rows, flat.contiguous(), fp_normalised).mean()
+    if kernels.enabled() and kernels.takes(fp_rows, flat):
+        return FusedNormalisedDistance.apply(fp_rows, flat, fp_normalised).mean()
     a_hat = fp_rows if fp_normalised else normalise_rows(fp_rows)
     return NormalisedDistance.apply(a_hat, flat).mean()
 

@@ -47,8 +47,8 @@ def enabled() -> bool:
 
 
 def takes(*tensors: torch.Tensor) -> bool:
-    """The kernels run on contiguous float32 CPU tensors only (others take the torch reference)."""
-    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+    """The kernels run on float32 CPU tensors only (others take the torch reference)."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
 
 
 def match_threads() -> None:
@@ -63,4 +63,21 @@ def match_threads() -> None:
 
 def flat(t: torch.Tensor):  # type: ignore[no-untyped-def]
     """A 1-D NumPy view of a contiguous float32 CPU tensor (no copy; writes go to the tensor)."""
-    return t.detach().reshape(-1).numpy()
+    return t.detach().view(-1).numpy()
+
+
+def rows(t: torch.Tensor):  # type: ignore[no-untyped-def]
+    """(1-D NumPy view, row count, row stride, row length) of a non-empty float32 CPU tensor read as rows
+    of contiguous values: one row when contiguous, else its dim-0 slices when each is one block (a channel
+    slice of a feature map, as IMDN's split gives: no copy). None for any other layout."""
+    if t.is_contiguous():
+        return flat(t), 1, t.numel(), t.numel()
+    try:
+        view = t.detach().view(t.shape[0], -1)
+    except RuntimeError:  # dims 1.. not one block
+        return None
+    n, m = view.shape
+    if (m > 1 and view.stride(1) != 1) or view.stride(0) < m:
+        return None
+    span = (n - 1) * view.stride(0) + m
+    return torch.as_strided(view, (span,), (1,)).numpy(), n, view.stride(0), m

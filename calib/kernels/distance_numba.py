@@ -16,16 +16,14 @@ from calib.kernels.chunks import CHUNK, LANES
 
 
 @numba.njit(cache=True, nogil=True)
-def _sums_chunk(a, b, partial, row, chunk):  # type: ignore[no-untyped-def]
+def _sums_chunk(a, a_base, b, b_base, count, sums):  # type: ignore[no-untyped-def]
     # lane j of a (3, LANES) float64 accumulator takes value (block start + j): a loop without a
     # reduction, which LLVM vectorises (see `calib.kernels.split_numba`)
     acc = np.zeros((3, LANES), dtype=np.float64)
-    m = a.shape[1]
-    stop = min((chunk + 1) * CHUNK, m)
-    for start in range(chunk * CHUNK, stop, LANES):
-        for j in range(min(LANES, stop - start)):
-            av = np.float64(a[row, start + j])
-            bv = np.float64(b[row, start + j])
+    for block in range(0, count, LANES):
+        for j in range(min(LANES, count - block)):
+            av = np.float64(a[a_base + block + j])
+            bv = np.float64(b[b_base + block + j])
             acc[0, j] += av * av
             acc[1, j] += av * bv
             acc[2, j] += bv * bv
@@ -33,28 +31,34 @@ def _sums_chunk(a, b, partial, row, chunk):  # type: ignore[no-untyped-def]
         total = 0.0
         for lane in range(LANES):
             total += acc[k, lane]
-        partial[row, chunk, k] = total
+        sums[k] = total
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def pair_sums(a, b, partial):  # type: ignore[no-untyped-def]
-    """partial[row, chunk] = (sum a^2, sum a b, sum b^2) over the chunk of (N, M) float32 rows."""
+def pair_sums(a, a_stride, b, b_stride, m, partial):  # type: ignore[no-untyped-def]
+    """partial[row, chunk] = (sum a^2, sum a b, sum b^2) over a chunk of row `row` (m values; row r
+    of a starts at r * a_stride, of b at r * b_stride)."""
     chunks = partial.shape[1]
-    for task in numba.prange(a.shape[0] * chunks):
-        _sums_chunk(a, b, partial, task // chunks, task % chunks)
+    for task in numba.prange(partial.shape[0] * chunks):
+        row, chunk = task // chunks, task % chunks
+        start = chunk * CHUNK
+        count = min(CHUNK, m - start)
+        _sums_chunk(a, row * a_stride + start, b, row * b_stride + start, count, partial[row, chunk])
 
 
 @numba.njit(cache=True, nogil=True)
-def _grad_chunk(a, b, grad_b, c_a, c_b, row, chunk):  # type: ignore[no-untyped-def]
-    ca = c_a[row]
-    cb = c_b[row]
-    for i in range(chunk * CHUNK, min((chunk + 1) * CHUNK, a.shape[1])):
-        grad_b[row, i] = b[row, i] * cb - a[row, i] * ca
+def _grad_chunk(a, a_base, b, b_base, out, base, count, ca, cb):  # type: ignore[no-untyped-def]
+    for j in range(count):
+        out[base + j] = b[b_base + j] * cb - a[a_base + j] * ca
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def distance_grad(a, b, grad_b, c_a, c_b):  # type: ignore[no-untyped-def]
-    """grad_b[row] = b[row] c_b[row] - a[row] c_a[row] (float32)."""
-    chunks = (a.shape[1] + CHUNK - 1) // CHUNK
-    for task in numba.prange(a.shape[0] * chunks):
-        _grad_chunk(a, b, grad_b, c_a, c_b, task // chunks, task % chunks)
+def distance_grad(a, a_stride, b, b_stride, out, m, c_a, c_b):  # type: ignore[no-untyped-def]
+    """out[row] = b[row] c_b[row] - a[row] c_a[row] (float32; rows as `pair_sums`, out dense)."""
+    chunks = (m + CHUNK - 1) // CHUNK
+    for task in numba.prange(c_a.size * chunks):
+        row, chunk = task // chunks, task % chunks
+        start = chunk * CHUNK
+        count = min(CHUNK, m - start)
+        a_base, b_base = row * a_stride + start, row * b_stride + start
+        _grad_chunk(a, a_base, b, b_base, out, row * m + start, count, c_a[row], c_b[row])

@@ -31,22 +31,28 @@ def _clip(v, lo, hi):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
-def _forward_chunk(x, out, chunk, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+def _forward_chunk(x, x_base, out, out_base, count, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
     n_bp = -bp
     q_lo = -q_hi
-    for i in range(chunk * CHUNK, min((chunk + 1) * CHUNK, x.size)):
-        xi = x[i]
+    for j in range(count):
+        xi = x[x_base + j]
         c = _clip(xi, n_bp, bp)
         dense = (np.rint(_clip(c / s_d, q_lo, q_hi)) + _F0) * s_d
         outlier = (np.rint(_clip((xi - c) / s_o, o_lo, q_hi)) + _F0) * s_o
-        out[i] = dense + outlier
+        out[out_base + j] = dense + outlier
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def split_forward(x, out, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
-    """out = round(clip(c / s_d, -Q, Q)) s_d + round(clip((x - c) / s_o, o_lo, Q)) s_o, c = clip(x, +-bp)."""
-    for chunk in numba.prange((x.size + CHUNK - 1) // CHUNK):
-        _forward_chunk(x, out, chunk, bp, s_d, s_o, q_hi, o_lo)
+def split_forward(x, x_stride, out, m, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    """out = round(clip(c / s_d, -Q, Q)) s_d + round(clip((x - c) / s_o, o_lo, Q)) s_o, c = clip(x, +-bp).
+
+    Rows of m values: row r of x starts at r * x_stride, of out at r * m (see `calib.kernels.rows`).
+    """
+    chunks = (m + CHUNK - 1) // CHUNK
+    for task in numba.prange((out.size // m) * chunks):
+        row, start = task // chunks, (task % chunks) * CHUNK
+        count = min(CHUNK, m - start)
+        _forward_chunk(x, row * x_stride + start, out, row * m + start, count, bp, s_d, s_o, q_hi, o_lo)
 
 
 @numba.njit(inline="always")
@@ -69,14 +75,14 @@ def _backward_terms(xi, gi, bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo):  # type: igno
 
 
 @numba.njit(cache=True, nogil=True)
-def _backward_block(x, g, grad_x, lanes, start, count, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
-    # value start + j adds its float32 terms to lane j: a loop without a reduction, which LLVM
-    # vectorises (a running sum it may not reorder without fastmath)
+def _backward_block(x, x_base, g, grad_x, base, lanes, count, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    # value j adds its float32 terms to lane j: a loop without a reduction, which LLVM vectorises (a
+    # running sum it may not reorder without fastmath)
     n_bp = -bp
     q_lo = -q_hi
     for j in range(count):
-        i = start + j
-        gx, gi, t_bp, t_sd, t_so = _backward_terms(x[i], g[i], bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo)
+        i = base + j
+        gx, gi, t_bp, t_sd, t_so = _backward_terms(x[x_base + j], g[i], bp, n_bp, s_d, s_o, q_lo, q_hi, o_lo)
         grad_x[i] = gx
         lanes[0, j] += gi * t_bp
         lanes[1, j] += gi * t_sd
@@ -84,35 +90,38 @@ def _backward_block(x, g, grad_x, lanes, start, count, bp, s_d, s_o, q_hi, o_lo)
 
 
 @numba.njit(cache=True, nogil=True)
-def _backward_chunk(x, g, grad_x, partial, chunk, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+def _backward_chunk(x, x_base, g, grad_x, base, count, sums, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
     # float32 lanes sum FLUSH blocks, then move into float64 lanes; the float64 lanes are added in
     # order at the end. A fixed order for any thread count.
     acc = np.zeros((3, LANES), dtype=np.float64)
     lanes = np.zeros((3, LANES), dtype=np.float32)
-    start = chunk * CHUNK
-    stop = min(start + CHUNK, x.size)
-    while start < stop:
-        span = min(FLUSH * LANES, stop - start)
-        for block in range(start, start + span, LANES):
-            count = min(LANES, start + span - block)
-            _backward_block(x, g, grad_x, lanes, block, count, bp, s_d, s_o, q_hi, o_lo)
+    done = 0
+    while done < count:
+        span = min(FLUSH * LANES, count - done)
+        for block in range(done, done + span, LANES):
+            n = min(LANES, done + span - block)
+            _backward_block(x, x_base + block, g, grad_x, base + block, lanes, n, bp, s_d, s_o, q_hi, o_lo)
         acc += lanes
         lanes[:] = _F0
-        start += span
+        done += span
     for k in range(3):
         total = 0.0
         for lane in range(LANES):
             total += acc[k, lane]
-        partial[chunk, k] = total
+        sums[k] = total
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def split_backward(x, g, grad_x, partial, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
-    """grad_x and per-chunk float64 sums partial[chunk] = (d/dbp, d/ds_d, d/ds_o).
+def split_backward(x, x_stride, g, grad_x, m, partial, bp, s_d, s_o, q_hi, o_lo):  # type: ignore[no-untyped-def]
+    """grad_x and per-task float64 sums partial[task] = (d/dbp, d/ds_d, d/ds_o); rows as `split_forward`.
 
-    The STE rules of `calib.quantizers.split_node`, in a fixed order of additions per chunk, so the
-    sums do not depend on the thread count. (Chunks are separate functions: the loops inside a prange
-    body are not vectorised.)
+    The STE rules of `calib.quantizers.split_node`, in a fixed order of additions per task (row, chunk),
+    so the sums do not depend on the thread count. (Chunks are separate functions: the loops inside a
+    prange body are not vectorised.)
     """
-    for chunk in numba.prange((x.size + CHUNK - 1) // CHUNK):
-        _backward_chunk(x, g, grad_x, partial, chunk, bp, s_d, s_o, q_hi, o_lo)
+    chunks = (m + CHUNK - 1) // CHUNK
+    for task in numba.prange(partial.shape[0]):
+        row, start = task // chunks, (task % chunks) * CHUNK
+        count = min(CHUNK, m - start)
+        x_base, base = row * x_stride + start, row * m + start
+        _backward_chunk(x, x_base, g, grad_x, base, count, partial[task], bp, s_d, s_o, q_hi, o_lo)

@@ -68,7 +68,6 @@ class SplitFakeQuant(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, bp: torch.Tensor, s_d: torch.Tensor, s_o: torch.Tensor, q: int):  # type: ignore[override]
         ctx.fused = kernels.enabled() and x.dtype == torch.float32 and x.device.type == "cpu"
         if ctx.fused:
-            x = x.contiguous()
             out = fused.split_forward(x, float(bp), float(s_d), float(s_o), q)
         else:
             out = _reference_forward(x, bp, s_d, s_o, q)

@@ -20,7 +20,7 @@ from calib.errors import CalibError
 from calib.finetune import FinetuneConfig, finetune
 from calib.kernels.chunks import CHUNK
 from calib.quantizers import DualRegionActQuantizer, quant_layers
-from calib.saft_loss import check_fp_targets, fp_target, normalise_rows, sensitivity_loss
+from calib.saft_loss import check_fp_targets, fp_is_normalised, fp_target, normalise_rows, sensitivity_loss
 from drq.recipe import ModelIdentity
 from tests.calib.nets import TinyShuffle, tiny_batches
 
@@ -74,14 +74,17 @@ def test_split_kernels_match_the_torch_reference(
     assert any(g != 0.0 for g in fused[2])
 
 
-def test_split_kernels_take_non_contiguous_input(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("layout", ["channel_slice", "transposed"])
+def test_split_kernels_take_non_contiguous_input(monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
     torch.manual_seed(0)
-    base = torch.randn(2, 8, 16, 16)
+    base = torch.randn(2, 8, 160, 160)  # a channel slice holds more than one chunk per row
 
     def run():  # type: ignore[no-untyped-def]
         quant = DualRegionActQuantizer("split", 4, -3.0, 0.5, 4.0)
         x = base.clone().requires_grad_(True)
-        out = quant(x[:, 2:6])  # a channel slice, as a split feature map gives
+        # a channel slice, as a split feature map gives (rows without a copy), or a layout copied first
+        view = x[:, 2:6] if layout == "channel_slice" else x.transpose(2, 3)
+        out = quant(view)
         (out * out).sum().backward()
         return out.detach(), x.grad, quant.upper.grad
 
@@ -125,6 +128,24 @@ def test_fused_distance_matches_the_torch_reference(
     assert fused[0] == pytest.approx(ref[0], rel=1e-5)
     scale = float(ref[1].abs().max())
     assert float((fused[1] - ref[1]).abs().max()) <= 1e-4 * scale
+
+
+def test_fused_distance_takes_channel_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(2)
+    fp = torch.rand(2, 12, 60, 60)
+    q = fp + 0.05 * torch.randn_like(fp)
+
+    def run():  # type: ignore[no-untyped-def]
+        q_base = q.clone().requires_grad_(True)
+        q_slice = q_base[:, 3:10]  # row-strided (N, C'*H*W) rows, as IMDN's split gives
+        loss = sensitivity_loss({"a": fp_target(fp[:, 3:10])}, {"a": q_slice}, {"a": 1.0}, fp_is_normalised())
+        loss.backward()
+        return float(loss.detach()), q_base.grad
+
+    fused, ref = _both(monkeypatch, run)
+    assert fused[0] == pytest.approx(ref[0], rel=1e-5)
+    assert float((fused[1] - ref[1]).abs().max()) <= 1e-4 * float(ref[1].abs().max())
+    assert float(fused[1][:, :3].abs().max()) == 0.0
 
 
 def test_fused_distance_does_not_depend_on_the_thread_count() -> None:
