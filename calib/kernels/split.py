@@ -25,7 +25,7 @@ def split_forward(x: torch.Tensor, bp: float, s_d: float, s_o: float, q: int) ->
     match_threads()
     out = torch.empty(x.shape, dtype=torch.float32)
     if x.numel():
-        buf, _, stride, m = _rows(x)
+        buf, _, stride, m = rows_or_copy(x)
         split_numba.split_forward(buf, stride, flat(out), m, *_scalars(bp, s_d, s_o, q))
     return out
 
@@ -40,7 +40,7 @@ def split_backward(
     grad_x = torch.empty(x.shape, dtype=torch.float32)
     if not x.numel():
         return grad_x, 0.0, 0.0, 0.0
-    buf, n, stride, m = _rows(x)
+    buf, n, stride, m = rows_or_copy(x)
     partial = np.empty((n * ((m + CHUNK - 1) // CHUNK), 3), dtype=np.float64)
     grad_flat = flat(grad.contiguous())
     split_numba.split_backward(buf, stride, grad_flat, flat(grad_x), m, partial, *_scalars(bp, s_d, s_o, q))
@@ -48,7 +48,8 @@ def split_backward(
     return grad_x, g_bp, g_sd, g_so
 
 
-def _rows(x: torch.Tensor):  # type: ignore[no-untyped-def]
+def rows_or_copy(x: torch.Tensor):  # type: ignore[no-untyped-def]
+    """`calib.kernels.rows` of `x`, or of a contiguous copy for a layout it does not read."""
     layout = rows(x)
     return layout if layout is not None else rows(x.contiguous())
 

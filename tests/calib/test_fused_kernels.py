@@ -108,6 +108,47 @@ def test_split_gradients_do_not_depend_on_the_thread_count() -> None:
     assert runs[0][1].tobytes() == runs[1][1].tobytes() and runs[0][2] == runs[1][2]
 
 
+def _bbit_run(x_np: np.ndarray, weight: np.ndarray, bits: int, lower: float):  # type: ignore[no-untyped-def]
+    quant = DualRegionActQuantizer("b-bit", bits, lower, 0.5, 4.0)
+    x = torch.tensor(x_np, requires_grad=True)
+    out = quant(x)
+    (out * torch.from_numpy(weight)).sum().backward()
+    grads = [0.0 if p.grad is None else p.grad.item() for p in (quant.lower, quant.breakpoint, quant.upper)]
+    return out.detach().numpy(), x.grad.numpy(), grads
+
+
+@pytest.mark.parametrize("bits", [3, 4, 8])
+@pytest.mark.parametrize("lower", [-6.0, -0.2, 0.0])  # negative tail, none (l > -bp), bounded at 0
+def test_bbit_kernels_match_the_torch_reference(
+    monkeypatch: pytest.MonkeyPatch, bits: int, lower: float
+) -> None:
+    rng = np.random.default_rng(bits)
+    x_np = _values(rng, 2 * CHUNK + 333, 0.5)
+    x_np[rng.integers(0, x_np.size, 7)] = np.nan
+    weight = rng.standard_normal(x_np.size).astype(F32)
+    fused, ref = _both(monkeypatch, lambda: _bbit_run(x_np, weight, bits, lower))
+    assert fused[0].tobytes() == ref[0].tobytes()  # bit for bit, NaN encoded as code 0
+    np.testing.assert_array_equal(fused[1], ref[1])
+    for got, want in zip(fused[2], ref[2], strict=True):
+        assert np.isfinite(got) and got == pytest.approx(want, rel=1e-4, abs=1e-3)
+    assert sum(g != 0.0 for g in fused[2]) >= 2
+
+
+def test_bbit_gradients_do_not_depend_on_the_thread_count() -> None:
+    rng = np.random.default_rng(5)
+    x_np = _values(rng, 5 * CHUNK, 0.5)
+    weight = rng.standard_normal(x_np.size).astype(F32)
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            runs.append(_bbit_run(x_np, weight, 4, -6.0))
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[0][1].tobytes() == runs[1][1].tobytes() and runs[0][2] == runs[1][2]
+
+
 def _distance_run(fp: torch.Tensor, q: torch.Tensor, normalised: bool):  # type: ignore[no-untyped-def]
     q = q.clone().requires_grad_(True)
     fp_side = normalise_rows(fp) if normalised else fp
