@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from calib.kernels.chunks import CHUNK, FLUSH, LANES
+from calib.kernels.lanes_numba import flush, lane_totals
 from calib.kernels.split_numba import _clip
 
 _F0 = np.float32(0.0)
@@ -110,14 +111,9 @@ def _backward_chunk(x, x_base, g, grad_x, base, count, sums, grid):  # type: ign
             _backward_block(
                 x, x_base + block, g, grad_x, base + block, lanes, size, bp, s_d, s_p, s_n, d, p, n, has_neg
             )
-        acc += lanes
-        lanes[:] = _F0
+        flush(acc, lanes)
         done += span
-    for k in range(4):
-        total = 0.0
-        for lane in range(LANES):
-            total += acc[k, lane]
-        sums[k] = total
+    lane_totals(acc, sums)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from calib.kernels.chunks import CHUNK, LANES
+from calib.kernels.lanes_numba import lane_totals
 
 
 @numba.njit(cache=True, nogil=True)
@@ -27,11 +28,7 @@ def _sums_chunk(a, a_base, b, b_base, count, sums):  # type: ignore[no-untyped-d
             acc[0, j] += av * av
             acc[1, j] += av * bv
             acc[2, j] += bv * bv
-    for k in range(3):
-        total = 0.0
-        for lane in range(LANES):
-            total += acc[k, lane]
-        sums[k] = total
+    lane_totals(acc, sums)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from calib.kernels.chunks import CHUNK, FLUSH, LANES
+from calib.kernels.lanes_numba import flush, lane_totals
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -101,14 +102,9 @@ def _backward_chunk(x, x_base, g, grad_x, base, count, sums, bp, s_d, s_o, q_hi,
         for block in range(done, done + span, LANES):
             n = min(LANES, done + span - block)
             _backward_block(x, x_base + block, g, grad_x, base + block, lanes, n, bp, s_d, s_o, q_hi, o_lo)
-        acc += lanes
-        lanes[:] = _F0
+        flush(acc, lanes)
         done += span
-    for k in range(3):
-        total = 0.0
-        for lane in range(LANES):
-            total += acc[k, lane]
-        sums[k] = total
+    lane_totals(acc, sums)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -39,7 +39,7 @@ def _values(rng: np.random.Generator, size: int, bp: float) -> np.ndarray:
     return np.concatenate([bulk, special]).astype(F32)
 
 
-def _split_run(x_np: np.ndarray, weight: np.ndarray, bits: int, lower: float, fixed: float | None):  # type: ignore[no-untyped-def]
+def _split_run(x_np: np.ndarray, weight: np.ndarray, bits: int, lower: float, fixed: float | None = None):  # type: ignore[no-untyped-def]
     quant = DualRegionActQuantizer("split", bits, lower, 0.5, 4.0, outlier_scale=fixed)
     x = torch.tensor(x_np, requires_grad=True)
     out = quant(x)
@@ -93,21 +93,6 @@ def test_split_kernels_take_non_contiguous_input(monkeypatch: pytest.MonkeyPatch
     assert float(fused[2]) == pytest.approx(float(ref[2]), rel=1e-5)
 
 
-def test_split_gradients_do_not_depend_on_the_thread_count() -> None:
-    rng = np.random.default_rng(3)
-    x_np = _values(rng, 5 * CHUNK, 0.5)
-    weight = rng.standard_normal(x_np.size).astype(F32)
-    threads = torch.get_num_threads()
-    try:
-        runs = []
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            runs.append(_split_run(x_np, weight, 4, -6.0, None))
-    finally:
-        torch.set_num_threads(threads)
-    assert runs[0][1].tobytes() == runs[1][1].tobytes() and runs[0][2] == runs[1][2]
-
-
 def _bbit_run(x_np: np.ndarray, weight: np.ndarray, bits: int, lower: float):  # type: ignore[no-untyped-def]
     quant = DualRegionActQuantizer("b-bit", bits, lower, 0.5, 4.0)
     x = torch.tensor(x_np, requires_grad=True)
@@ -134,8 +119,9 @@ def test_bbit_kernels_match_the_torch_reference(
     assert sum(g != 0.0 for g in fused[2]) >= 2
 
 
-def test_bbit_gradients_do_not_depend_on_the_thread_count() -> None:
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("run", ["split", "b-bit"])
+def test_quantizer_gradients_do_not_depend_on_the_thread_count(run: str) -> None:
+    rng = np.random.default_rng(3)
     x_np = _values(rng, 5 * CHUNK, 0.5)
     weight = rng.standard_normal(x_np.size).astype(F32)
     threads = torch.get_num_threads()
@@ -143,7 +129,7 @@ def test_bbit_gradients_do_not_depend_on_the_thread_count() -> None:
         runs = []
         for n in (1, 2):
             torch.set_num_threads(n)
-            runs.append(_bbit_run(x_np, weight, 4, -6.0))
+            runs.append((_split_run if run == "split" else _bbit_run)(x_np, weight, 4, -6.0))
     finally:
         torch.set_num_threads(threads)
     assert runs[0][1].tobytes() == runs[1][1].tobytes() and runs[0][2] == runs[1][2]
