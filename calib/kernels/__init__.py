@@ -4,8 +4,9 @@ A SAFT step on IMDN spent about as long in elementwise torch ops (the split quan
 backward, L_sen's normalised distance: ~20 full passes over each feature map) as in its convolutions
 (results/ptq_speed/README.md). These kernels do each in one or two passes. The torch implementations stay
 as the reference: they run where numba is missing (with a one-time note), for tensors the kernels do not
-take (not float32 CPU, or needing autograd through the kernel's inputs), and when the environment sets
-`DRQ_FUSED_KERNELS=0`. tests/calib/test_fused_kernels.py checks one against the other.
+take (not float32, not on the CPU), and when the environment sets `DRQ_FUSED_KERNELS=0`.
+tests/calib/test_fused_kernels.py checks one against the other. The kernels are launched from one thread
+at a time (the finetuning loop): numba's workqueue layer, used here, refuses concurrent launches.
 """
 
 from __future__ import annotations
