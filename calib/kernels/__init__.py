@@ -5,8 +5,9 @@ backward, L_sen's normalised distance: ~20 full passes over each feature map) as
 (results/ptq_speed/README.md). These kernels do each in one or two passes. The torch implementations stay
 as the reference: they run where numba is missing (with a one-time note), for tensors the kernels do not
 take (not float32, not on the CPU), and when the environment sets `DRQ_FUSED_KERNELS=0`.
-tests/calib/test_fused_kernels.py checks one against the other. The kernels are launched from one thread
-at a time (the finetuning loop): numba's workqueue layer, used here, refuses concurrent launches.
+tests/calib/test_fused_kernels.py checks one against the other. The kernels must be launched from one
+thread at a time (the finetuning loop): numba's workqueue layer, used here, is not threadsafe and ends the
+process on concurrent launches (https://numba.readthedocs.io/en/stable/user/threading-layer.html).
 """
 
 from __future__ import annotations
