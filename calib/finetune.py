@@ -31,7 +31,7 @@ from torch import nn
 
 from calib.errors import CalibError
 from calib.quantizers import DualRegionActQuantizer, QuantLayer, set_quant_enabled
-from calib.saft_loss import normalise_rows, sensitivity_loss
+from calib.saft_loss import check_fp_targets, fp_is_normalised, fp_target, sensitivity_loss
 
 GROUPS = ("weight_scale", "act_bounds", "breakpoint")
 _FLOOR = 0.01
@@ -215,13 +215,15 @@ def _activate(trainer: _Trainer, group: str) -> list[nn.Parameter]:
 
 
 def _fp_targets(trainer: _Trainer, batch: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The exact FP forward (quantization off): each layer's normalised input and the SR output."""
+    """The exact FP forward (quantization off): each layer's input as L_sen keeps it (`fp_target`:
+    normalised rows, or raw rows for the fused kernels) and the SR output."""
     feats: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         set_quant_enabled(trainer.model, False)
-        _capture(trainer.layers, feats, normalise_rows)
+        _capture(trainer.layers, feats, fp_target)
         out = trainer.model(batch)
     set_quant_enabled(trainer.model, True)
+    check_fp_targets(feats)
     return feats, out
 
 
@@ -232,7 +234,7 @@ def _step(trainer: _Trainer, batch: torch.Tensor, active: list[nn.Parameter]) ->
     _capture(trainer.layers, q_feats)
     out_q = trainer.model(batch)
     l_rec = (out_q - out_fp).abs().mean()
-    l_sen = sensitivity_loss(fp_feats, q_feats, trainer.weights, fp_normalised=True)
+    l_sen = sensitivity_loss(fp_feats, q_feats, trainer.weights, fp_normalised=fp_is_normalised())
     loss = l_sen + trainer.config.rec_weight * l_rec
     if active:
         trainer.optimizer.zero_grad(set_to_none=True)

@@ -37,6 +37,7 @@ TORCH_MODULES = {
     "calib.finetune",
     "calib.plan",
     "calib.saft_loss",
+    "calib.kernels",  # torch-facing wrappers of the numba kernels of finetuning
     "calib.adaround",
     "calib.gptq",
     "calib.bbit_format",

@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from calib import kernels
 from calib.errors import CalibError
+from calib.kernels import bbit as fused_bbit
 from calib.quantizers.split_node import split_fake_quant
 from calib.quantizers.ste import valid_or
 from calib.quantizers.uniform import as_float32
@@ -307,6 +309,11 @@ class _BBitFakeQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, bp, s_d, s_p, s_n, split):  # type: ignore[no-untyped-def,override]
+        ctx.fused = kernels.enabled() and kernels.takes(x)  # one-pass numba kernels, same bits
+        if ctx.fused:
+            ctx.save_for_backward(x, bp, s_d, s_p, s_n)
+            ctx.split = split
+            return fused_bbit.bbit_forward(x, float(bp), float(s_d), float(s_p), float(s_n), split)
         x0 = torch.nan_to_num(x, nan=0.0)  # NaN encodes as code 0
         d, p, n = split
         lim = float(d)
@@ -330,6 +337,8 @@ class _BBitFakeQuant(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
         x, bp, s_d, s_p, s_n = ctx.saved_tensors
+        if ctx.fused:
+            return fused_bbit.autograd_backward(x, grad, bp, s_d, s_p, s_n, ctx.split)
         d = float(ctx.split[0])
         x, grad = _finite_grad(x, grad)
         has_neg, (kd, vd, rd), (kp, vp, rp), neg = _BBitFakeQuant._codes(x, bp, s_d, s_p, s_n, ctx.split)

@@ -13,7 +13,9 @@ r_d, r_o = 1 where c / s_d, (x - c) / s_o lie inside their code ranges:
   u_a through the small autograd graph that computes them.
 
 The composed ops saved about eight full-size tensors per layer for backward; this node saves only `x`
-and recomputes the codes, which is what makes SAFT on IMDN fit in 2 GB (results/ptq_speed).
+and recomputes the codes, which is what makes SAFT on IMDN fit in 2 GB (results/ptq_speed). Forward and
+backward each run as one fused pass (`calib.kernels.split`, numba) where the kernels are available; the
+torch ops here are the reference they are tested against (`tests/calib/test_fused_kernels.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from calib import kernels
+from calib.kernels import split as fused
 
 
 def _codes(
@@ -61,31 +66,52 @@ class SplitFakeQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, bp: torch.Tensor, s_d: torch.Tensor, s_o: torch.Tensor, q: int):  # type: ignore[override]
-        _, v_d, v_o = _codes(x, float(bp), s_d, s_o)
-        dense = v_d.clamp_(-float(q), float(q)).round_().add_(0.0).mul_(s_d)
-        outlier = v_o.clamp_(-float(q + 1), float(q)).round_().add_(0.0).mul_(s_o)
+        ctx.fused = kernels.enabled() and x.dtype == torch.float32 and x.device.type == "cpu"
+        if ctx.fused:
+            out = fused.split_forward(x, float(bp), float(s_d), float(s_o), q)
+        else:
+            out = _reference_forward(x, bp, s_d, s_o, q)
         ctx.save_for_backward(x, bp, s_d, s_o)
         ctx.q = q
-        return dense.add_(outlier)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
         x, bp, s_d, s_o = ctx.saved_tensors
-        q = float(ctx.q)
-        if bool(torch.isnan(x.sum())):  # NaN gets no gradient and must not poison the parameter sums
-            nan = torch.isnan(x)
-            x, grad = torch.nan_to_num(x, nan=0.0), grad.masked_fill(nan, 0.0)
-        residual, v_d, v_o = _codes(x, float(bp), s_d, s_o)
-        r_d, err_d = _grid_terms(v_d, -q, q)
-        r_o, err_o = _grid_terms(v_o, -q - 1.0, q)
-        outer = residual.sign_()  # +1 above bp, -1 below -bp, 0 in the dense region
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            # dense region (r_o = 1 there): r_d = 1 - (1 - r_d); outer region: r_o
-            grad_x = grad * r_o.sub(torch.abs(outer).sub_(1.0).mul_(r_d.sub(1.0)))
-        g_bp = _dot(grad, r_d.sub_(r_o).mul_(outer))
-        g_sd, g_so = _dot(grad, err_d), _dot(grad, err_o)
+        want_x = ctx.needs_input_grad[0]
+        if ctx.fused:
+            scalars = (float(bp), float(s_d), float(s_o), ctx.q)
+            grad_x, *sums = fused.split_backward(x, grad.contiguous(), *scalars)
+            g_bp, g_sd, g_so = (torch.tensor(v, dtype=torch.float32) for v in sums)
+            grad_x = grad_x if want_x else None
+        else:
+            grad_x, g_bp, g_sd, g_so = _reference_backward(x, grad, bp, s_d, s_o, float(ctx.q), want_x)
         return grad_x, g_bp.reshape(bp.shape), g_sd.reshape(s_d.shape), g_so.reshape(s_o.shape), None
+
+
+def _reference_forward(x: torch.Tensor, bp: torch.Tensor, s_d: torch.Tensor, s_o: torch.Tensor, q: int):  # type: ignore[no-untyped-def]
+    """The forward as torch ops (the fused kernel's reference)."""
+    _, v_d, v_o = _codes(x, float(bp), s_d, s_o)
+    dense = v_d.clamp_(-float(q), float(q)).round_().add_(0.0).mul_(s_d)
+    outlier = v_o.clamp_(-float(q + 1), float(q)).round_().add_(0.0).mul_(s_o)
+    return dense.add_(outlier)
+
+
+def _reference_backward(x, grad, bp, s_d, s_o, q, want_x):  # type: ignore[no-untyped-def]
+    """(grad_x, d/dbp, d/ds_d, d/ds_o) as torch ops (the fused kernel's reference)."""
+    if bool(torch.isnan(x.sum())):  # NaN gets no gradient and must not poison the parameter sums
+        nan = torch.isnan(x)
+        x, grad = torch.nan_to_num(x, nan=0.0), grad.masked_fill(nan, 0.0)
+    residual, v_d, v_o = _codes(x, float(bp), s_d, s_o)
+    r_d, err_d = _grid_terms(v_d, -q, q)
+    r_o, err_o = _grid_terms(v_o, -q - 1.0, q)
+    outer = residual.sign_()  # +1 above bp, -1 below -bp, 0 in the dense region
+    grad_x = None
+    if want_x:
+        # dense region (r_o = 1 there): r_d = 1 - (1 - r_d); outer region: r_o
+        grad_x = grad * r_o.sub(torch.abs(outer).sub_(1.0).mul_(r_d.sub(1.0)))
+    g_bp = _dot(grad, r_d.sub_(r_o).mul_(outer))
+    return grad_x, g_bp, _dot(grad, err_d), _dot(grad, err_o)
 
 
 def split_fake_quant(
