@@ -11,6 +11,8 @@ Methods (budget in brackets):
 * `drq+vft`, `drq+saft`: `drq`, then finetuning of the quantizer parameters (`calib.finetune`).
 * `drq+adaround`, `drq+gptq` (beyond the paper): `drq`, then the weights' integer codes from learned
   rounding (`calib.adaround`) or GPTQ (`calib.gptq`); `+saft` then finetunes with those codes fixed.
+* `mse+gptq` [uniform]: the `mse` baseline with GPTQ weights, the uniform-activation row to compare
+  `drq+gptq` with at equal bits.
 * `fp8` [fp8]: FP8 E4M3 activations (per tensor, scale = calibration amax / 448) and weights (per output
   channel, amax / 448), `calib.quantizers.fp8`; head, upsampler and tail stay in float
   (`calib.policy.fp8_policy`).
@@ -81,11 +83,11 @@ from drq.recipe import (
     searches_split_breakpoint,
 )
 
-BASELINE_METHODS = ("minmax", "percentile", "mse", "entropy")
+BASELINE_METHODS = ("minmax", "percentile", "mse", "entropy", "mse+gptq")
 DRQ_METHODS = DRQ_METHOD_NAMES
 SAFT_METHODS = ("drq+saft", "drq+adaround+saft", "drq+gptq+saft")
 ADAROUND_METHODS = ("drq+adaround", "drq+adaround+saft")
-GPTQ_METHODS = ("drq+gptq", "drq+gptq+saft")
+GPTQ_METHODS = ("drq+gptq", "drq+gptq+saft", "mse+gptq")
 PROTECTED_BITS = 8
 
 
@@ -291,7 +293,7 @@ def _observe(
     config: QuantizeConfig,
     progress: ProgressFactory | None,
 ) -> dict[str, _Observed]:
-    needs_hist = config.method in ("percentile", "mse", "entropy") or config.searches_breakpoint
+    needs_hist = config.method in ("percentile", "mse", "entropy", "mse+gptq") or config.searches_breakpoint
     needs_dual = config.method in DRQ_METHODS
     observed: dict[str, _Observed] = {}
     for name, layer in layers.items():
@@ -339,7 +341,7 @@ def _uniform_amax(obs: _Observed, bits: int, config: QuantizeConfig) -> float:
         return 0.0
     if config.method == "percentile":
         return percentile_amax(obs.hist, config.percentile)
-    if config.method == "mse":
+    if config.method in ("mse", "mse+gptq"):
         return mse_amax(obs.hist, bits)
     return entropy_amax(obs.hist, entropy_levels(bits))
 

@@ -52,7 +52,7 @@ from drq.recipe import (
 )
 
 BASELINES = ("minmax", "percentile", "mse", "entropy")
-BUDGET_OF = {"fp8": "fp8"}
+BUDGET_OF = {"fp8": "fp8", "mse+gptq": "uniform"}  # rows outside the TensorRT-style BASELINES
 """Methods outside the uniform baselines and the dual-region budgets, with their one budget."""
 RESULTS_JSON = "ptq_results.json"
 RESULTS_MD = "ptq_results.md"

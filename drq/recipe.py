@@ -67,6 +67,7 @@ Method = Literal[
     "drq+adaround+saft",
     "drq+gptq",
     "drq+gptq+saft",
+    "mse+gptq",
 ]
 Budget = Literal["uniform", "paper", "b-bit", "split", "mixed", "fp8"]
 DualBudget = Literal["paper", "b-bit", "split"]

@@ -141,3 +141,16 @@ def test_measuring_inside_blocks_gives_the_codes_of_whole_model_passes(monkeypat
     )
     whole, _ = quantize(copy.deepcopy(net), IDENTITY, make_batches(_crops(), 2), _config("drq+gptq"))
     assert blockwise.layers == whole.layers
+
+
+def test_mse_gptq_is_the_mse_baseline_with_gptq_codes() -> None:
+    net = TinyShuffle().eval()
+    kw = dict(budget="uniform", w_bits=3, a_bits=4)
+    batches = make_batches(_crops(), 2)
+    base, _ = quantize(copy.deepcopy(net), IDENTITY, batches, _config("mse", **kw))
+    rounded, stats = quantize(copy.deepcopy(net), IDENTITY, batches, _config("mse+gptq", **kw))
+    assert all(rounded.layers[n].act == layer.act for n, layer in base.layers.items())  # same activations
+    assert all(layer.weight.codes for layer in rounded.layers.values()) and stats.to_dict()["gptq"]["layers"]
+    assert all(not layer.weight.codes for layer in base.layers.values())
+    with pytest.raises(CalibError, match="needs the 'uniform' budget"):
+        _config("mse+gptq", budget="split")
