@@ -33,9 +33,10 @@ def test_plan_covers_the_grid():
         ]
     )
     jobs = plan(args)
-    # per arch: 1 FP + 2 bits x (4 baselines + every drq method x 3 budgets) + fp8 at 8 bits only
+    # per arch: 1 FP + 2 bits x (4 baselines + mse+gptq + every drq method x 3 budgets) + fp8 at 8 bits
     dual = [m for m in METHODS if m.startswith("drq")]
-    assert len(jobs) == 2 * (1 + 2 * (4 + len(dual) * 3) + 1)
+    assert len(jobs) == 2 * (1 + 2 * (5 + len(dual) * 3) + 1)
+    assert {j.budget for j in jobs if j.method == "mse+gptq"} == {"uniform"}
     assert {(j.budget, j.bits) for j in jobs if j.method == "fp8"} == {("fp8", 8)}
     saft = [j for j in jobs if j.method == "drq+saft"]
     assert {(j.images, j.epochs, j.crop) for j in saft} == {(10, 2, 80)}
