@@ -120,8 +120,9 @@ class SoftRounding(nn.Module):
         return torch.clamp(self.floor + up, -float(self.qmax), float(self.qmax))
 
 
-class _Stop(Exception):
-    """Ends a forward pass once the block of interest has run (the rest of the model is not needed)."""
+class StopForward(Exception):
+    """Ends a forward pass once the block or layer of interest has been reached (the rest of the model
+    is not needed); raised by a hook, caught around the forward call."""
 
 
 def model_blocks(
@@ -172,11 +173,11 @@ def block_io(
     def pre(_m: nn.Module, args: tuple[Any, ...]) -> None:
         seen.append(args)
         if want == "input":
-            raise _Stop
+            raise StopForward
 
     def post(_m: nn.Module, _args: Any, out: Any) -> None:
         seen.append(out)
-        raise _Stop
+        raise StopForward
 
     handle = block.register_forward_pre_hook(pre) if want == "input" else block.register_forward_hook(post)
     out: list[torch.Tensor] = []
@@ -187,7 +188,7 @@ def block_io(
                 seen.clear()
                 try:
                     model(batch)
-                except _Stop:
+                except StopForward:
                     pass
                 value = seen[0] if len(seen) == 1 else None
                 if want == "input":

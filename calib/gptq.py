@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calib.adaround import block_io, model_blocks
+from calib.adaround import StopForward, block_io, model_blocks
 from calib.errors import CalibError
 from calib.quantizers import QuantLayer, WeightQuantizer, set_quant_enabled
 from calib.quantizers.uniform import positive_scale
@@ -76,8 +76,8 @@ class GPTQConfig:
 class LayerLog:
     layer: str
     columns: int
-    err_nearest: float  # proxy error tr((W - W_hat) H (W - W_hat)^T) / samples with nearest rounding
-    err_gptq: float
+    err_nearest: float  # `output_error` with nearest rounding at the initial steps
+    err_gptq: float  # `output_error` with the chosen codes and steps
     changed: float  # fraction of weights whose code differs from round-to-nearest with the initial steps
     restepped: float  # fraction of channels whose step is one of the clip candidates
     kept: bool = True
@@ -121,10 +121,6 @@ def input_columns(layer: QuantLayer, x: torch.Tensor) -> torch.Tensor:
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
-class _Stop(Exception):
-    """Ends a forward pass once the layer being measured has seen its input."""
-
-
 @dataclass
 class LayerStatistics:
     """Second moments of one layer's inputs over the calibration batches (float64, K x K).
@@ -150,14 +146,14 @@ def _layer_input(
         if quantized and layer.a_quant is not None:
             x = layer.a_quant(x)
         seen.append(input_columns(layer, x))
-        raise _Stop
+        raise StopForward
 
     layer.input_hook = hook
     set_quant_enabled(model, quantized)
     try:
         with torch.no_grad():
             model(batch)
-    except _Stop:
+    except StopForward:
         pass
     finally:
         layer.input_hook = None
@@ -254,16 +250,19 @@ def target_weight(stats: LayerStatistics, weight: torch.Tensor, damp: float) -> 
     W* = W C (H~ + damp I)^-1, for which ||X W^T - X~ Q^T||^2 = ||Q - W*||^2_H~ + constant."""
     if stats.cross is None:
         return weight
-    h = stats.quantized.clone()
+    return torch.linalg.solve(_damped(stats.quantized, damp), (weight @ stats.cross).T).T  # H~ symmetric
+
+
+def _damped(hessian: torch.Tensor, damp: float) -> torch.Tensor:
+    """H + damp mean(diag H) I, as a new tensor."""
+    h = hessian.clone()
     h.diagonal().add_(damp * float(h.diagonal().mean()))
-    return torch.linalg.solve(h, (weight @ stats.cross).T).T  # H~ symmetric
+    return h
 
 
 def _upper_inverse_factor(hessian: torch.Tensor, damp: float) -> torch.Tensor:
     """U with U^T U = (H + damp mean(diag H) I)^-1, U upper triangular (float64)."""
-    h = hessian.clone()
-    h.diagonal().add_(damp * float(h.diagonal().mean()))
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(h))
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(_damped(hessian, damp)))
     return torch.linalg.cholesky(inverse, upper=True)
 
 
