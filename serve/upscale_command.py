@@ -132,6 +132,31 @@ def _tiling(args: argparse.Namespace, runner) -> tuple[TileSettings, int | None]
     return resolve_tiling(args, args.engine.parent / manifest.onnx, manifest.profile.max), None
 
 
+# Options of the local runners and their defaults. With --server, tiling and the runtime are the server's
+# (set when its repository was made: `drq triton-repo --tile/--overlap/--batch ...`), so a value
+# given here would be silently ignored; it is refused instead.
+_LOCAL_ONLY = {"tile": None, "overlap": None, "batch": 1, "threads": 0, "cuda": False, "cuda_binding": "auto"}
+
+
+def check_source_options(args: argparse.Namespace) -> None:
+    """Refuse options that the chosen source does not use.
+
+    Raises:
+        ServeError: a local-runner option with --server, or --server-timeout without it.
+    """
+    if not args.server:
+        if args.server_timeout != _parser().get_default("server_timeout"):
+            raise ServeError("--server-timeout: only used with --server")
+        return
+    for name, default in _LOCAL_ONLY.items():
+        if getattr(args, name) != default:
+            flag = "--" + name.replace("_", "-")
+            raise ServeError(
+                f"{flag}: not used with --server (the server tiles and runs with the settings of its "
+                "repository: `drq triton-repo --tile/--overlap/--batch`)"
+            )
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set size in MiB (`ru_maxrss`, KiB on Linux)."""
     import resource
@@ -162,6 +187,7 @@ def _upscale_all(args, runner, images: Sequence[Path], targets: Sequence[Path]) 
 def main(argv: list[str]) -> int:
     """Entry point of `drq upscale`."""
     args = _parser().parse_args(argv)
+    check_source_options(args)
     if args.max_pixels is not None:
         set_pixel_limit(args.max_pixels)
     images = collect_inputs(args.inputs)
@@ -173,6 +199,8 @@ def main(argv: list[str]) -> int:
         from serve.triton.client import upscale_files
 
         upscale_files(args.server, images, targets, args.server_timeout, args.quiet)
+        if args.report_memory:
+            print(f"peak RSS {peak_rss_mib():.0f} MiB")
         return 0
     runner = _runner(args)
     started = time.perf_counter()

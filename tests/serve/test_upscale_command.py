@@ -96,3 +96,34 @@ def test_corrupt_image_names_the_file(model: Path, images: Path, tmp_path: Path,
     assert main(["upscale", "--onnx", str(model), str(images / "c.png"), "-o", str(tmp_path / "sr")]) == 2
     err = capsys.readouterr().err.strip()
     assert "c.png: cannot read image" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (["--tile", "64"], "--tile"),
+        (["--overlap", "4"], "--overlap"),
+        (["--batch", "2"], "--batch"),
+        (["--threads", "2"], "--threads"),
+        (["--cuda"], "--cuda"),
+        (["--cuda-binding", "pycuda"], "--cuda-binding"),
+    ],
+)
+def test_local_runner_options_are_refused_with_a_server(
+    images: Path, tmp_path: Path, capsys, extra: list[str], flag: str
+) -> None:
+    # Checked before any connection: the URL needs no server behind it.
+    argv = ["upscale", "--server", "http://127.0.0.1:9", str(images), "-o", str(tmp_path / "sr"), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{flag}: not used with --server" in err and "drq triton-repo" in err and "\n" not in err
+    assert not (tmp_path / "sr").exists()
+
+
+def test_server_timeout_is_refused_without_a_server(
+    model: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    argv = ["upscale", "--onnx", str(model), str(images), "-o", str(tmp_path / "sr"), "--server-timeout", "5"]
+    assert main(argv) == 2
+    assert "--server-timeout: only used with --server" in capsys.readouterr().err
+    assert not (tmp_path / "sr").exists()
