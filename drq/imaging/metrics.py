@@ -27,6 +27,9 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 DATA_RANGE = 255.0
+BAND_ROWS = 256
+"""Rows per band of the Y conversion and of the SSIM map: a few MB of temporaries per band, where the
+whole 16 M-pixel image (the pixel limit) needed about 1.8 GB of float64 planes."""
 
 
 def rgb_to_y(img: npt.NDArray[np.uint8], round_y: bool = False) -> npt.NDArray[np.float64]:
@@ -42,10 +45,15 @@ def rgb_to_y(img: npt.NDArray[np.uint8], round_y: bool = False) -> npt.NDArray[n
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         described = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         raise ImageError(f"rgb_to_y: expected a uint8 H x W x 3 array, got {described}")
-    y = img.astype(np.float64) @ _Y_WEIGHTS / 255.0 + 16.0
-    if round_y:
-        # Y >= 16, so floor(y + 0.5) is MATLAB's round-half-away-from-zero.
-        y = np.floor(y + 0.5)
+    y = np.empty(img.shape[:2], dtype=np.float64)
+    # In bands of rows: the float64 copy of a whole 16 M-pixel RGB image alone would be 384 MB. Each row
+    # is computed exactly as for the whole image, so the bands change no bit.
+    for r0 in range(0, img.shape[0], BAND_ROWS):
+        band = y[r0 : r0 + BAND_ROWS]
+        np.add(img[r0 : r0 + BAND_ROWS].astype(np.float64) @ _Y_WEIGHTS / 255.0, 16.0, out=band)
+        if round_y:
+            # Y >= 16, so floor(y + 0.5) is MATLAB's round-half-away-from-zero.
+            np.floor(band + 0.5, out=band)
     return y
 
 
@@ -86,7 +94,8 @@ def psnr_y(
         ImageError: Shapes differ, inputs are not uint8 RGB, or nothing is left after cropping.
     """
     y_sr, y_hr = _cropped_y_pair(sr, hr, crop_border, round_y, 1, "psnr_y")
-    mse = float(np.mean((y_sr - y_hr) ** 2))
+    diff = y_sr - y_hr
+    mse = float(np.mean(np.multiply(diff, diff, out=diff)))  # one temporary plane, the same bits as ** 2
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(DATA_RANGE**2 / mse)
@@ -144,4 +153,15 @@ def ssim_y(
         ImageError: Shapes differ, inputs are not uint8 RGB, or fewer than 11 x 11 pixels remain.
     """
     y_sr, y_hr = _cropped_y_pair(sr, hr, crop_border, round_y, SSIM_WINDOW, "ssim_y")
-    return float(np.mean(ssim_map(y_sr, y_hr)))
+    return float(np.mean(banded_ssim_map(y_sr, y_hr)))
+
+
+def banded_ssim_map(y1: npt.NDArray[np.float64], y2: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """`ssim_map`, computed `BAND_ROWS` map rows at a time: every value is computed exactly as on the
+    whole image (the filters read the same pixels in the same order), with one band's temporaries."""
+    rows = y1.shape[0] - SSIM_WINDOW + 1
+    out = np.empty((rows, y1.shape[1] - SSIM_WINDOW + 1), dtype=np.float64)
+    for r0 in range(0, rows, BAND_ROWS):
+        r1 = min(rows, r0 + BAND_ROWS)
+        out[r0:r1] = ssim_map(y1[r0 : r1 + SSIM_WINDOW - 1], y2[r0 : r1 + SSIM_WINDOW - 1])
+    return out

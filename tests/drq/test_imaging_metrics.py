@@ -108,3 +108,25 @@ def test_shape_and_size_errors() -> None:
         ssim_y(a, a, 5)
     with pytest.raises(ImageError, match=r"^rgb_to_y: expected a uint8 H x W x 3 array, got float64"):
         rgb_to_y(a.astype(np.float64))
+
+
+@pytest.mark.parametrize("round_y", [False, True])
+def test_banded_metrics_equal_the_whole_image_bit_for_bit(monkeypatch, round_y: bool) -> None:
+    # Bands of 7 rows on a 45-row image: many bands, a short last one, bands shorter than the window.
+    from drq.imaging import metrics
+
+    rng = np.random.default_rng(5)
+    hr = rng.integers(0, 256, (45, 23, 3), dtype=np.uint8)
+    sr = np.clip(hr.astype(np.int16) + rng.integers(-9, 10, hr.shape), 0, 255).astype(np.uint8)
+
+    def whole_y(img: np.ndarray) -> np.ndarray:
+        y = img.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255.0 + 16.0
+        return np.floor(y + 0.5) if round_y else y
+
+    y_sr, y_hr = whole_y(sr)[3:-3, 3:-3], whole_y(hr)[3:-3, 3:-3]
+    whole_ssim = float(np.mean(metrics.ssim_map(y_sr, y_hr)))
+    whole_psnr = 10.0 * math.log10(255.0**2 / float(np.mean((y_sr - y_hr) ** 2)))
+    monkeypatch.setattr(metrics, "BAND_ROWS", 7)
+    np.testing.assert_array_equal(rgb_to_y(sr, round_y), whole_y(sr))
+    assert ssim_y(sr, hr, crop_border=3, round_y=round_y) == whole_ssim
+    assert psnr_y(sr, hr, crop_border=3, round_y=round_y) == whole_psnr
