@@ -132,28 +132,29 @@ def _tiling(args: argparse.Namespace, runner) -> tuple[TileSettings, int | None]
     return resolve_tiling(args, args.engine.parent / manifest.onnx, manifest.profile.max), None
 
 
-# Options of the local runners and their defaults. With --server, tiling and the runtime are the server's
-# (set when its repository was made: `drq triton-repo --tile/--overlap/--batch ...`), so a value
-# given here would be silently ignored; it is refused instead.
-_LOCAL_ONLY = {"tile": None, "overlap": None, "batch": 1, "threads": 0, "cuda": False, "cuda_binding": "auto"}
+# Options of the local runners. With --server, tiling and the runtime are the server's (set when its
+# repository was made by `drq triton-repo`), so a value given here would be silently ignored; it is
+# refused instead.
+_LOCAL_ONLY = ("tile", "overlap", "batch", "threads", "cuda", "cuda_binding")
 
 
 def check_source_options(args: argparse.Namespace) -> None:
-    """Refuse options that the chosen source does not use.
+    """Refuse options that the chosen source does not use (any value other than the default).
 
     Raises:
         ServeError: a local-runner option with --server, or --server-timeout without it.
     """
+    parser = _parser()
     if not args.server:
-        if args.server_timeout != _parser().get_default("server_timeout"):
+        if args.server_timeout != parser.get_default("server_timeout"):
             raise ServeError("--server-timeout: only used with --server")
         return
-    for name, default in _LOCAL_ONLY.items():
-        if getattr(args, name) != default:
+    for name in _LOCAL_ONLY:
+        if getattr(args, name) != parser.get_default(name):
             flag = "--" + name.replace("_", "-")
             raise ServeError(
                 f"{flag}: not used with --server (the server tiles and runs with the settings of its "
-                "repository: `drq triton-repo --tile/--overlap/--batch`)"
+                "repository, made by `drq triton-repo`)"
             )
 
 
