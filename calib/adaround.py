@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,11 +147,18 @@ def model_blocks(
                 holders[full] = child
 
     collect(model, "")
+    return [(name, holders[name]) for name in first_run_order(model, holders, batch)]
+
+
+def first_run_order(model: nn.Module, modules: dict[str, nn.Module], batch: torch.Tensor) -> list[str]:
+    """Names of `modules` (submodules of `model`) in the order one FP forward pass on `batch` first runs
+    them; modules that never run are left out."""
     order: list[str] = []
-    handles = [
-        child.register_forward_pre_hook(lambda _m, _a, _n=name: order.append(_n) if _n not in order else None)
-        for name, child in holders.items()
-    ]
+
+    def seen(name: str) -> Callable[..., None]:
+        return lambda *_: order.append(name) if name not in order else None
+
+    handles = [module.register_forward_pre_hook(seen(name)) for name, module in modules.items()]
     try:
         with torch.no_grad():
             set_quant_enabled(model, False)
@@ -160,7 +167,7 @@ def model_blocks(
         set_quant_enabled(model, True)
         for h in handles:
             h.remove()
-    return [(name, holders[name]) for name in order]
+    return order
 
 
 def block_io(

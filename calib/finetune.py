@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from calib.errors import CalibError
-from calib.quantizers import DualRegionActQuantizer, QuantLayer, set_quant_enabled
+from calib.quantizers import DualRegionActQuantizer, QuantLayer, capture_first_inputs, set_quant_enabled
 from calib.saft_loss import check_fp_targets, fp_is_normalised, fp_target, sensitivity_loss
 
 GROUPS = ("weight_scale", "act_bounds", "breakpoint")
@@ -145,22 +145,6 @@ def _project(floors: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
             torch.maximum(p, floor, out=p)
 
 
-def _capture(
-    layers: dict[str, QuantLayer],
-    store: dict[str, torch.Tensor],
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> None:
-    """Record each layer's first input of the next forward pass in `store` (optionally transformed)."""
-    for name, layer in layers.items():
-
-        def hook(x: torch.Tensor, _name: str = name) -> None:
-            # First call only: a layer executed twice keeps its first input (weight sharing is rare).
-            if _name not in store:
-                store[_name] = x if transform is None else transform(x)
-
-        layer.input_hook = hook
-
-
 @dataclass
 class _Trainer:
     """One finetuning run's state: the parameter groups, optimiser, schedule and floors."""
@@ -220,7 +204,7 @@ def _fp_targets(trainer: _Trainer, batch: torch.Tensor) -> tuple[dict[str, torch
     feats: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         set_quant_enabled(trainer.model, False)
-        _capture(trainer.layers, feats, fp_target)
+        capture_first_inputs(trainer.layers, feats, fp_target)
         out = trainer.model(batch)
     set_quant_enabled(trainer.model, True)
     check_fp_targets(feats)
@@ -231,7 +215,7 @@ def _step(trainer: _Trainer, batch: torch.Tensor, active: list[nn.Parameter]) ->
     """One batch: FP targets, the quantized pass, L = L_sen + rec_weight L_rec, an Adam step."""
     fp_feats, out_fp = _fp_targets(trainer, batch)
     q_feats: dict[str, torch.Tensor] = {}
-    _capture(trainer.layers, q_feats)
+    capture_first_inputs(trainer.layers, q_feats)
     out_q = trainer.model(batch)
     l_rec = (out_q - out_fp).abs().mean()
     l_sen = sensitivity_loss(fp_feats, q_feats, trainer.weights, fp_normalised=fp_is_normalised())

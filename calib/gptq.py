@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calib.adaround import StopForward, block_io, model_blocks
+from calib.adaround import StopForward, block_io, first_run_order, model_blocks
 from calib.errors import CalibError
-from calib.quantizers import QuantLayer, WeightQuantizer, set_quant_enabled
+from calib.quantizers import QuantLayer, WeightQuantizer, capture_first_inputs, set_quant_enabled
 from calib.quantizers.uniform import positive_scale
 
 GPTQ_TARGETS = ("fp", "quantized")
@@ -172,22 +172,19 @@ def capture_fp_inputs(
     """Each of `layers`' raw FP input (its first call) per batch, from one FP pass of `runner` per batch
     (the FP model does not change while the weights are rounded); None when one of them does not run."""
     seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    for batch_index, batch in enumerate(inputs):
-        for name, layer in layers.items():
-
-            def hook(x: torch.Tensor, _n: str = name, _i: int = batch_index) -> None:
-                if len(seen[_n]) == _i:  # first call of this batch only
-                    seen[_n].append(x.float())
-
-            layer.input_hook = hook
-        set_quant_enabled(runner, False)
-        try:
+    set_quant_enabled(runner, False)
+    try:
+        for batch in inputs:
+            store: dict[str, torch.Tensor] = {}
+            capture_first_inputs(layers, store, lambda x: x.float())
             with torch.no_grad():
                 runner(batch)
-        finally:
-            for layer in layers.values():
-                layer.input_hook = None
-            set_quant_enabled(runner, True)
+            for name, x in store.items():
+                seen[name].append(x)
+    finally:
+        for layer in layers.values():
+            layer.input_hook = None
+        set_quant_enabled(runner, True)
     return seen if all(len(v) == len(inputs) for v in seen.values()) else None
 
 
@@ -373,7 +370,7 @@ def gptq(
     data = list(batches)[: config.batches]
     model.eval()
     set_quant_enabled(model, True)
-    order = _execution_order(model, layers, data[0])
+    order = first_run_order(model, layers, data[0])
     bar = progress(len(order), "gptq") if progress is not None else None
     logs: list[LayerLog] = []
     skipped: list[str] = [name for name in layers if name not in order]
@@ -416,17 +413,3 @@ def _block_inputs(
     if quantized is None or (fp_target and fp is None):
         return model, data, (data if fp_target else None)
     return block, quantized, fp
-
-
-def _execution_order(model: nn.Module, layers: dict[str, QuantLayer], batch: torch.Tensor) -> list[str]:
-    """Names of `layers` in the order one forward pass first runs them."""
-    order: list[str] = []
-    for name, layer in layers.items():
-        layer.input_hook = lambda _x, _n=name: order.append(_n) if _n not in order else None
-    try:
-        with torch.no_grad():
-            model(batch)
-    finally:
-        for layer in layers.values():
-            layer.input_hook = None
-    return order

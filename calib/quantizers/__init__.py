@@ -11,6 +11,7 @@ from calib.quantizers.fp8 import FP8ActQuantizer, FP8WeightQuantizer
 from calib.quantizers.layers import (
     QuantLayer,
     apply_recipe,
+    capture_first_inputs,
     layer_op,
     output_channel_axis,
     quant_layers,
@@ -30,6 +31,7 @@ __all__ = [
     "UniformActQuantizer",
     "WeightQuantizer",
     "apply_recipe",
+    "capture_first_inputs",
     "layer_op",
     "output_channel_axis",
     "quant_layers",

@@ -173,6 +173,23 @@ def wrap_model(model: nn.Module, names: Iterable[str] | None = None) -> dict[str
     return wrapped
 
 
+def capture_first_inputs(
+    layers: dict[str, QuantLayer],
+    store: dict[str, torch.Tensor],
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Record each layer's first input of the next forward pass in `store` (optionally transformed),
+    through its `input_hook`; the caller clears the hooks."""
+    for name, layer in layers.items():
+
+        def hook(x: torch.Tensor, _name: str = name) -> None:
+            # First call only: a layer executed twice keeps its first input (weight sharing is rare).
+            if _name not in store:
+                store[_name] = x if transform is None else transform(x)
+
+        layer.input_hook = hook
+
+
 def set_quant_enabled(model: nn.Module, enabled: bool) -> None:
     """Switch every QuantLayer of `model` between fake-quantized and exact FP forward."""
     for module in model.modules():
