@@ -88,6 +88,8 @@ DRQ_METHODS = DRQ_METHOD_NAMES
 SAFT_METHODS = ("drq+saft", "drq+adaround+saft", "drq+gptq+saft")
 ADAROUND_METHODS = ("drq+adaround", "drq+adaround+saft")
 GPTQ_METHODS = ("drq+gptq", "drq+gptq+saft", "mse+gptq")
+UNIFORM_RULE_OF = {"mse+gptq": "mse"}
+"""Baselines whose activation steps follow another baseline's rule (they differ only in the weights)."""
 PROTECTED_BITS = 8
 
 
@@ -293,7 +295,8 @@ def _observe(
     config: QuantizeConfig,
     progress: ProgressFactory | None,
 ) -> dict[str, _Observed]:
-    needs_hist = config.method in ("percentile", "mse", "entropy", "mse+gptq") or config.searches_breakpoint
+    rule = UNIFORM_RULE_OF.get(config.method, config.method)
+    needs_hist = rule in ("percentile", "mse", "entropy") or config.searches_breakpoint
     needs_dual = config.method in DRQ_METHODS
     observed: dict[str, _Observed] = {}
     for name, layer in layers.items():
@@ -334,14 +337,15 @@ def _weight_quantizer(layer: QuantLayer, bits: int, config: QuantizeConfig) -> W
 
 
 def _uniform_amax(obs: _Observed, bits: int, config: QuantizeConfig) -> float:
-    if config.method == "minmax":
+    rule = UNIFORM_RULE_OF.get(config.method, config.method)
+    if rule == "minmax":
         return obs.minmax.amax
     assert obs.hist is not None  # created for these methods by _observe
     if obs.hist.width == 0.0:
         return 0.0
-    if config.method == "percentile":
+    if rule == "percentile":
         return percentile_amax(obs.hist, config.percentile)
-    if config.method in ("mse", "mse+gptq"):
+    if rule == "mse":
         return mse_amax(obs.hist, bits)
     return entropy_amax(obs.hist, entropy_levels(bits))
 

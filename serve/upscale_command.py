@@ -138,13 +138,12 @@ def _tiling(args: argparse.Namespace, runner) -> tuple[TileSettings, int | None]
 _LOCAL_ONLY = ("tile", "overlap", "batch", "threads", "cuda", "cuda_binding")
 
 
-def check_source_options(args: argparse.Namespace) -> None:
-    """Refuse options that the chosen source does not use (any value other than the default).
+def check_source_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse options that the chosen source does not use (any value other than `parser`'s default).
 
     Raises:
         ServeError: a local-runner option with --server, or --server-timeout without it.
     """
-    parser = _parser()
     if not args.server:
         if args.server_timeout != parser.get_default("server_timeout"):
             raise ServeError("--server-timeout: only used with --server")
@@ -187,8 +186,9 @@ def _upscale_all(args, runner, images: Sequence[Path], targets: Sequence[Path]) 
 
 def main(argv: list[str]) -> int:
     """Entry point of `drq upscale`."""
-    args = _parser().parse_args(argv)
-    check_source_options(args)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    check_source_options(args, parser)
     if args.max_pixels is not None:
         set_pixel_limit(args.max_pixels)
     images = collect_inputs(args.inputs)
